@@ -1,0 +1,57 @@
+// Package configs owns moat's YAML configuration: the schema, its defaults,
+// strict decoding, validation with file:line errors, and the embedded default
+// configuration. It must not touch the network or the firewall.
+package configs
+
+import (
+	"time"
+
+	"github.com/moatproj/moat/jail"
+)
+
+// Config is a whole, validated configuration.
+type Config struct {
+	// File is where the configuration came from ("(embedded default)" for the default).
+	File     string
+	StateDir string
+	Socket   string
+	Firewall Firewall
+	Metrics  Metrics
+	// Jails are the enabled jails, in file order.
+	Jails []Jail
+}
+
+// Firewall is the firewall section.
+type Firewall struct {
+	// Backend is "auto", "nftables" or "none".
+	Backend string
+	// Table is the name of the nftables table moat owns (inet family).
+	Table string
+	// Check is how often the table is checked for having been flushed.
+	Check time.Duration
+}
+
+// Metrics is the metrics section; an empty Listen serves no metrics.
+type Metrics struct {
+	Listen string
+}
+
+// Jail is one jail as configured: the engine's settings plus where its
+// failures come from.
+type Jail struct {
+	jail.Config
+	Filter Filter
+	// LogPath lists paths and globs to follow.
+	LogPath []string
+	// Line is the line of the jail's key in the file, for messages.
+	Line int
+}
+
+// Filter names a filter (a built-in name, a name with options such as
+// "sshd[mode=aggressive]", or a path to a filter.d file) or gives the
+// regexes inline.
+type Filter struct {
+	Name        string
+	FailRegex   []string
+	IgnoreRegex []string
+}

@@ -1,0 +1,23 @@
+// Package filters turns log text into failures: it reads filters in fail2ban's
+// filter.d format, substitutes <HOST> and the other tags, detects the date
+// written in a line, and matches. It ships moat's own built-in filters.
+// It must not decide bans: that is the jail package's job.
+package filters
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Match is what a filter found in one log line.
+type Match struct {
+	// Addr is the address the failure is attributed to (<HOST>, <ADDR>, …).
+	Addr netip.Addr
+	// Time is the time written in the line; when the line has no date it is
+	// the reference time passed to Filter.Match.
+	Time time.Time
+	// User is the <F-USER> group, if the regex has one.
+	User string
+	// ID is the <F-ID> group, if any.
+	ID string
+}

@@ -1,0 +1,100 @@
+// Package jail turns failures into bans: per-jail windows and thresholds,
+// escalation for repeat offenders, ignore lists, the active-ban state in
+// go-memdb made durable in the state directory, and the control API served
+// to the CLI (sub-package control).
+// It must not know nftables or HTTP routing: it talks to the kernel through
+// the small Firewall interface it declares.
+package jail
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/moatproj/moat/firewall"
+)
+
+// Config is one jail's effective settings.
+type Config struct {
+	Name     string
+	MaxRetry int
+	FindTime time.Duration
+	// BanTime is the base ban duration; negative means no end.
+	BanTime   time.Duration
+	Increment Increment
+	// IgnoreIP lists addresses and prefixes never banned by this jail.
+	IgnoreIP []netip.Prefix
+	// IgnoreSelf keeps the host's own addresses from being banned (default true).
+	IgnoreSelf bool
+	// IPv6Prefix is the prefix length IPv6 addresses are banned by (128: the
+	// single address; 64: the /64 it sits in).
+	IPv6Prefix int
+	// Ports are the host ports the firewall's drop rule covers (all when empty).
+	Ports []firewall.PortRange
+}
+
+// Increment is fail2ban's bantime.increment for repeat offenders.
+type Increment struct {
+	Enabled bool
+	// Factor multiplies the base ban time (default 1).
+	Factor float64
+	// MaxTime caps the result (0: no cap).
+	MaxTime time.Duration
+	// Multipliers, when set, replace the default doubling: the n-th repeat
+	// ban lasts BanTime*Factor*Multipliers[min(n, len-1)].
+	Multipliers []float64
+	// RndTime adds a random duration up to this much (0: none).
+	RndTime time.Duration
+}
+
+// Failure is one failure found in a log line (or reported by the proxy).
+// Time is the time written in the line, not the time it was read.
+type Failure struct {
+	Jail string
+	Addr netip.Addr
+	Time time.Time
+}
+
+// Ban is one active ban as the engine and the control API report it.
+type Ban struct {
+	Jail     string       `json:"jail"`
+	Prefix   netip.Prefix `json:"ip"`
+	BannedAt time.Time    `json:"banned_at"`
+	// Expires is the zero time for a ban without end.
+	Expires time.Time `json:"expires_at"`
+	// Count is how many times this prefix has been banned in this jail,
+	// this ban included.
+	Count int `json:"count"`
+	// Failures is the number of failures that led to the ban (0 for a
+	// manual ban).
+	Failures int `json:"failures"`
+}
+
+// Status is one jail's counters, as `moat status` shows them.
+type Status struct {
+	Jail            string         `json:"jail"`
+	Files           []string       `json:"files"`
+	CurrentlyFailed int            `json:"currently_failed"`
+	TotalFailed     int            `json:"total_failed"`
+	CurrentlyBanned int            `json:"currently_banned"`
+	TotalBanned     int            `json:"total_banned"`
+	Banned          []netip.Prefix `json:"banned"`
+}
+
+// ErrUnknownJail is returned (wrapped) for a jail name that is not configured.
+var ErrUnknownJail = errors.New("unknown jail")
+
+// ErrNotBanned is returned (wrapped) by an unban of a prefix that is not banned.
+var ErrNotBanned = errors.New("not banned")
+
+// RefusedError is returned when a ban is refused: loopback, one of the
+// host's own addresses, an ignoreip entry, or a prefix too wide.
+type RefusedError struct {
+	Prefix netip.Prefix
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("refusing to ban %s: %s", e.Prefix, e.Reason)
+}
