@@ -20,4 +20,7 @@ type Match struct {
 	User string
 	// ID is the <F-ID> group, if any.
 	ID string
+	// Prefix is set when the regex captured a subnet (<SUBNET> with a
+	// /bits part, or <CIDR>): the masked prefix of Addr; zero otherwise.
+	Prefix netip.Prefix
 }

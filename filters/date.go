@@ -1,0 +1,341 @@
+package filters
+
+import (
+	"time"
+)
+
+// Date detection, as fail2ban does it by default (no datepattern):
+//
+// fail2ban looks for a date anywhere in the line with its list of default
+// templates and, when one matches, splits the line into (before, date,
+// after). The failregex is then searched in before+after plus "\n": the
+// date text is cut out and the rest joined, so "^" means the start of what
+// is left. A syslog line "Nov 26 21:19:40 host sshd[1]: msg" becomes
+// " host sshd[1]: msg" (note the leading space); an access log line
+// `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET …` becomes
+// `192.0.2.1 - - [] "GET …` (the brackets stay); nginx's error log
+// "2026/11/26 21:19:40 [error] …" becomes " [error] …". moat does the same
+// without the "\n" (a Go "$" is the end of the text; Python's "$" matches
+// before that final newline, so both read a line the same way).
+//
+// Dates without a year take the reference time's year, or the year before
+// when that puts them more than a day after the reference time. Dates
+// without a zone are read in the filter's location.
+//
+// The formats found, leftmost first, at the start of the line or after a
+// character that is neither letter nor digit:
+//
+//	Nov 26 21:19:40 / Nov  6 21:19:40 [2026]   syslog (BSD), optional year
+//	Thu Nov 26 21:19:40 2026                   ctime
+//	2026-11-26T21:19:40[.123][Z|+01:00|+0100]  ISO 8601 / RFC 3339 ('T' or ' ', ',' or '.')
+//	2026/11/26 21:19:40                        nginx error log (also 2026.11.26)
+//	26/Nov/2026:21:19:40 +0000                 Common Log Format
+//	1764192000[.123]                           epoch seconds, at line start or after a leading '['
+//
+// A later datepattern option plugs in by replacing dateFunc in the Filter.
+
+// dateFunc finds the date in line: its byte span and its time.
+type dateFunc func(line string, ref time.Time, loc *time.Location) (start, end int, t time.Time, ok bool)
+
+// findDate is the default dateFunc.
+func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t time.Time, ok bool) {
+	if loc == nil {
+		loc = time.Local
+	}
+	// Epoch only where fail2ban looks for it: at the start, bare or in [].
+	if e, t, ok := parseEpoch(line, 0); ok {
+		return 0, e, t, true
+	}
+	if len(line) > 0 && line[0] == '[' {
+		if e, t, ok := parseEpoch(line, 1); ok && e < len(line) && line[e] == ']' {
+			return 1, e, t, true
+		}
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if i > 0 && isAlnum(line[i-1]) {
+			continue
+		}
+		switch {
+		case c >= '0' && c <= '9':
+			if e, t, ok := parseNumericDate(line, i, loc); ok {
+				return i, e, t, true
+			}
+		case c >= 'A' && c <= 'Z':
+			if e, t, ok := parseSyslogDate(line, i, ref, loc); ok {
+				return i, e, t, true
+			}
+		}
+	}
+	return 0, 0, time.Time{}, false
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// digits reads exactly n digits at i.
+func digits(s string, i, n int) (int, bool) {
+	if i+n > len(s) {
+		return 0, false
+	}
+	v := 0
+	for k := i; k < i+n; k++ {
+		if !isDigit(s[k]) {
+			return 0, false
+		}
+		v = v*10 + int(s[k]-'0')
+	}
+	return v, true
+}
+
+// boundaryAt reports whether position i ends a token: end of line or a
+// character that is not a letter or digit.
+func boundaryAt(s string, i int) bool { return i >= len(s) || !isAlnum(s[i]) }
+
+var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+// month reads a three-letter English month name at i (case as written in logs).
+func month(s string, i int) (time.Month, bool) {
+	if i+3 > len(s) {
+		return 0, false
+	}
+	m := s[i : i+3]
+	for k, name := range months {
+		if m == name {
+			return time.Month(k + 1), true
+		}
+	}
+	return 0, false
+}
+
+func weekday(s string, i int) bool {
+	if i+3 > len(s) {
+		return false
+	}
+	switch s[i : i+3] {
+	case "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun":
+		return true
+	}
+	return false
+}
+
+// clock reads HH:MM:SS at i and returns the index after it.
+func clock(s string, i int) (h, m, sec, end int, ok bool) {
+	var ok1, ok2, ok3 bool
+	h, ok1 = digits(s, i, 2)
+	m, ok2 = digits(s, i+3, 2)
+	sec, ok3 = digits(s, i+6, 2)
+	if !ok1 || !ok2 || !ok3 || s[i+2] != ':' || s[i+5] != ':' || h > 23 || m > 59 || sec > 60 {
+		return 0, 0, 0, 0, false
+	}
+	if sec == 60 {
+		sec = 59
+	}
+	return h, m, sec, i + 8, true
+}
+
+// fraction reads [.,]digits at i (up to 9 used) and returns nanoseconds.
+func fraction(s string, i int, seps string) (ns, end int) {
+	if i+1 >= len(s) || (s[i] != '.' && !(s[i] == ',' && len(seps) > 1)) || !isDigit(s[i+1]) {
+		return 0, i
+	}
+	j, scale := i+1, 100000000
+	for j < len(s) && isDigit(s[j]) {
+		ns += int(s[j]-'0') * scale
+		scale /= 10
+		j++
+	}
+	return ns, j
+}
+
+// zone reads Z, ±hh:mm, ±hhmm or ±hh at i (after an optional space when
+// space is true).
+func zone(s string, i int, space bool) (*time.Location, int, bool) {
+	j := i
+	if space && j < len(s) && s[j] == ' ' {
+		j++
+	}
+	if j < len(s) && s[j] == 'Z' && boundaryAt(s, j+1) {
+		return time.UTC, j + 1, true
+	}
+	if j >= len(s) || (s[j] != '+' && s[j] != '-') {
+		return nil, i, false
+	}
+	sign := 1
+	if s[j] == '-' {
+		sign = -1
+	}
+	hh, ok := digits(s, j+1, 2)
+	if !ok {
+		return nil, i, false
+	}
+	k := j + 3
+	mm := 0
+	if v, ok := digits(s, k, 2); ok {
+		mm, k = v, k+2
+	} else if k < len(s) && s[k] == ':' {
+		if v, ok := digits(s, k+1, 2); ok {
+			mm, k = v, k+3
+		}
+	}
+	if hh > 14 || mm > 59 || !boundaryAt(s, k) {
+		return nil, i, false
+	}
+	off := sign * (hh*3600 + mm*60)
+	if off == 0 {
+		return time.UTC, k, true
+	}
+	return time.FixedZone("", off), k, true
+}
+
+func validDay(y int, m time.Month, d int) bool {
+	if d < 1 || d > 31 {
+		return false
+	}
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Day() == d
+}
+
+// parseNumericDate reads the formats that start with a digit at i.
+func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	if y, ok := digits(s, i, 4); ok && i+4 < len(s) {
+		sep := s[i+4]
+		if sep != '-' && sep != '/' && sep != '.' {
+			return 0, time.Time{}, false
+		}
+		mo, ok1 := digits(s, i+5, 2)
+		d, ok2 := digits(s, i+8, 2)
+		if !ok1 || !ok2 || s[i+7] != sep || mo < 1 || mo > 12 || !validDay(y, time.Month(mo), d) {
+			return 0, time.Time{}, false
+		}
+		k := i + 10
+		if k >= len(s) || (s[k] != 'T' && s[k] != ' ') {
+			return 0, time.Time{}, false
+		}
+		k++
+		if k < len(s) && s[k] == ' ' && s[k-1] == ' ' {
+			k++
+		}
+		h, m, sec, end, ok := clock(s, k)
+		if !ok {
+			return 0, time.Time{}, false
+		}
+		ns, end := fraction(s, end, ".,")
+		if z, zend, ok := zone(s, end, sep == '-'); ok {
+			loc, end = z, zend
+		}
+		if !boundaryAt(s, end) {
+			return 0, time.Time{}, false
+		}
+		return end, time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
+	}
+	// Common Log Format: 26/Nov/2026:21:19:40 +0000
+	d, ok := digits(s, i, 2)
+	if !ok || i+2 >= len(s) || s[i+2] != '/' {
+		return 0, time.Time{}, false
+	}
+	mo, ok := month(s, i+3)
+	if !ok || i+6 >= len(s) || s[i+6] != '/' {
+		return 0, time.Time{}, false
+	}
+	y, ok := digits(s, i+7, 4)
+	if !ok || i+11 >= len(s) || s[i+11] != ':' || !validDay(y, mo, d) {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := clock(s, i+12)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	ns, end := fraction(s, end, ".")
+	if z, zend, ok := zone(s, end, true); ok {
+		loc, end = z, zend
+	}
+	if !boundaryAt(s, end) {
+		return 0, time.Time{}, false
+	}
+	return end, time.Date(y, mo, d, h, m, sec, ns, loc), true
+}
+
+// parseSyslogDate reads "[Www ]Mon dD HH:MM:SS[ YYYY]" at i.
+func parseSyslogDate(s string, i int, ref time.Time, loc *time.Location) (int, time.Time, bool) {
+	k := i
+	ctime := false
+	if weekday(s, k) && k+4 < len(s) && s[k+3] == ' ' {
+		k += 4
+		ctime = true
+	}
+	mo, ok := month(s, k)
+	if !ok || k+4 >= len(s) || s[k+3] != ' ' {
+		return 0, time.Time{}, false
+	}
+	k += 4
+	if s[k] == ' ' {
+		k++
+	}
+	var d int
+	if v, ok := digits(s, k, 2); ok {
+		d, k = v, k+2
+	} else if v, ok := digits(s, k, 1); ok {
+		d, k = v, k+1
+	} else {
+		return 0, time.Time{}, false
+	}
+	if k+1 >= len(s) || s[k] != ' ' {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := clock(s, k+1)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	ns, end := fraction(s, end, ".")
+	year, hasYear := 0, false
+	if end+5 <= len(s) && s[end] == ' ' {
+		if y, ok := digits(s, end+1, 4); ok && boundaryAt(s, end+5) {
+			year, hasYear, end = y, true, end+5
+		}
+	}
+	if ctime && !hasYear {
+		return 0, time.Time{}, false
+	}
+	if !boundaryAt(s, end) {
+		return 0, time.Time{}, false
+	}
+	if hasYear {
+		if !validDay(year, mo, d) {
+			return 0, time.Time{}, false
+		}
+		return end, time.Date(year, mo, d, h, m, sec, ns, loc), true
+	}
+	refY := ref.In(loc).Year()
+	if !validDay(refY, mo, d) && !validDay(refY-1, mo, d) {
+		return 0, time.Time{}, false
+	}
+	t := time.Date(refY, mo, d, h, m, sec, ns, loc)
+	if t.After(ref.Add(24*time.Hour)) || !validDay(refY, mo, d) {
+		t = time.Date(refY-1, mo, d, h, m, sec, ns, loc)
+	}
+	return end, t, true
+}
+
+// parseEpoch reads 10 or 11 digits of Unix seconds at i with an optional
+// fraction, ending at a token boundary.
+func parseEpoch(s string, i int) (int, time.Time, bool) {
+	j := i
+	for j < len(s) && isDigit(s[j]) {
+		j++
+	}
+	if n := j - i; n < 10 || n > 11 {
+		return 0, time.Time{}, false
+	}
+	var sec int64
+	for k := i; k < j; k++ {
+		sec = sec*10 + int64(s[k]-'0')
+	}
+	ns, end := fraction(s, j, ".")
+	if !boundaryAt(s, end) || (end < len(s) && (s[end] == '.' || s[end] == '-' || s[end] == '/')) {
+		return 0, time.Time{}, false
+	}
+	return end, time.Unix(sec, int64(ns)), true
+}

@@ -1,0 +1,361 @@
+package filters
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+//go:embed builtin/*.conf
+var builtinFS embed.FS
+
+// ErrNoFilter is wrapped by Loader.Load when no filter has the name asked for.
+var ErrNoFilter = errors.New("no such filter")
+
+// Builtins returns the names of the filters compiled into moat, sorted.
+func Builtins() []string {
+	entries, _ := fs.ReadDir(builtinFS, "builtin")
+	var names []string
+	for _, e := range entries {
+		n, ok := strings.CutSuffix(e.Name(), ".conf")
+		if !ok || n == "common" {
+			continue
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Loader finds and compiles filters. The zero value loads built-ins in
+// time.Local. A Loader is safe for concurrent use as long as its fields are
+// not changed.
+type Loader struct {
+	// Dirs are filter.d-style directories searched, in order, for
+	// <dir>/<name>.conf and <dir>/<name>.local before the built-ins.
+	Dirs []string
+	// Location is the zone of dates written without one (nil: time.Local).
+	Location *time.Location
+}
+
+// Load compiles the filter named by spec: a built-in or Dirs name ("sshd"),
+// a name with options ("sshd[mode=aggressive]"), or a path to a file (spec
+// contains '/' or ends in ".conf"). An unknown name gives an error that
+// wraps ErrNoFilter; a bad file or regex gives an error naming the file, the
+// line and the regex.
+func (l *Loader) Load(spec string) (*Filter, error) {
+	name, opts, err := parseSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("load filter %q: %w", spec, err)
+	}
+	doc := newIniDoc()
+	display := name
+	if strings.Contains(name, "/") || strings.HasSuffix(name, ".conf") || strings.HasSuffix(name, ".local") {
+		abs, err := filepath.Abs(name)
+		if err != nil {
+			return nil, fmt.Errorf("load filter %q: %w", spec, err)
+		}
+		if err := readIni(doc, rootFS{}, strings.TrimPrefix(abs, "/"), 0); err != nil {
+			return nil, fmt.Errorf("load filter %q: %w", spec, err)
+		}
+		display = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(name), ".conf"), ".local")
+	} else {
+		found := false
+		for _, dir := range l.Dirs {
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				continue
+			}
+			base := strings.TrimPrefix(filepath.Join(abs, name), "/")
+			if !exists(base+".conf") && !exists(base+".local") {
+				continue
+			}
+			if err := readIni(doc, rootFS{}, base+".conf", 0); err != nil {
+				return nil, fmt.Errorf("load filter %q: %w", spec, err)
+			}
+			found = true
+			break
+		}
+		if !found {
+			if _, err := fs.Stat(builtinFS, "builtin/"+name+".conf"); err != nil {
+				where := append(append([]string{}, l.Dirs...), "the built-in filters")
+				return nil, fmt.Errorf("load filter %q: %w (looked in %s)", spec, ErrNoFilter, strings.Join(where, ", "))
+			}
+			if err := readIni(doc, builtinFS, "builtin/"+name+".conf", 0); err != nil {
+				return nil, fmt.Errorf("load filter %q: %w", spec, err)
+			}
+		}
+	}
+	f, err := l.build(display, doc, opts)
+	if err != nil {
+		return nil, fmt.Errorf("load filter %q: %w", spec, err)
+	}
+	return f, nil
+}
+
+// Inline compiles a filter from regexes given directly (a jail's inline
+// failregex/ignoreregex). Errors name the regex by its index.
+func (l *Loader) Inline(name string, failregex, ignoreregex []string) (*Filter, error) {
+	doc := newIniDoc()
+	sec := doc.section("Definition")
+	add := func(key string, list []string) {
+		v := &iniValue{val: strings.Join(list, "\n"), file: "inline " + key}
+		sec.set(key, v)
+	}
+	add("failregex", failregex)
+	add("ignoreregex", ignoreregex)
+	f, err := l.build(name, doc, nil)
+	if err != nil {
+		return nil, fmt.Errorf("inline filter %q: %w", name, err)
+	}
+	return f, nil
+}
+
+// rootFS reads absolute paths (given without the leading '/') from the OS.
+type rootFS struct{}
+
+func (rootFS) Open(name string) (fs.File, error) { return os.Open("/" + name) }
+
+func exists(rel string) bool {
+	_, err := os.Stat("/" + rel)
+	return err == nil
+}
+
+// parseSpec splits "name[key=value, key2="v"]" into the name and options.
+func parseSpec(spec string) (string, map[string]string, error) {
+	spec = strings.TrimSpace(spec)
+	open := strings.IndexByte(spec, '[')
+	if open < 0 || !strings.HasSuffix(spec, "]") {
+		if spec == "" {
+			return "", nil, errors.New("empty filter name")
+		}
+		return spec, nil, nil
+	}
+	name := strings.TrimSpace(spec[:open])
+	opts, err := parseOptions(spec[open+1 : len(spec)-1])
+	if err != nil {
+		return "", nil, err
+	}
+	if name == "" {
+		return "", nil, errors.New("empty filter name")
+	}
+	return name, opts, nil
+}
+
+// parseOptions reads `key=value, key2="v, w", key3='x'`.
+func parseOptions(s string) (map[string]string, error) {
+	opts := map[string]string{}
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 {
+			return nil, fmt.Errorf("option %q: want key=value", s)
+		}
+		key := strings.TrimSpace(s[:eq])
+		s = strings.TrimSpace(s[eq+1:])
+		var val string
+		if s != "" && (s[0] == '"' || s[0] == '\'') {
+			end := strings.IndexByte(s[1:], s[0])
+			if end < 0 {
+				return nil, fmt.Errorf("option %s: unterminated quote", key)
+			}
+			val, s = s[1:end+1], s[end+2:]
+			s = strings.TrimSpace(s)
+			if s != "" && s[0] != ',' {
+				return nil, fmt.Errorf("option %s: want ',' after the quoted value", key)
+			}
+		} else {
+			comma := strings.IndexByte(s, ',')
+			if comma < 0 {
+				comma = len(s)
+			}
+			val, s = strings.TrimSpace(s[:comma]), s[comma:]
+		}
+		s = strings.TrimPrefix(s, ",")
+		opts[key] = val
+	}
+	return opts, nil
+}
+
+// Filter is a compiled filter. It is immutable and safe for concurrent use.
+type Filter struct {
+	name     string
+	loc      *time.Location
+	date     dateFunc
+	pref     *compiledRegex
+	fail     []*compiledRegex
+	ignore   []*compiledRegex
+	timeouts atomic.Int64
+}
+
+// Name is the filter's name (the built-in or file name, without options).
+func (f *Filter) Name() string { return f.name }
+
+// Timeouts counts matches abandoned because a backtracking regex ran past
+// its time limit (such a line counts as not matched).
+func (f *Filter) Timeouts() int64 { return f.timeouts.Load() }
+
+// build compiles the [Definition] of doc with the given options.
+func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filter, error) {
+	f := &Filter{name: name, loc: l.Location, date: findDate}
+	if f.loc == nil {
+		f.loc = time.Local
+	}
+	v := vars{doc: doc, sec: "Definition", opts: opts}
+	lookup := func(key string) (string, bool, error) { return v.get(key) }
+	list := func(key string) ([]*compiledRegex, error) {
+		raw, iv, ok := v.raw(key)
+		if !ok {
+			return nil, nil
+		}
+		var from []int
+		file := "options"
+		if iv != nil {
+			from, file = iv.lines, iv.file
+		}
+		items, lines := splitList(raw, from)
+		var out []*compiledRegex
+		for i, item := range items {
+			where := fmt.Sprintf("%s: %s #%d", file, key, len(out)+1)
+			if lines[i] > 0 {
+				where = fmt.Sprintf("%s:%d: %s", file, lines[i], key)
+			}
+			exp, err := v.interpolate(item, 0)
+			if err != nil {
+				return nil, fmt.Errorf("%s %q: %w", where, item, err)
+			}
+			exp, err = substituteTags(exp, lookup)
+			if err != nil {
+				return nil, fmt.Errorf("%s %q: %w", where, item, err)
+			}
+			// A tag or %(x)s may stand for several regexes.
+			for _, one := range strings.Split(exp, "\n") {
+				if one = strings.TrimSpace(one); one == "" {
+					continue
+				}
+				cr, err := compileRegex(item, one, where, &f.timeouts)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, cr)
+			}
+		}
+		return out, nil
+	}
+	var err error
+	if f.fail, err = list("failregex"); err != nil {
+		return nil, err
+	}
+	if len(f.fail) == 0 {
+		return nil, errors.New("no failregex")
+	}
+	if f.ignore, err = list("ignoreregex"); err != nil {
+		return nil, err
+	}
+	pref, err := list("prefregex")
+	if err != nil {
+		return nil, err
+	}
+	if len(pref) > 0 {
+		f.pref = pref[0]
+		if len(f.pref.idx[gContent]) == 0 && f.pref.engine == engineGo {
+			return nil, fmt.Errorf("%s: prefregex %q has no <F-CONTENT>", f.pref.where, f.pref.src)
+		}
+	}
+	return f, nil
+}
+
+// lineBuf holds the date-stripped copy of a line.
+var lineBuf = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Match reports whether line is a failure: a failregex matched (the first
+// one that does decides, as in fail2ban), no ignoreregex matched, and the
+// match gave an address (not a host name, which is never resolved) and was
+// not marked <F-NOFAIL>. The Match's Time is the date in the line, or ref
+// when it has none. Safe for concurrent use; it allocates only for a match.
+func (f *Filter) Match(line string, ref time.Time) (Match, bool) {
+	line = strings.TrimRight(line, "\r\n")
+	s, e, t, ok := f.date(line, ref, f.loc)
+	if !ok {
+		t = ref
+	}
+	bp := lineBuf.Get().(*[]byte)
+	defer lineBuf.Put(bp)
+	text := append((*bp)[:0], line[:s]...)
+	text = append(text, line[e:]...)
+	*bp = text
+
+	var g groups
+	body := text
+	if f.pref != nil {
+		ok, cs, ce := f.pref.match(text, &g)
+		if !ok {
+			return Match{}, false
+		}
+		if cs >= 0 {
+			body = text[cs:ce]
+		}
+	}
+	for _, r := range f.fail {
+		var fg groups
+		ok, _, _ := r.match(body, &fg)
+		if !ok {
+			continue
+		}
+		fg.merge(&g)
+		for _, ig := range f.ignore {
+			if ig.matches(text) {
+				return Match{}, false
+			}
+		}
+		return result(&fg, t)
+	}
+	return Match{}, false
+}
+
+// result turns captured groups into a Match.
+func result(g *groups, t time.Time) (Match, bool) {
+	if g.set[gNoFail] {
+		return Match{}, false
+	}
+	m := Match{Time: t, User: g.val[gUser], ID: g.val[gFID]}
+	var s string
+	switch {
+	case g.set[gIP4] && g.val[gIP4] != "":
+		s = g.val[gIP4]
+	case g.set[gIP6] && g.val[gIP6] != "":
+		s = g.val[gIP6]
+	default:
+		// <DNS> or no address at all: moat never resolves names.
+		return Match{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil && strings.HasSuffix(s, ":") && !strings.HasSuffix(s, "::") {
+		a, err = netip.ParseAddr(s[:len(s)-1])
+	}
+	if err != nil || a.IsUnspecified() {
+		return Match{}, false
+	}
+	m.Addr = a.Unmap().WithZone("")
+	if g.set[gCIDR] && g.val[gCIDR] != "" {
+		bits, err := strconv.Atoi(g.val[gCIDR])
+		if err == nil {
+			if m.Addr.Is4() && a.Is4In6() && bits >= 96 {
+				bits -= 96
+			}
+			if p, err := m.Addr.Prefix(bits); err == nil {
+				m.Prefix = p
+			}
+		}
+	}
+	return m, true
+}

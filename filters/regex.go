@@ -1,0 +1,567 @@
+package filters
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"regexp/syntax"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dlclark/regexp2"
+)
+
+// Regexes in filter files are Python's re syntax. Most of it is RE2 syntax
+// too, and those run on Go's regexp (linear time). The rest (lookarounds,
+// backreferences, conditionals, atomic groups, verbose mode, possessive
+// quantifiers) runs on regexp2, a backtracking engine, bounded by
+// backtrackTimeout. A backtracking regex only runs on a line that first
+// passes its literal prefilter and its RE2 superset (the pattern with the
+// lookarounds dropped, backreferences made wildcards, conditionals made
+// alternations), so most lines never reach it.
+
+// backtrackTimeout bounds one regexp2 match (catastrophic backtracking).
+const backtrackTimeout = 100 * time.Millisecond
+
+// maxPrefilters is how many required literals a regex checks at most.
+const maxPrefilters = 3
+
+// engine says which engine runs a regex.
+type engine int
+
+const (
+	engineGo engine = iota
+	engineBacktrack
+)
+
+func (e engine) String() string {
+	if e == engineGo {
+		return "go"
+	}
+	return "regexp2"
+}
+
+// translation is a Python regex rewritten for each engine.
+type translation struct {
+	goSrc    string // Go regexp syntax (valid when !backtrack)
+	btSrc    string // regexp2 (.NET) syntax
+	superSrc string // Go syntax; matches every line btSrc matches ("" if none)
+	// backtrack says the pattern needs features Go's regexp lacks.
+	backtrack bool
+}
+
+// translatePython rewrites a Python regex. It never fails: what it cannot
+// read is passed through and left to the compilers to reject.
+func translatePython(src string) translation {
+	var g, bt, sup strings.Builder
+	t := translation{}
+	noSuper := false
+	// drop counts open groups whose content is left out of the superset
+	// (lookarounds, a conditional's condition).
+	type group struct{ dropSuper, cond bool }
+	var stack []group
+	drop := 0
+	emit := func(goS, btS, supS string) {
+		g.WriteString(goS)
+		bt.WriteString(btS)
+		if drop == 0 {
+			sup.WriteString(supS)
+		}
+	}
+	n := len(src)
+	for i := 0; i < n; {
+		c := src[i]
+		switch {
+		case c == '\\' && i+1 < n:
+			e := src[i+1]
+			switch {
+			case e == 'Z':
+				emit(`\z`, `\z`, `\z`)
+			case e >= '1' && e <= '9':
+				j := i + 1
+				for j < n && j < i+3 && src[j] >= '0' && src[j] <= '9' {
+					j++
+				}
+				t.backtrack = true
+				emit(src[i:j], src[i:j], `(?s:.*?)`)
+				i = j
+				continue
+			case e == 'w':
+				emit(`\w`, `\w`, `[\p{L}\p{M}\p{N}\p{Pc}]`)
+			case e == 'd':
+				emit(`\d`, `\d`, `\p{Nd}`)
+			case e == 's':
+				emit(`\s`, `\s`, `[\s\v\x{85}\p{Z}]`)
+			case e == 'b' || e == 'B':
+				emit(src[i:i+2], src[i:i+2], ``)
+			default:
+				emit(src[i:i+2], src[i:i+2], src[i:i+2])
+			}
+			i += 2
+		case c == '[':
+			j := classEnd(src, i)
+			cls := src[i:j]
+			emit(cls, cls, superClass(cls))
+			i = j
+		case c == '(':
+			rest := src[i:]
+			switch {
+			case strings.HasPrefix(rest, "(?P<"):
+				end := strings.IndexByte(rest, '>')
+				if end < 0 {
+					emit(rest, rest, rest)
+					i = n
+					continue
+				}
+				name := rest[4:end]
+				emit(rest[:end+1], "(?<"+name+">", rest[:end+1])
+				stack = append(stack, group{})
+				i += end + 1
+			case strings.HasPrefix(rest, "(?P="):
+				end := strings.IndexByte(rest, ')')
+				if end < 0 {
+					end = len(rest) - 1
+				}
+				t.backtrack = true
+				emit(rest[:end+1], `\k<`+rest[4:end]+`>`, `(?s:.*?)`)
+				i += end + 1
+			case strings.HasPrefix(rest, "(?#"):
+				end := strings.IndexByte(rest, ')')
+				if end < 0 {
+					end = len(rest) - 1
+				}
+				i += end + 1
+			case strings.HasPrefix(rest, "(?="), strings.HasPrefix(rest, "(?!"),
+				strings.HasPrefix(rest, "(?<="), strings.HasPrefix(rest, "(?<!"):
+				l := 3
+				if rest[2] == '<' {
+					l = 4
+				}
+				t.backtrack = true
+				emit(rest[:l], rest[:l], "")
+				stack = append(stack, group{dropSuper: true})
+				drop++
+				i += l
+			case strings.HasPrefix(rest, "(?("):
+				end := strings.IndexByte(rest, ')')
+				if end < 0 {
+					emit(rest, rest, rest)
+					i = n
+					continue
+				}
+				t.backtrack = true
+				emit(rest[:end+1], rest[:end+1], "(?:")
+				stack = append(stack, group{cond: true})
+				i += end + 1
+			case strings.HasPrefix(rest, "(?>"):
+				t.backtrack = true
+				emit("(?>", "(?>", "(?:")
+				stack = append(stack, group{})
+				i += 3
+			case strings.HasPrefix(rest, "(?"):
+				// Inline flags: (?aiLmsux) or (?flags:...) / (?-flags:...).
+				j := 2
+				for j < len(rest) && strings.IndexByte("aiLmsux-", rest[j]) >= 0 {
+					j++
+				}
+				flags := rest[2:j]
+				if strings.Contains(flags, "x") {
+					t.backtrack = true
+					noSuper = true
+				}
+				goFlags := strings.Map(func(r rune) rune {
+					if strings.ContainsRune("ims-", r) {
+						return r
+					}
+					return -1
+				}, flags)
+				term := ""
+				if j < len(rest) && (rest[j] == ':' || rest[j] == ')') {
+					term = rest[j : j+1]
+					j++
+				}
+				if term == ":" {
+					stack = append(stack, group{})
+				}
+				var out string
+				switch {
+				case term == ":" && strings.Trim(goFlags, "-") == "":
+					out = "(?:"
+				case term == ")" && strings.Trim(goFlags, "-") == "":
+					out = ""
+				default:
+					out = "(?" + strings.TrimSuffix(goFlags, "-") + term
+				}
+				btFlags := rest[:j]
+				if term != "" {
+					btFlags = "(?" + strings.Map(func(r rune) rune {
+						if strings.ContainsRune("imsx-", r) {
+							return r
+						}
+						return -1
+					}, flags) + term
+					if btFlags == "(?)" || btFlags == "(?-)" {
+						btFlags = ""
+					} else if btFlags == "(?:" || btFlags == "(?-:" {
+						btFlags = "(?:"
+					}
+				}
+				emit(out, btFlags, out)
+				i += j
+			default:
+				emit("(", "(", "(")
+				stack = append(stack, group{})
+				i++
+			}
+		case c == ')':
+			if len(stack) > 0 {
+				top := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				if top.dropSuper {
+					drop--
+					g.WriteByte(')')
+					bt.WriteByte(')')
+					i++
+					continue
+				}
+				if top.cond {
+					emit(")", ")", "|)")
+					i++
+					continue
+				}
+			}
+			emit(")", ")", ")")
+			i++
+		case c == '{':
+			// Python's {,n} is {0,n}.
+			if i+1 < n && src[i+1] == ',' {
+				j := i + 2
+				for j < n && src[j] >= '0' && src[j] <= '9' {
+					j++
+				}
+				if j > i+2 && j < n && src[j] == '}' {
+					q := "{0," + src[i+2:j] + "}"
+					emit(q, q, q)
+					i = j + 1
+					i = possessive(src, i, &t)
+					continue
+				}
+			}
+			emit("{", "{", "{")
+			i++
+		case c == '*' || c == '+' || c == '?' || c == '}':
+			emit(src[i:i+1], src[i:i+1], src[i:i+1])
+			i++
+			if c != '?' || i < 2 || src[i-2] != '(' {
+				i = possessive(src, i, &t)
+			}
+		default:
+			emit(src[i:i+1], src[i:i+1], src[i:i+1])
+			i++
+		}
+	}
+	t.goSrc, t.btSrc = g.String(), bt.String()
+	if t.backtrack && !noSuper {
+		t.superSrc = sup.String()
+	}
+	return t
+}
+
+// possessive skips a Python 3.11 possessive '+' after a quantifier at i
+// (which Go and regexp2 lack; it is read as greedy) and marks backtracking.
+func possessive(src string, i int, t *translation) int {
+	if i < len(src) && src[i] == '+' {
+		t.backtrack = true
+		return i + 1
+	}
+	return i
+}
+
+// classEnd returns the index after the character class starting at i.
+func classEnd(src string, i int) int {
+	j := i + 1
+	if j < len(src) && src[j] == '^' {
+		j++
+	}
+	if j < len(src) && src[j] == ']' {
+		j++
+	}
+	for j < len(src) {
+		switch src[j] {
+		case '\\':
+			j += 2
+			continue
+		case ']':
+			return j + 1
+		}
+		j++
+	}
+	return len(src)
+}
+
+// superClass widens \w, \d and \s inside a class to Unicode, as regexp2 reads them.
+func superClass(cls string) string {
+	if !strings.Contains(cls, `\`) {
+		return cls
+	}
+	var b strings.Builder
+	for i := 0; i < len(cls); i++ {
+		if cls[i] == '\\' && i+1 < len(cls) {
+			switch cls[i+1] {
+			case 'w':
+				b.WriteString(`\p{L}\p{M}\p{N}\p{Pc}`)
+			case 'd':
+				b.WriteString(`\p{Nd}`)
+			case 's':
+				b.WriteString(`\s\v\x{85}\p{Z}`)
+			default:
+				b.WriteString(cls[i : i+2])
+			}
+			i++
+			continue
+		}
+		b.WriteByte(cls[i])
+	}
+	return b.String()
+}
+
+// groupNames are the groups a match result reads.
+var groupNames = [...]string{"ip4", "ip6", "dns", "cidr", "user", "fid", "nofail", "content"}
+
+const (
+	gIP4 = iota
+	gIP6
+	gDNS
+	gCIDR
+	gUser
+	gFID
+	gNoFail
+	gContent
+	nGroups
+)
+
+// compiledRegex is one failregex, ignoreregex or prefregex ready to run.
+// It is safe for concurrent use.
+type compiledRegex struct {
+	src    string // as written in the file, tags unexpanded
+	where  string // file:line or index, for errors
+	engine engine
+	lits   [][]byte // every match contains all of these
+	re     *regexp.Regexp
+	bt     *regexp2.Regexp
+	super  *regexp.Regexp // RE2 superset of bt, or nil
+	idx    [nGroups][]int // Go: submatch indexes of each named group
+	timeouts *atomic.Int64
+}
+
+// compileRegex translates and compiles expanded (the regex with its tags
+// substituted); src and where only label errors.
+func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compiledRegex, error) {
+	tr := translatePython(expanded)
+	cr := &compiledRegex{src: src, where: where, timeouts: timeouts}
+	var goErr error
+	if !tr.backtrack {
+		cr.re, goErr = regexp.Compile(tr.goSrc)
+		if goErr == nil {
+			cr.engine = engineGo
+			for i, name := range groupNames {
+				for j, n := range cr.re.SubexpNames() {
+					if n == name {
+						cr.idx[i] = append(cr.idx[i], j)
+					}
+				}
+			}
+			cr.lits = requiredLiterals(tr.goSrc)
+			return cr, nil
+		}
+		// Valid Python that Go's parser rejects (a repeat over 1000,
+		// say) may still run on regexp2.
+		tr.superSrc = ""
+	}
+	bt, err := regexp2.Compile(tr.btSrc, regexp2.None)
+	if err != nil {
+		if goErr != nil {
+			err = errors.Join(err, goErr)
+		}
+		return nil, fmt.Errorf("%s: compile regex %q: %w", where, src, err)
+	}
+	bt.MatchTimeout = backtrackTimeout
+	cr.engine, cr.bt = engineBacktrack, bt
+	if tr.superSrc != "" {
+		if s, err := regexp.Compile(tr.superSrc); err == nil {
+			cr.super = s
+			cr.lits = requiredLiterals(tr.superSrc)
+		}
+	}
+	return cr, nil
+}
+
+// groups is what a regex captured: for each named group, whether it took
+// part in the match and its text.
+type groups struct {
+	set [nGroups]bool
+	val [nGroups]string
+}
+
+// merge copies into g the groups o has that g lacks.
+func (g *groups) merge(o *groups) {
+	for i := range g.set {
+		if !g.set[i] && o.set[i] {
+			g.set[i], g.val[i] = true, o.val[i]
+		}
+	}
+}
+
+// prefilter reports whether text may match: it contains every required literal.
+func (cr *compiledRegex) prefilter(text []byte) bool {
+	for _, l := range cr.lits {
+		if !bytes.Contains(text, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// matches reports whether the regex matches text, without captures.
+func (cr *compiledRegex) matches(text []byte) bool {
+	if !cr.prefilter(text) {
+		return false
+	}
+	if cr.engine == engineGo {
+		return cr.re.Match(text)
+	}
+	if cr.super != nil && !cr.super.Match(text) {
+		return false
+	}
+	ok, err := cr.bt.MatchString(string(text))
+	if err != nil {
+		cr.timeouts.Add(1)
+		return false
+	}
+	return ok
+}
+
+// match runs the regex on text and fills g; it returns the span of the
+// content group (for prefregex) in bytes of text, or -1s.
+func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
+	cs, ce = -1, -1
+	if !cr.prefilter(text) {
+		return false, cs, ce
+	}
+	if cr.engine == engineGo {
+		loc := cr.re.FindSubmatchIndex(text)
+		if loc == nil {
+			return false, cs, ce
+		}
+		for i, idxs := range cr.idx {
+			for _, j := range idxs {
+				if a, b := loc[2*j], loc[2*j+1]; a >= 0 {
+					g.set[i], g.val[i] = true, string(text[a:b])
+					if i == gContent {
+						cs, ce = a, b
+					}
+					break
+				}
+			}
+		}
+		return true, cs, ce
+	}
+	if cr.super != nil && !cr.super.Match(text) {
+		return false, cs, ce
+	}
+	m, err := cr.bt.FindStringMatch(string(text))
+	if err != nil {
+		cr.timeouts.Add(1)
+		return false, cs, ce
+	}
+	if m == nil {
+		return false, cs, ce
+	}
+	for i, name := range groupNames {
+		grp := m.GroupByName(name)
+		if grp == nil || len(grp.Captures) == 0 {
+			continue
+		}
+		g.set[i], g.val[i] = true, grp.String()
+		if i == gContent {
+			// regexp2 indexes runes; find the byte span.
+			runes := []rune(string(text))
+			cs = len(string(runes[:grp.Index]))
+			ce = cs + len(grp.String())
+		}
+	}
+	return true, cs, ce
+}
+
+// requiredLiterals returns up to maxPrefilters substrings that every match
+// of the Go regex src contains, longest first. Case-folded literals are
+// never used. An empty result means no prefilter.
+func requiredLiterals(src string) [][]byte {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	var lits []string
+	collectRequired(re.Simplify(), &lits)
+	sort.SliceStable(lits, func(i, j int) bool { return len(lits[i]) > len(lits[j]) })
+	var out [][]byte
+	seen := map[string]bool{}
+	for _, l := range lits {
+		if len(out) == maxPrefilters {
+			break
+		}
+		if len(l) < 2 || seen[l] {
+			continue
+		}
+		seen[l] = true
+		out = append(out, []byte(l))
+	}
+	return out
+}
+
+// collectRequired appends the literals every match of re must contain.
+func collectRequired(re *syntax.Regexp, out *[]string) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase == 0 {
+			*out = append(*out, string(re.Rune))
+		}
+	case syntax.OpCapture:
+		collectRequired(re.Sub[0], out)
+	case syntax.OpPlus:
+		collectRequired(re.Sub[0], out)
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			collectRequired(re.Sub[0], out)
+		}
+	case syntax.OpConcat:
+		var run strings.Builder
+		flush := func() {
+			if run.Len() > 0 {
+				*out = append(*out, run.String())
+				run.Reset()
+			}
+		}
+		for _, sub := range re.Sub {
+			s := sub
+			for s.Op == syntax.OpCapture {
+				s = s.Sub[0]
+			}
+			switch {
+			case s.Op == syntax.OpLiteral && s.Flags&syntax.FoldCase == 0:
+				run.WriteString(string(s.Rune))
+			case s.Op == syntax.OpEmptyMatch || s.Op == syntax.OpBeginLine ||
+				s.Op == syntax.OpEndLine || s.Op == syntax.OpBeginText || s.Op == syntax.OpEndText ||
+				s.Op == syntax.OpWordBoundary || s.Op == syntax.OpNoWordBoundary:
+				// zero-width: the run continues across it
+			default:
+				flush()
+				collectRequired(sub, out)
+			}
+		}
+		flush()
+	}
+}

@@ -1,0 +1,166 @@
+package filters
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Patterns the address tags expand to. They are written for this project.
+// The group names are fail2ban's (ip4, ip6, dns, cidr), so a regex can
+// refer to them and `moat regex -o` can print them.
+const (
+	ip4Pattern = `[0-9]{1,3}(?:\.[0-9]{1,3}){3}`
+	// ip6Pattern accepts the usual text forms, "::" compression and an
+	// embedded dotted IPv4 tail (::ffff:192.0.2.1); what it accepts is
+	// validated by netip.ParseAddr afterwards.
+	ip6Pattern = `(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4})`
+	dnsPattern = `[0-9A-Za-z_.-]*[0-9A-Za-z_]`
+
+	tagIP4    = `(?P<ip4>` + ip4Pattern + `)`
+	tagIP6    = `\[?(?P<ip6>` + ip6Pattern + `)\]?`
+	tagDNS    = `(?P<dns>` + dnsPattern + `)`
+	tagAddr   = `(?:` + tagIP4 + `|` + tagIP6 + `)`
+	tagHost   = `(?:` + tagIP4 + `|` + tagIP6 + `|` + tagDNS + `)`
+	tagCIDR   = `(?P<cidr>[0-9]{1,3})`
+	tagSubnet = tagAddr + `(?:/` + tagCIDR + `)?`
+)
+
+// builtinTags are the tags every filter knows.
+var builtinTags = map[string]string{
+	"HOST":   tagHost,
+	"ADDR":   tagAddr,
+	"IP4":    tagIP4,
+	"IP6":    tagIP6,
+	"DNS":    tagDNS,
+	"CIDR":   tagCIDR,
+	"SUBNET": tagSubnet,
+}
+
+// fieldGroup maps an <F-NAME> tag to its group name, as fail2ban names them.
+func fieldGroup(name string) string {
+	switch name {
+	case "ID":
+		return "fid"
+	default:
+		return strings.ToLower(name)
+	}
+}
+
+// maxTagPasses bounds recursive tag substitution (and so self-reference).
+const maxTagPasses = 20
+
+// substituteTags replaces <tags> in s until none is left that it knows:
+// variables (through lookup, which has already interpolated %(x)s), the
+// address tags, and <F-NAME>…</F-NAME> fields. Innermost tags go first, so
+// <mdre-<mode>> works. Unknown tags stay as written. Named-group syntax
+// ((?P<name>…) and \k<name>) is never taken for a tag.
+func substituteTags(s string, lookup func(string) (string, bool, error)) (string, error) {
+	for pass := 0; ; pass++ {
+		out, changed, err := substituteOnce(s, lookup)
+		if err != nil {
+			return "", err
+		}
+		if !changed {
+			return out, nil
+		}
+		if pass >= maxTagPasses {
+			return "", fmt.Errorf("tags nested deeper than %d (a tag refers to itself?) in %q", maxTagPasses, truncate(s, 200))
+		}
+		s = out
+	}
+}
+
+func substituteOnce(s string, lookup func(string) (string, bool, error)) (string, bool, error) {
+	if !strings.Contains(s, "<") {
+		return s, false, nil
+	}
+	var b strings.Builder
+	changed := false
+	i := 0
+	for i < len(s) {
+		lt := strings.IndexByte(s[i:], '<')
+		if lt < 0 {
+			break
+		}
+		lt += i
+		gt := strings.IndexByte(s[lt+1:], '>')
+		if gt < 0 {
+			break
+		}
+		gt += lt + 1
+		name := s[lt+1 : gt]
+		b.WriteString(s[i:lt])
+		if !isTagName(name) || isGroupSyntax(s, lt) {
+			// Not a tag here (or one with a tag inside it: the inner
+			// one is found when scanning resumes after this '<').
+			b.WriteByte('<')
+			i = lt + 1
+			continue
+		}
+		rep, ok, err := resolveTag(name, s[gt+1:], lookup)
+		if err != nil {
+			return "", false, err
+		}
+		if !ok {
+			b.WriteString(s[lt : gt+1])
+		} else {
+			b.WriteString(rep)
+			changed = true
+		}
+		i = gt + 1
+	}
+	b.WriteString(s[i:])
+	return b.String(), changed, nil
+}
+
+func resolveTag(name, rest string, lookup func(string) (string, bool, error)) (string, bool, error) {
+	if v, ok, err := lookup(name); err != nil || ok {
+		return v, ok, err
+	}
+	if p, ok := builtinTags[name]; ok {
+		return p, true, nil
+	}
+	if f, ok := strings.CutPrefix(name, "F-"); ok {
+		g := fieldGroup(f)
+		if !strings.Contains(rest, "</"+name+">") {
+			// A lone <F-NOFAIL> (and the like) marks the match.
+			return "(?P<" + g + ">)", true, nil
+		}
+		return "(?P<" + g + ">", true, nil
+	}
+	if f, ok := strings.CutPrefix(name, "/F-"); ok && f != "" {
+		return ")", true, nil
+	}
+	return "", false, nil
+}
+
+// isTagName accepts fail2ban's tag names: letters, digits, _ - / and '.'.
+func isTagName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '_', c == '-', c == '/', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isGroupSyntax reports whether the '<' at i belongs to (?P<name>, (?<name>
+// or \k<name>.
+func isGroupSyntax(s string, i int) bool {
+	return strings.HasSuffix(s[:i], "(?P") || strings.HasSuffix(s[:i], "(?") ||
+		strings.HasSuffix(s[:i], `\k`) || strings.HasSuffix(s[:i], `\g`)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
