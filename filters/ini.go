@@ -36,9 +36,9 @@ const maxInterpolationDepth = 10
 // iniValue is one option: its value, where it was set, and the value it
 // replaced (for %(known/x)s).
 type iniValue struct {
-	val   string
-	file  string
-	line  int // line of the key
+	val  string
+	file string
+	line int // line of the key
 	// lines holds the file line of each "\n"-separated line of val.
 	lines []int
 	known *iniValue

@@ -346,14 +346,14 @@ const (
 // compiledRegex is one failregex, ignoreregex or prefregex ready to run.
 // It is safe for concurrent use.
 type compiledRegex struct {
-	src    string // as written in the file, tags unexpanded
-	where  string // file:line or index, for errors
-	engine engine
-	lits   [][]byte // every match contains all of these
-	re     *regexp.Regexp
-	bt     *regexp2.Regexp
-	super  *regexp.Regexp // RE2 superset of bt, or nil
-	idx    [nGroups][]int // Go: submatch indexes of each named group
+	src      string // as written in the file, tags unexpanded
+	where    string // file:line or index, for errors
+	engine   engine
+	lits     [][]byte // every match contains all of these
+	re       *regexp.Regexp
+	bt       *regexp2.Regexp
+	super    *regexp.Regexp // RE2 superset of bt, or nil
+	idx      [nGroups][]int // Go: submatch indexes of each named group
 	timeouts *atomic.Int64
 }
 
