@@ -1,0 +1,237 @@
+package jail
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/firewall"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// clock is the fake clock the engine reads.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// recFW records what the engine asked of the firewall, keeping the set of
+// elements the kernel would hold.
+type recFW struct {
+	mu     sync.Mutex
+	jails  []firewall.Jail
+	set    map[string]firewall.Ban
+	syncs  int
+	broken bool // Intact reports false until the next Sync
+}
+
+func newRecFW() *recFW { return &recFW{set: make(map[string]firewall.Ban)} }
+
+func fwKey(b firewall.Ban) string { return b.Jail + "|" + b.Prefix.String() }
+
+func (f *recFW) Sync(_ context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.syncs++
+	f.broken = false
+	f.jails = slices.Clone(jails)
+	f.set = make(map[string]firewall.Ban)
+	for _, b := range bans {
+		if b.Expires.IsZero() || b.Expires.After(now) {
+			f.set[fwKey(b)] = b
+		}
+	}
+	return nil
+}
+
+func (f *recFW) Add(_ context.Context, bans []firewall.Ban, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bans {
+		f.set[fwKey(b)] = b
+	}
+	return nil
+}
+
+func (f *recFW) Delete(_ context.Context, bans []firewall.Ban) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range bans {
+		delete(f.set, fwKey(b))
+	}
+	return nil
+}
+
+func (f *recFW) Intact(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.broken, nil
+}
+
+// flush simulates someone flushing the ruleset.
+func (f *recFW) flush() {
+	f.mu.Lock()
+	f.set = make(map[string]firewall.Ban)
+	f.broken = true
+	f.mu.Unlock()
+}
+
+func (f *recFW) keys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ks []string
+	for k := range f.set {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// logBuf is a goroutine-safe buffer of JSON log lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the decoded log records whose msg is msg.
+func (l *logBuf) lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	dec := json.NewDecoder(bytes.NewReader(l.b.Bytes()))
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("decode log: %v", err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// rig is an engine under test with its parts.
+type rig struct {
+	t      *testing.T
+	dir    string
+	clk    *clock
+	fw     *recFW
+	logs   *logBuf
+	events []Event
+	evMu   sync.Mutex
+	opts   Options
+	e      *Engine
+	jails  []Config
+}
+
+func jailCfg(name string) Config {
+	return Config{
+		Name: name, MaxRetry: 3, FindTime: 10 * time.Minute, BanTime: time.Hour,
+		IgnoreSelf: true, IPv6Prefix: 64,
+	}
+}
+
+var selfAddr = netip.MustParseAddr("192.0.2.10")
+
+func newRig(t *testing.T, jails ...Config) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), clk: &clock{t: t0}, fw: newRecFW(), logs: &logBuf{}, jails: jails}
+	r.opts = Options{
+		StateDir:  r.dir,
+		Firewall:  r.fw,
+		Logger:    slog.New(slog.NewJSONHandler(r.logs, nil)),
+		Now:       r.clk.Now,
+		SelfAddrs: func() []netip.Addr { return []netip.Addr{selfAddr} },
+		Rand:      func() float64 { return 0.5 },
+		Notify: func(ev Event) {
+			r.evMu.Lock()
+			r.events = append(r.events, ev)
+			r.evMu.Unlock()
+		},
+	}
+	r.open()
+	return r
+}
+
+// open opens (or reopens) the engine on the rig's state dir and configures it.
+func (r *rig) open() {
+	r.t.Helper()
+	e, err := Open(r.opts)
+	if err != nil {
+		r.t.Fatalf("Open: %v", err)
+	}
+	r.e = e
+	r.t.Cleanup(func() { e.Close() })
+	if err := e.Configure(context.Background(), r.jails); err != nil {
+		r.t.Fatalf("Configure: %v", err)
+	}
+}
+
+func (r *rig) eventKinds() []string {
+	r.evMu.Lock()
+	defer r.evMu.Unlock()
+	var ks []string
+	for _, ev := range r.events {
+		ks = append(ks, ev.Kind+" "+ev.Ban.Jail+" "+ev.Ban.Prefix.String())
+	}
+	return ks
+}
+
+// fail reports a failure of addr in jail at log time at, read up to pos.
+func (r *rig) fail(jail, addr string, at time.Time, pos follow.Position) *Ban {
+	r.t.Helper()
+	b, err := r.e.Failure(context.Background(), Failure{Jail: jail, Addr: netip.MustParseAddr(addr), Time: at}, pos)
+	if err != nil {
+		r.t.Fatalf("Failure(%s, %s): %v", jail, addr, err)
+	}
+	return b
+}
+
+// copyDB copies the state db while the engine holds it open, as a crash
+// would leave it: bbolt's file is consistent at every commit boundary, and
+// the test makes no commit while copying.
+func copyDB(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(from, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(to, "moat.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }

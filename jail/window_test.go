@@ -1,0 +1,130 @@
+package jail
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/moatproj/moat/filters/follow"
+)
+
+func key(i uint32) winKey {
+	return winKey{jail: "sshd", prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}), 32)}
+}
+
+func TestTrackerEvictsLeastRecentlyFailed(t *testing.T) {
+	tr := newTracker(3)
+	ft := int64(time.Hour)
+	tr.add(key(1), 1, ft)
+	tr.add(key(2), 2, ft)
+	tr.add(key(3), 3, ft)
+	tr.add(key(1), 4, ft)
+	var evicted []winKey
+	for i := uint32(4); i <= 6; i++ {
+		if _, k, ok := tr.add(key(i), int64(i), ft); ok {
+			evicted = append(evicted, k)
+		}
+	}
+	want := []winKey{key(2), key(3), key(1)}
+	if len(evicted) != 3 || evicted[0] != want[0] || evicted[1] != want[1] || evicted[2] != want[2] {
+		t.Errorf("evicted %v, want %v", evicted, want)
+	}
+	if tr.len() != 3 || tr.perJail["sshd"] != 3 {
+		t.Errorf("len %d perJail %d, want 3", tr.len(), tr.perJail["sshd"])
+	}
+}
+
+func TestTrackerExpireOld(t *testing.T) {
+	tr := newTracker(10)
+	ft := int64(100)
+	tr.add(key(1), 10, ft)
+	tr.add(key(2), 500, ft)
+	tr.add(key(3), 20, ft) // older but more recent in arrival: kept until it reaches the tail
+	var dropped []winKey
+	tr.expireOld(550, func(string) (int64, bool) { return ft, true }, func(k winKey) { dropped = append(dropped, k) })
+	if len(dropped) != 1 || dropped[0] != key(1) || tr.len() != 2 {
+		t.Errorf("dropped %v, len %d; want key 1 only", dropped, tr.len())
+	}
+}
+
+func TestTrackerBoundedAtMillion(t *testing.T) {
+	const n, max = 1_000_000, 100_000
+	tr := newTracker(max)
+	for i := uint32(0); i < n; i++ {
+		tr.add(key(i+1<<24), int64(i), int64(time.Hour))
+	}
+	if tr.len() != max || len(tr.m) != max || tr.perJail["sshd"] != max {
+		t.Errorf("tracker holds %d (map %d), want %d", tr.len(), len(tr.m), max)
+	}
+	// The newest survive.
+	if tr.get(key(n-1+1<<24)) == nil || tr.get(key(0+1<<24)) != nil {
+		t.Error("eviction kept the wrong entries")
+	}
+}
+
+func benchEngine(b *testing.B, maxTracked int) *Engine {
+	e, err := Open(Options{
+		StateDir:   b.TempDir(),
+		Firewall:   newRecFW(),
+		Logger:     slog.New(slog.DiscardHandler),
+		Now:        func() time.Time { return t0 },
+		SelfAddrs:  func() []netip.Addr { return nil },
+		MaxTracked: maxTracked,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	c := jailCfg("sshd")
+	c.MaxRetry = 1 << 30
+	if err := e.Configure(context.Background(), []Config{c}); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// BenchmarkFailureNoBan is the per-line fast path: distinct addresses, no
+// ban reached, the tracker at its cap (so every call also evicts).
+func BenchmarkFailureNoBan(b *testing.B) {
+	e := benchEngine(b, 100_000)
+	ctx := context.Background()
+	pos := follow.Position{Path: "/var/log/auth.log", Inode: 1}
+	b.ReportAllocs()
+	i := uint32(0)
+	for b.Loop() {
+		i++
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		pos.Offset = int64(i)
+		if _, err := e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, pos); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFailureMillionAddresses feeds 1M distinct addresses with
+// MaxTracked 100k and checks the map stays at 100k.
+func BenchmarkFailureMillionAddresses(b *testing.B) {
+	for b.Loop() {
+		e := benchEngine(b, 100_000)
+		ctx := context.Background()
+		for i := uint32(0); i < 1_000_000; i++ {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, follow.Position{})
+		}
+		if n := e.tr.len(); n != 100_000 {
+			b.Fatalf("tracker holds %d, want 100000", n)
+		}
+		e.Close()
+	}
+}
+
+func BenchmarkAdvance(b *testing.B) {
+	e := benchEngine(b, 1000)
+	pos := follow.Position{Path: "/var/log/auth.log", Inode: 1}
+	for b.Loop() {
+		pos.Offset++
+		e.Advance(pos)
+	}
+}
