@@ -14,21 +14,24 @@ func TestRestart(t *testing.T) {
 	rotations := []struct {
 		name   string
 		rotate func(t *testing.T, path string, w *writer)
+		// reopenLater: the writer goes on with the renamed file after the
+		// restart, and creates the new file only then.
+		reopenLater bool
 	}{
-		{"not rotated", func(*testing.T, string, *writer) {}},
+		{"not rotated", func(*testing.T, string, *writer) {}, false},
 		{"renamed to .1", func(t *testing.T, path string, w *writer) {
 			must(t, os.Rename(path, path+".1"))
 			w.lines(500) // still to the renamed file
 			w.reopen()
-		}},
+		}, false},
 		{"renamed to a dated name", func(t *testing.T, path string, w *writer) {
 			must(t, os.Rename(path, path+"-20261126"))
 			w.reopen()
-		}},
+		}, false},
 		{"renamed, new file not created yet", func(t *testing.T, path string, w *writer) {
 			must(t, os.Rename(path, path+".1"))
 			w.lines(300)
-		}},
+		}, true},
 	}
 	saves := []struct {
 		name string
@@ -70,16 +73,13 @@ func TestRestart(t *testing.T) {
 				logs, log := newLog()
 				start(t, c, []string{path}, saved, log)
 				wg.Go(func() {
-					if w.f.Name() != path {
-						return
+					if rot.reopenLater {
+						w.lines(200)
+						w.reopen()
 					}
 					w.lines(total - w.next)
 				})
 				wg.Wait()
-				if rot.name == "renamed, new file not created yet" {
-					w.reopen()
-					w.lines(total - w.next)
-				}
 				finish(t, c, total)
 				for n := range total {
 					if c.path[n] != path {
@@ -118,7 +118,9 @@ func TestRestartFileGone(t *testing.T) {
 	logs, log := newLog()
 	start(t, c, []string{path}, saved, log)
 	finishExcept(t, c, func(n int) bool { return n < 3000 || n >= 3500 })
-	if logs.count("level=INFO", "not found anymore", "auth.log") != 1 {
+	// ext4 often gives the new file the removed file's inode number at once:
+	// then the saved Sum no longer matches and the file is read from 0 too.
+	if logs.count("level=INFO", "not found anymore", "auth.log")+logs.count("level=INFO", "changed while stopped") != 1 {
 		t.Errorf("want one Info log about the dropped position:\n%s", logs)
 	}
 }
@@ -138,7 +140,7 @@ func TestRestartTruncated(t *testing.T) {
 	saved := r.f.Positions()
 
 	must(t, os.Truncate(path, 0))
-	w.lines(total - w.next)
+	w.lines(1000)
 	fi, err := os.Stat(path)
 	must(t, err)
 	if fi.Size() >= saved[0].Offset {
@@ -146,6 +148,9 @@ func TestRestartTruncated(t *testing.T) {
 	}
 	logs, log := newLog()
 	start(t, c, []string{path}, saved, log)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.lines(total - w.next) })
+	wg.Wait()
 	finish(t, c, total)
 	if logs.count("reading from start") != 1 {
 		t.Errorf("want one log about reading from start:\n%s", logs)

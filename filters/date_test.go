@@ -1,0 +1,94 @@
+package filters
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFindDate(t *testing.T) {
+	ref := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	plus2 := time.FixedZone("", 2*3600)
+	cases := []struct {
+		name       string
+		line       string
+		loc        *time.Location
+		ok         bool
+		start, end int
+		want       time.Time
+	}{
+		{"syslog", "Nov 26 21:19:40 host sshd[1]: x", time.UTC, true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"syslog space-padded day", "Nov  6 01:02:03 host x", time.UTC, true, 0, 15, time.Date(2026, 11, 6, 1, 2, 3, 0, time.UTC)},
+		{"syslog in location", "Nov 26 21:19:40 host", plus2, true, 0, 15, time.Date(2026, 11, 26, 19, 19, 40, 0, time.UTC)},
+		{"syslog within a day ahead keeps year", "Nov 27 23:00:00 host", time.UTC, true, 0, 15, time.Date(2026, 11, 27, 23, 0, 0, 0, time.UTC)},
+		{"syslog over a day ahead is last year", "Nov 28 00:00:01 host", time.UTC, true, 0, 15, time.Date(2025, 11, 28, 0, 0, 1, 0, time.UTC)},
+		{"syslog december at new year", "Dec 31 23:59:59 host", time.UTC, true, 0, 15, time.Date(2025, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{"syslog with year", "Nov 26 21:19:40 2024 host", time.UTC, true, 0, 20, time.Date(2024, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"ctime", "Thu Nov 26 21:19:40 2026 msg", time.UTC, true, 0, 24, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"rfc3339 offset", "2026-11-26T21:19:40.123+01:00 host x", time.UTC, true, 0, 29, time.Date(2026, 11, 26, 20, 19, 40, 123e6, time.UTC)},
+		{"rfc3339 Z", "2026-11-26T21:19:40Z host", plus2, true, 0, 20, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"iso comma fraction no zone", "2026-11-26 21:19:40,123 INFO x", plus2, true, 0, 23, time.Date(2026, 11, 26, 19, 19, 40, 123e6, time.UTC)},
+		{"iso compact offset", "2026-11-26T21:19:40+0100 x", time.UTC, true, 0, 24, time.Date(2026, 11, 26, 20, 19, 40, 0, time.UTC)},
+		{"nginx error log", "2026/11/26 21:19:40 [error] 1#1: x", time.UTC, true, 0, 19, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"clf in brackets", `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET / HTTP/1.1"`, plus2, true, 15, 41, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"clf negative offset", `[26/Nov/2026:21:19:40 -0500]`, time.UTC, true, 1, 27, time.Date(2026, 11, 27, 2, 19, 40, 0, time.UTC)},
+		{"epoch", "1764192000.123 host x", time.UTC, true, 0, 14, time.Unix(1764192000, 123e6)},
+		{"epoch in brackets", "[1764192000] x", time.UTC, true, 1, 11, time.Unix(1764192000, 0)},
+		{"date mid-line", "host: 2026-11-26T21:19:40Z x", time.UTC, true, 6, 26, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"no date", "hello world 12:00", time.UTC, false, 0, 0, time.Time{}},
+		{"empty", "", time.UTC, false, 0, 0, time.Time{}},
+		{"invalid day", "Nov 31 10:00:00 host", time.UTC, false, 0, 0, time.Time{}},
+		{"invalid month", "2026-13-01T10:00:00Z", time.UTC, false, 0, 0, time.Time{}},
+		{"invalid hour", "2026-11-01T24:00:00Z", time.UTC, false, 0, 0, time.Time{}},
+		{"glued to a word", "x2026-11-26T21:19:40Z", time.UTC, false, 0, 0, time.Time{}},
+		{"epoch too short mid-line", "pid 1764192 x", time.UTC, false, 0, 0, time.Time{}},
+		{"epoch not at start", "x 1764192000 y", time.UTC, false, 0, 0, time.Time{}},
+		{"truncated syslog", "Nov 26 21:19", time.UTC, false, 0, 0, time.Time{}},
+		{"truncated iso", "2026-11-26T21:1", time.UTC, false, 0, 0, time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, e, got, ok := findDate(c.line, ref, c.loc)
+			if ok != c.ok {
+				t.Fatalf("findDate(%q) ok = %v, want %v", c.line, ok, c.ok)
+			}
+			if !ok {
+				return
+			}
+			if s != c.start || e != c.end {
+				t.Errorf("findDate(%q) span = [%d,%d) %q, want [%d,%d)", c.line, s, e, c.line[s:e], c.start, c.end)
+			}
+			if !got.Equal(c.want) {
+				t.Errorf("findDate(%q) = %v, want %v", c.line, got.UTC(), c.want.UTC())
+			}
+		})
+	}
+}
+
+// TestDateCut checks fail2ban's rule that the failregex sees the line with
+// the date cut out: "^" anchors after it, and brackets around it remain.
+func TestDateCut(t *testing.T) {
+	ref := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name, regex, line string
+		ok                bool
+	}{
+		{"syslog leaves leading space", `^ host sshd\[1\]: from <HOST>$`, "Nov 26 21:19:40 host sshd[1]: from 192.0.2.1", true},
+		{"caret is start of the rest", `^<HOST> - - \[\] "GET`, `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET / HTTP/1.1" 404 1`, true},
+		{"date text is gone", `26/Nov.*<HOST>`, `x [26/Nov/2026:21:19:40 +0000] 192.0.2.1`, false},
+		{"nginx error", `^ \[error\] \d+#\d+: client: <HOST>$`, `2026/11/26 21:19:40 [error] 7#7: client: 192.0.2.1`, true},
+		{"no date keeps the line", `^from <HOST>$`, `from 192.0.2.1`, true},
+		{"trailing newline ignored", `from <HOST>$`, "Nov 26 21:19:40 from 192.0.2.1\n", true},
+	}
+	l := &Loader{Location: time.UTC}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := l.Inline("t", []string{c.regex}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.Match(c.line, ref); ok != c.ok {
+				t.Errorf("Match(%q) with %q = %v, want %v", c.line, c.regex, ok, c.ok)
+			}
+		})
+	}
+}
