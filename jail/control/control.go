@@ -1,0 +1,253 @@
+// Package control is moat's control API: HTTP+JSON over a unix socket, spoken
+// by the CLI. It owns the wire format, the socket's life (Listen, Serve) and the
+// client the CLI uses. It never listens on TCP, and it must not decide bans:
+// it parses and checks requests, then calls the daemon through Service.
+//
+// Routes (all bodies and responses are JSON; errors are {"error": "message"}):
+//
+//	GET  /v1/status[?jail=J]   -> [Status, ...]; unknown jail: 404
+//	GET  /v1/bans[?jail=J]     -> [Ban, ...];    unknown jail: 404
+//	POST /v1/bans              {"jail": J, "ip": A, "for": D} -> Ban
+//	POST /v1/unban             {"ip": A, "jail": J}           -> [Ban, ...] (the bans lifted)
+//	POST /v1/unban-all         (empty body or {})             -> {"unbanned": N}
+//
+// Unban is a POST to its own route rather than DELETE /v1/bans with a body:
+// a DELETE body has no defined meaning in HTTP (RFC 9110 §9.3.5), and a
+// request body keeps the address out of the URL, so both mutating requests
+// decode the same way.
+//
+// In requests, "ip" is an address ("192.0.2.7", "2001:db8::1") or a CIDR
+// prefix ("198.51.100.0/24"), "jail" is required for a ban and optional for an
+// unban (empty: every jail), and "for" is a Go duration ("1h"), "-1" for a ban
+// without end, or empty for the jail's ban time.
+//
+// In responses, a Ban is {"jail", "ip", "banned_at", "expires_at", "count",
+// "failures"}: "ip" is a plain address for a single-host ban and CIDR form for
+// a wider prefix, times are RFC 3339 in UTC, and "expires_at" is null for a ban
+// without end.
+//
+// Status codes: 400 for a malformed request (bad JSON, unknown field or query
+// parameter, trailing data, malformed address or duration), 403 for a peer
+// whose uid is neither 0 nor the daemon's, 404 for an unknown jail, an unknown
+// route or an address that is not banned, 405 for a wrong method, 413 for a
+// body over 64 KiB, 422 when the daemon refuses a ban (loopback, ignoreip,
+// ...), and 500 with a generic message for anything else (the detail is logged,
+// never sent).
+package control
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/moatproj/moat/internal/netaddr"
+	"github.com/moatproj/moat/jail"
+)
+
+// Service is the subset of the daemon the control API calls. Its methods are
+// called concurrently, one goroutine per request.
+type Service interface {
+	// Status reports one jail's counters, or every jail's for "". An
+	// unknown jail is an error wrapping jail.ErrUnknownJail.
+	Status(jail string) ([]jail.Status, error)
+	// Bans lists the active bans of one jail, or of every jail for "".
+	Bans(jail string) []jail.Ban
+	// Ban bans p in jailName for d: 0 means the jail's ban time, a negative
+	// d a ban without end.
+	Ban(ctx context.Context, jailName string, p netip.Prefix, d time.Duration) (jail.Ban, error)
+	// Unban lifts the bans of p in jailName, or in every jail for "", and
+	// returns the bans lifted.
+	Unban(ctx context.Context, p netip.Prefix, jailName string) ([]jail.Ban, error)
+	// UnbanAll lifts every ban and returns how many it lifted.
+	UnbanAll(ctx context.Context) (int, error)
+}
+
+// Paths of the routes, shared by the handler and the client.
+const (
+	pathStatus   = "/v1/status"
+	pathBans     = "/v1/bans"
+	pathUnban    = "/v1/unban"
+	pathUnbanAll = "/v1/unban-all"
+)
+
+// maxBody is the largest request body the handler reads.
+const maxBody = 64 << 10
+
+// banRequest is the body of POST /v1/bans.
+type banRequest struct {
+	Jail string `json:"jail"`
+	IP   string `json:"ip"`
+	For  string `json:"for"`
+}
+
+// unbanRequest is the body of POST /v1/unban.
+type unbanRequest struct {
+	IP   string `json:"ip"`
+	Jail string `json:"jail"`
+}
+
+// unbanAllResponse is the answer of POST /v1/unban-all.
+type unbanAllResponse struct {
+	Unbanned int `json:"unbanned"`
+}
+
+// errorResponse is the body of every answer that is not 2xx.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+// banJSON is a jail.Ban on the wire: "ip" without /32 or /128 for a single
+// host, and "expires_at" null for a ban without end.
+type banJSON struct {
+	Jail      string     `json:"jail"`
+	IP        string     `json:"ip"`
+	BannedAt  time.Time  `json:"banned_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	Count     int        `json:"count"`
+	Failures  int        `json:"failures"`
+}
+
+// statusJSON is a jail.Status on the wire, with "banned" formatted like a
+// Ban's "ip".
+type statusJSON struct {
+	Jail            string   `json:"jail"`
+	Files           []string `json:"files"`
+	CurrentlyFailed int      `json:"currently_failed"`
+	TotalFailed     int      `json:"total_failed"`
+	CurrentlyBanned int      `json:"currently_banned"`
+	TotalBanned     int      `json:"total_banned"`
+	Banned          []string `json:"banned"`
+}
+
+// FormatPrefix writes p the way the control API and the CLI show it: the bare
+// address for a single host, CIDR form for a wider prefix.
+func FormatPrefix(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// wireTime is t in UTC at second precision, as RFC 3339 encodes it.
+func wireTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Second)
+}
+
+func toBanJSON(b jail.Ban) banJSON {
+	out := banJSON{
+		Jail:     b.Jail,
+		IP:       FormatPrefix(b.Prefix),
+		BannedAt: wireTime(b.BannedAt),
+		Count:    b.Count,
+		Failures: b.Failures,
+	}
+	if !b.Expires.IsZero() {
+		e := wireTime(b.Expires)
+		out.ExpiresAt = &e
+	}
+	return out
+}
+
+func toBansJSON(bs []jail.Ban) []banJSON {
+	out := make([]banJSON, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, toBanJSON(b))
+	}
+	return out
+}
+
+func (b banJSON) ban() (jail.Ban, error) {
+	p, err := netaddr.ParsePrefix(b.IP)
+	if err != nil {
+		return jail.Ban{}, err
+	}
+	out := jail.Ban{
+		Jail:     b.Jail,
+		Prefix:   p,
+		BannedAt: b.BannedAt,
+		Count:    b.Count,
+		Failures: b.Failures,
+	}
+	if b.ExpiresAt != nil {
+		out.Expires = *b.ExpiresAt
+	}
+	return out, nil
+}
+
+func toStatusJSON(ss []jail.Status) []statusJSON {
+	out := make([]statusJSON, 0, len(ss))
+	for _, s := range ss {
+		j := statusJSON{
+			Jail:            s.Jail,
+			Files:           s.Files,
+			CurrentlyFailed: s.CurrentlyFailed,
+			TotalFailed:     s.TotalFailed,
+			CurrentlyBanned: s.CurrentlyBanned,
+			TotalBanned:     s.TotalBanned,
+			Banned:          make([]string, 0, len(s.Banned)),
+		}
+		if j.Files == nil {
+			j.Files = []string{}
+		}
+		for _, p := range s.Banned {
+			j.Banned = append(j.Banned, FormatPrefix(p))
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func (s statusJSON) status() (jail.Status, error) {
+	out := jail.Status{
+		Jail:            s.Jail,
+		Files:           s.Files,
+		CurrentlyFailed: s.CurrentlyFailed,
+		TotalFailed:     s.TotalFailed,
+		CurrentlyBanned: s.CurrentlyBanned,
+		TotalBanned:     s.TotalBanned,
+	}
+	for _, b := range s.Banned {
+		p, err := netaddr.ParsePrefix(b)
+		if err != nil {
+			return jail.Status{}, err
+		}
+		out.Banned = append(out.Banned, p)
+	}
+	return out, nil
+}
+
+// formatFor is d as the "for" field of a ban request: "" for the jail's ban
+// time, "-1" for no end.
+func formatFor(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d < 0:
+		return "-1"
+	}
+	return d.String()
+}
+
+// parseFor reads the "for" field of a ban request.
+func parseFor(s string) (time.Duration, error) {
+	switch s {
+	case "":
+		return 0, nil
+	case "-1":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, errBadFor(s)
+	}
+	return d, nil
+}
+
+type errBadFor string
+
+func (e errBadFor) Error() string {
+	return `bad "for" ` + quote(string(e)) + `: want a positive Go duration such as "1h", "-1" for no end, or empty for the jail's ban time`
+}
