@@ -36,7 +36,13 @@ type Error struct {
 	// Want says what would be accepted. A Want ending in "?" is a
 	// suggestion ("did you mean maxretry?") and is printed as is.
 	Want string
+	// Err is the underlying error when there is one (the CheckFilter
+	// error of a filter that cannot be loaded); Unwrap returns it.
+	Err error
 }
+
+// Unwrap returns e.Err.
+func (e *Error) Unwrap() error { return e.Err }
 
 // maxShownValue bounds how much of a long value (a regex, say) a message
 // repeats.

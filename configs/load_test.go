@@ -2,6 +2,7 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -77,5 +78,16 @@ func TestEnvFromOS(t *testing.T) {
 	}
 	if env.Root != (os.Geteuid() == 0) || env.UID != os.Getuid() {
 		t.Errorf("EnvFromOS = %+v, want root %v uid %d", env, os.Geteuid() == 0, os.Getuid())
+	}
+}
+
+func TestCheckFilterErrorUnwraps(t *testing.T) {
+	errMissing := errors.New("no such filter")
+	_, err := Parse("moat.yaml", []byte("jails:\n  sshd: {logpath: /var/log/auth.log}\n"), Options{Env: rootEnv, CheckFilter: func(Filter) error {
+		return fmt.Errorf("load filter sshd: %w", errMissing)
+	}})
+	var ce *Error
+	if !errors.Is(err, errMissing) || !errors.As(err, &ce) || ce.Line != 2 || ce.Field != "jails.sshd.filter" {
+		t.Errorf("Parse = %v, want a *Error at line 2 wrapping the CheckFilter error", err)
 	}
 }

@@ -55,7 +55,8 @@ const (
 	wantDuration   = "a duration such as 10m, 1h30m or 1d"
 	wantBanTime    = "a duration such as 10m, 1h or 1d, or -1 for no end"
 	wantBool       = "true or false"
-	wantPath       = "an absolute path such as /var/log/auth.log"
+	wantStateDir   = "an absolute path such as /var/lib/moat"
+	wantSocket     = "an absolute path such as /run/moat/moat.sock"
 	wantLogPath    = "an absolute path or glob such as /var/log/auth.log, or a list of them"
 	wantIgnoreIP   = "addresses or CIDR prefixes such as 192.0.2.7, 198.51.100.0/24 or 2001:db8::/64, as a list or separated by spaces or commas"
 	wantPort       = "ports 1-65535, ranges such as 8000-8100, or service names such as ssh, as a list or separated by commas"
@@ -192,7 +193,7 @@ func (d *decoder) mapping(n *yaml.Node, field, want string, keys []string, fn fu
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.wrong(n, field, want)
+		d.wrongKind(n, field, "a mapping", want)
 		return
 	}
 	seen := make(map[string]int, len(n.Content)/2)
@@ -216,6 +217,9 @@ func (d *decoder) mapping(n *yaml.Node, field, want string, keys []string, fn fu
 			w := "one of " + strings.Join(keys, ", ")
 			if s := suggest(k, keys); s != "" {
 				w = "did you mean " + s + "?"
+			} else if why, ok := fail2banOnly[k]; ok && slices.Contains(keys, "logpath") {
+				d.fail(key.Line, field, k, "is a fail2ban setting that moat does not use", why)
+				continue
 			}
 			d.fail(key.Line, field, k, "is not a known key", w)
 			continue
@@ -224,13 +228,32 @@ func (d *decoder) mapping(n *yaml.Node, field, want string, keys []string, fn fu
 	}
 }
 
-// wrong records a value of the wrong kind or an empty one.
+// fail2banOnly explains the jail settings of fail2ban that have no
+// counterpart in moat, for people bringing a jail.local over.
+var fail2banOnly = map[string]string{
+	"action":       "nothing: moat bans through its nftables sets; see firewall:",
+	"banaction":    "nothing: moat bans through its nftables sets; see firewall:",
+	"chain":        "nothing: moat's drop rule sits in its own table; see firewall:",
+	"protocol":     "nothing: bans cover TCP and UDP; use ports: to narrow them",
+	"backend":      "nothing in a jail: moat follows files itself; firewall.backend picks the firewall",
+	"usedns":       "nothing: moat never resolves host names in logs",
+	"port":         "ports:",
+	"journalmatch": "logpath: moat reads log files, not the journal",
+}
+
+// wrong records a value of the wrong kind or an empty one, where a scalar
+// is wanted.
 func (d *decoder) wrong(n *yaml.Node, field, want string) {
+	d.wrongKind(n, field, "a single value", want)
+}
+
+// wrongKind records a value that is not of kind expect ("a mapping").
+func (d *decoder) wrongKind(n *yaml.Node, field, expect, want string) {
 	switch {
 	case isNull(n):
 		d.fail(n.Line, field, "", "is empty", want)
 	case n.Kind == yaml.ScalarNode:
-		d.fail(n.Line, field, n.Value, "is not valid here", want)
+		d.fail(n.Line, field, n.Value, "is not "+expect, want)
 	default:
 		d.fail(n.Line, field, "", shape(n), want)
 	}
@@ -257,7 +280,14 @@ func (d *decoder) boolean(n *yaml.Node, field string) (bool, bool) {
 		return false, false
 	}
 	if n.Tag != "!!bool" {
-		d.fail(n.Line, field, n.Value, "is not true or false", wantBool)
+		want := wantBool
+		switch strings.ToLower(n.Value) {
+		case "yes", "on", "y":
+			want = "did you mean true?"
+		case "no", "off", "n":
+			want = "did you mean false?"
+		}
+		d.fail(n.Line, field, n.Value, "is not true or false", want)
 		return false, false
 	}
 	var b bool
@@ -369,13 +399,13 @@ func words(s string) []string {
 }
 
 // absPath reads an absolute path.
-func (d *decoder) absPath(n *yaml.Node, field string) (string, bool) {
-	s, ok := d.scalar(n, field, wantPath)
+func (d *decoder) absPath(n *yaml.Node, field, want string) (string, bool) {
+	s, ok := d.scalar(n, field, want)
 	if !ok {
 		return "", false
 	}
 	if !filepath.IsAbs(s) {
-		d.fail(resolve(n).Line, field, s, "is not an absolute path", wantPath)
+		d.fail(resolve(n).Line, field, s, "is not an absolute path", want)
 		return "", false
 	}
 	return filepath.Clean(s), true
@@ -535,11 +565,12 @@ func (d *decoder) increment(n *yaml.Node, field string, s *spec) {
 		case "multipliers":
 			const want = "a list of numbers greater than 0, such as [1, 2, 4, 8]"
 			val = resolve(val)
-			if val.Kind != yaml.SequenceNode || len(val.Content) == 0 {
-				d.wrong(val, f, want)
-				if val.Kind == yaml.SequenceNode {
-					d.fail(val.Line, f, "", "is an empty list", want)
-				}
+			switch {
+			case val.Kind != yaml.SequenceNode:
+				d.wrongKind(val, f, "a list", want)
+				return
+			case len(val.Content) == 0:
+				d.fail(val.Line, f, "", "is an empty list", want)
 				return
 			}
 			ms := make([]float64, 0, len(val.Content))
@@ -767,13 +798,13 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 	d.mapping(root, "", "a mapping of settings such as jails:", topKeys, func(k string, key, val *yaml.Node) {
 		switch k {
 		case "state_dir":
-			if v, ok := d.absPath(val, k); ok {
+			if v, ok := d.absPath(val, k, wantStateDir); ok {
 				stateDir.put(v, key)
 			}
 		case "socket":
-			if v, ok := d.absPath(val, k); ok {
+			if v, ok := d.absPath(val, k, wantSocket); ok {
 				if len(v) > maxSocketPath {
-					d.fail(resolve(val).Line, k, v, fmt.Sprintf("is longer than the %d bytes a unix socket path may have", maxSocketPath), wantPath)
+					d.fail(resolve(val).Line, k, v, fmt.Sprintf("is longer than the %d bytes a unix socket path may have", maxSocketPath), wantSocket)
 				} else {
 					socket.put(v, key)
 				}
@@ -784,8 +815,12 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 				switch k2 {
 				case "backend":
 					if v, ok := d.scalar(val2, f, wantBackend); ok {
-						if v != "auto" && v != "nftables" && v != "none" {
-							d.fail(resolve(val2).Line, f, v, "is not a firewall backend", wantBackend)
+						if backends := []string{"auto", "nftables", "none"}; !slices.Contains(backends, v) {
+							want := wantBackend
+							if s := suggest(v, backends); s != "" {
+								want = "did you mean " + s + "?"
+							}
+							d.fail(resolve(val2).Line, f, v, "is not a firewall backend", want)
 						} else {
 							backend.put(v, key2)
 						}
@@ -865,7 +900,9 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 		Check:   check.get(DefaultCheck),
 	}
 
-	d.jails(cfg, jailsKey, jailsNode, defaults, opts)
+	if root.Kind == yaml.MappingNode {
+		d.jails(cfg, jailsKey, jailsNode, defaults, opts)
+	}
 	return cfg
 }
 
@@ -925,6 +962,7 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 					problem = "(the jail's name, used as its filter when filter: is not set) " + problem
 				}
 				d.fail(filterLine, join(field, "filter"), j.Filter.Name, problem, want)
+				d.errs[len(d.errs)-1].Err = err
 			}
 		}
 		cfg.Jails = append(cfg.Jails, j)

@@ -104,6 +104,21 @@ var badCases = []struct {
 		want: []string{`moat.yaml:2: jails: got a list (want a mapping from jail names to their settings)`},
 	},
 	{
+		name: "scalar where a jail's mapping is wanted",
+		yaml: "jails:\n  sshd: true\n",
+		want: []string{`moat.yaml:2: jails.sshd: "true" is not a mapping (want a mapping of jail settings such as logpath: and maxretry:)`},
+	},
+	{
+		name: "document is a list",
+		yaml: "- jails\n",
+		want: []string{`moat.yaml:1: got a list (want a mapping of settings such as jails:)`},
+	},
+	{
+		name: "empty multipliers",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    bantime_increment: {multipliers: []}\n",
+		want: []string{`moat.yaml:4: jails.sshd.bantime_increment.multipliers: is an empty list (want a list of numbers greater than 0, such as [1, 2, 4, 8])`},
+	},
+	{
 		name: "mapping where a list or string is wanted",
 		yaml: "jails:\n  sshd:\n    logpath: {file: /var/log/auth.log}\n",
 		want: []string{`moat.yaml:3: jails.sshd.logpath: got a mapping (want an absolute path or glob such as /var/log/auth.log, or a list of them)`},
@@ -111,7 +126,12 @@ var badCases = []struct {
 	{
 		name: "not a boolean",
 		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    enabled: yes\n",
-		want: []string{`moat.yaml:4: jails.sshd.enabled: "yes" is not true or false (want true or false)`},
+		want: []string{`moat.yaml:4: jails.sshd.enabled: "yes" is not true or false (did you mean true?)`},
+	},
+	{
+		name: "not a boolean at all",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    ignoreself: 1\n",
+		want: []string{`moat.yaml:4: jails.sshd.ignoreself: "1" is not true or false (want true or false)`},
 	},
 	{
 		name: "duplicate key",
@@ -161,7 +181,17 @@ var badCases = []struct {
 	{
 		name: "unknown backend",
 		yaml: "firewall:\n  backend: iptables\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
-		want: []string{`moat.yaml:2: firewall.backend: "iptables" is not a firewall backend (want auto, nftables or none)`},
+		want: []string{`moat.yaml:2: firewall.backend: "iptables" is not a firewall backend (did you mean nftables?)`},
+	},
+	{
+		name: "unknown backend without suggestion",
+		yaml: "firewall:\n  backend: ufw\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
+		want: []string{`moat.yaml:2: firewall.backend: "ufw" is not a firewall backend (want auto, nftables or none)`},
+	},
+	{
+		name: "fail2ban-only key",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    banaction: iptables-multiport\n",
+		want: []string{`moat.yaml:4: jails.sshd: "banaction" is a fail2ban setting that moat does not use (want nothing: moat bans through its nftables sets; see firewall:)`},
 	},
 	{
 		name: "bad table name",
@@ -231,14 +261,14 @@ var badCases = []struct {
 		name: "relative state_dir and bad metrics address",
 		yaml: "state_dir: var/lib/moat\nmetrics:\n  listen: 127.0.0.1\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
 		want: []string{
-			`moat.yaml:1: state_dir: "var/lib/moat" is not an absolute path (want an absolute path such as /var/log/auth.log)`,
+			`moat.yaml:1: state_dir: "var/lib/moat" is not an absolute path (want an absolute path such as /var/lib/moat)`,
 			`moat.yaml:3: metrics.listen: "127.0.0.1" is not an address to listen on (want host:port such as 127.0.0.1:9477 or [::1]:9477, or empty for no metrics)`,
 		},
 	},
 	{
 		name: "socket path too long",
 		yaml: "socket: /run/" + strings.Repeat("m", 100) + "/moat.sock\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
-		want: []string{`moat.yaml:1: socket: "/run/` + strings.Repeat("m", 75) + `…" is longer than the 107 bytes a unix socket path may have (want an absolute path such as /var/log/auth.log)`},
+		want: []string{`moat.yaml:1: socket: "/run/` + strings.Repeat("m", 75) + `…" is longer than the 107 bytes a unix socket path may have (want an absolute path such as /run/moat/moat.sock)`},
 	},
 	{
 		name: "empty file",
