@@ -782,6 +782,45 @@ func listenAddr(s string) bool {
 	return err == nil
 }
 
+// DefaultStateDir is state_dir when the configuration does not set it:
+// /var/lib/moat for root, else $XDG_STATE_HOME/moat, else
+// ~/.local/state/moat; "" when none of these can be worked out.
+func DefaultStateDir(env Env) string {
+	switch {
+	case env.Root:
+		return "/var/lib/moat"
+	case filepath.IsAbs(env.XDGStateHome):
+		return filepath.Join(env.XDGStateHome, "moat")
+	case filepath.IsAbs(env.Home):
+		return filepath.Join(env.Home, ".local", "state", "moat")
+	}
+	return ""
+}
+
+// DefaultSocket is socket when the configuration sets neither it nor
+// state_dir, and so where the CLI looks for the daemon by default:
+// /run/moat/moat.sock for root, else $XDG_RUNTIME_DIR/moat/moat.sock, else
+// moat.sock in DefaultStateDir. It is /run/moat/moat.sock when nothing else
+// can be worked out.
+func DefaultSocket(env Env) string {
+	if s := socketFor(env, DefaultStateDir(env)); s != "" {
+		return s
+	}
+	return "/run/moat/moat.sock"
+}
+
+func socketFor(env Env, stateDir string) string {
+	switch {
+	case env.Root:
+		return "/run/moat/moat.sock"
+	case filepath.IsAbs(env.XDGRuntimeDir):
+		return filepath.Join(env.XDGRuntimeDir, "moat", "moat.sock")
+	case stateDir != "":
+		return filepath.Join(stateDir, "moat.sock")
+	}
+	return ""
+}
+
 // parse is Parse's body: the errors go to d.
 func (d *decoder) parse(data []byte, opts Options) *Config {
 	root := d.document(data)
@@ -865,30 +904,19 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 	})
 
 	env := opts.Env
-	switch {
-	case stateDir.set:
+	if stateDir.set {
 		cfg.StateDir = stateDir.v
-	case env.Root:
-		cfg.StateDir = "/var/lib/moat"
-	case filepath.IsAbs(env.XDGStateHome):
-		cfg.StateDir = filepath.Join(env.XDGStateHome, "moat")
-	case filepath.IsAbs(env.Home):
-		cfg.StateDir = filepath.Join(env.Home, ".local", "state", "moat")
-	default:
+	} else if cfg.StateDir = DefaultStateDir(env); cfg.StateDir == "" {
 		d.fail(0, "state_dir", "", "has no default: not root, and neither $XDG_STATE_HOME nor $HOME is an absolute path", "state_dir: set to a directory moat may write")
 	}
 	switch {
 	case socket.set:
 		cfg.Socket = socket.v
-	case env.Root:
-		cfg.Socket = "/run/moat/moat.sock"
-	case filepath.IsAbs(env.XDGRuntimeDir):
-		cfg.Socket = filepath.Join(env.XDGRuntimeDir, "moat", "moat.sock")
 	case cfg.StateDir != "":
-		cfg.Socket = filepath.Join(cfg.StateDir, "moat.sock")
-	}
-	if !socket.set && len(cfg.Socket) > maxSocketPath {
-		d.fail(stateDir.line, "socket", cfg.Socket, fmt.Sprintf("(the default) is longer than the %d bytes a unix socket path may have", maxSocketPath), "socket: set to a shorter path")
+		cfg.Socket = socketFor(env, cfg.StateDir)
+		if len(cfg.Socket) > maxSocketPath {
+			d.fail(stateDir.line, "socket", cfg.Socket, fmt.Sprintf("(the default) is longer than the %d bytes a unix socket path may have", maxSocketPath), "socket: set to a shorter path")
+		}
 	}
 	defBackend := "auto"
 	if !env.Root {

@@ -394,6 +394,9 @@ func TestParseDefaultsApplied(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if DefaultStateDir(tc.env) != tc.stateDir || DefaultSocket(tc.env) != tc.socket {
+				t.Errorf("DefaultStateDir, DefaultSocket = %s, %s; want %s, %s", DefaultStateDir(tc.env), DefaultSocket(tc.env), tc.stateDir, tc.socket)
+			}
 			if cfg.StateDir != tc.stateDir || cfg.Socket != tc.socket || cfg.Firewall.Backend != tc.backend {
 				t.Errorf("state_dir, socket, backend = %s, %s, %s; want %s, %s, %s", cfg.StateDir, cfg.Socket, cfg.Firewall.Backend, tc.stateDir, tc.socket, tc.backend)
 			}
@@ -431,6 +434,16 @@ func TestParseNoStateDir(t *testing.T) {
 	}
 	if cfg.StateDir != "/srv/moat" || cfg.Socket != "/srv/moat/moat.sock" {
 		t.Errorf("state_dir, socket = %s, %s", cfg.StateDir, cfg.Socket)
+	}
+	// A long state_dir makes the default socket too long for a unix socket.
+	long := "/srv/" + strings.Repeat("s", 100)
+	_, err = Parse("moat.yaml", []byte("state_dir: "+long+"\njails:\n  sshd: {logpath: /var/log/auth.log}\n"), Options{Env: Env{UID: 1000, Home: "/home/u"}})
+	want = []string{`moat.yaml:1: socket: "` + (long + "/moat.sock")[:80] + `…" (the default) is longer than the 107 bytes a unix socket path may have (want socket: set to a shorter path)`}
+	if got := errorLines(t, err); !reflect.DeepEqual(got, want) {
+		t.Errorf("errors = %q, want %q", got, want)
+	}
+	if got := DefaultSocket(Env{UID: 1000}); got != "/run/moat/moat.sock" {
+		t.Errorf("DefaultSocket with no user directory = %s, want /run/moat/moat.sock", got)
 	}
 }
 
