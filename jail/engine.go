@@ -48,8 +48,11 @@ type Options struct {
 	// SelfAddrs returns the host's own addresses (default: from
 	// net.InterfaceAddrs). Loopback is always refused anyway.
 	SelfAddrs func() []netip.Addr
-	// MaxTracked caps the failure windows held in memory across all jails
-	// (default 1_000_000).
+	// MaxTracked caps the failure windows (one per jail and ban prefix)
+	// held in memory across all jails (default 1_000_000). When it is
+	// reached, the window whose last failure arrived longest ago is evicted
+	// first (LRU by last failure, O(1) per failure); its failures are
+	// forgotten.
 	MaxTracked int
 	// CheckEvery is how often Run sweeps expired bans and checks that the
 	// firewall is intact (default 1s).
@@ -237,6 +240,8 @@ func Open(opts Options) (*Engine, error) {
 		maxTracked = 1_000_000
 	}
 	e.tr = newTracker(maxTracked)
+	e.tr.onEvict = e.dropWinLocked
+	e.tr.onDiskNow = func(k winKey) bool { _, ok := e.dirtyWin[k]; return ok }
 
 	db, err := memdb.NewMemDB(schema)
 	if err != nil {
@@ -396,7 +401,7 @@ func (e *Engine) Configure(ctx context.Context, jails []Config) error {
 	}
 
 	e.mu.Lock()
-	drop := func(k winKey) { e.dirtyWin[k] = struct{}{} }
+	drop := e.dropWinLocked
 	next := make(map[string]*jailState, len(cfgs))
 	for _, c := range cfgs {
 		js := &jailState{cfg: c, findtime: int64(c.FindTime)}
@@ -592,20 +597,29 @@ func (e *Engine) Failure(ctx context.Context, f Failure, pos follow.Position) (*
 		e.mu.Unlock()
 		return nil, nil
 	}
-	n, ev, evicted := e.tr.add(k, f.Time.UnixNano(), js.findtime)
-	if evicted {
-		e.dirtyWin[ev] = struct{}{}
-	}
+	n := e.tr.add(k, f.Time.UnixNano(), js.findtime)
 	e.dirtyWin[k] = struct{}{}
 	js.totalFailed++
 	if n < js.cfg.MaxRetry {
 		e.mu.Unlock()
 		return nil, nil
 	}
-	e.tr.remove(k)
+	e.dropWinLocked(k, e.tr.remove(k))
 	pb := e.decideLocked(js, k, n, now, 0, "failures")
 	e.mu.Unlock()
 	return e.await(ctx, pb)
+}
+
+// dropWinLocked records that k's window is gone: the next checkpoint
+// deletes it if the state db may hold it; otherwise there is nothing to
+// write. This keeps the dirty set within twice MaxTracked under a flood of
+// distinct addresses. mu held.
+func (e *Engine) dropWinLocked(k winKey, onDisk bool) {
+	if onDisk {
+		e.dirtyWin[k] = struct{}{}
+	} else {
+		delete(e.dirtyWin, k)
+	}
 }
 
 // decideLocked queues a ban of k: it takes the count, computes the
@@ -622,7 +636,6 @@ func (e *Engine) decideLocked(js *jailState, k winKey, failures int, now time.Ti
 	}
 	e.counts[k] = countRec{n: rec.n + 1, last: now.UnixNano()}
 	e.dirtyCounts[k] = struct{}{}
-	e.dirtyWin[k] = struct{}{}
 	e.pendingKeys[k]++
 	pb := &pendingBan{ban: b, reason: reason, done: make(chan struct{})}
 	e.pending = append(e.pending, pb)
@@ -663,11 +676,21 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	c := &checkpoint{}
-	pend := e.pending
-	e.pending = nil
-	for _, pb := range pend {
+	var pend []*pendingBan
+	for _, pb := range e.pending {
+		if e.jails[pb.ban.Jail] == nil {
+			// Decided just before a reload removed the jail.
+			k := winKey{pb.ban.Jail, pb.ban.Prefix}
+			if e.pendingKeys[k]--; e.pendingKeys[k] <= 0 {
+				delete(e.pendingKeys, k)
+			}
+			pb.finish(false, fmt.Errorf("jail %q: %w", pb.ban.Jail, ErrUnknownJail))
+			continue
+		}
+		pend = append(pend, pb)
 		c.putBans = append(c.putBans, pb.ban)
 	}
+	e.pending = nil
 	if len(e.dirtyCounts) > 0 {
 		c.counts = make(map[winKey]countRec, len(e.dirtyCounts))
 		for k := range e.dirtyCounts {
@@ -678,7 +701,12 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 	if len(e.dirtyWin) > 0 {
 		c.windows = make(map[winKey][]int64, len(e.dirtyWin))
 		for k := range e.dirtyWin {
-			c.windows[k] = slices.Clone(e.tr.get(k))
+			if w := e.tr.get(k); w != nil {
+				c.windows[k] = slices.Clone(w.times)
+				w.onDisk = true
+			} else {
+				c.windows[k] = nil
+			}
 		}
 		clear(e.dirtyWin)
 	}
@@ -873,7 +901,7 @@ func (e *Engine) Ban(ctx context.Context, jail string, p netip.Prefix, d time.Du
 		return Ban{}, &RefusedError{Prefix: p, Reason: why}
 	}
 	k := winKey{jail, p}
-	e.tr.remove(k)
+	e.dropWinLocked(k, e.tr.remove(k))
 	pb := e.decideLocked(js, k, 0, e.now(), d, "manual")
 	e.mu.Unlock()
 	b, err := e.await(ctx, pb)
@@ -1092,7 +1120,7 @@ func (e *Engine) sweep(ctx context.Context) error {
 			return 0, false
 		}
 		return js.findtime, true
-	}, func(k winKey) { e.dirtyWin[k] = struct{}{} })
+	}, e.dropWinLocked)
 	e.mu.Unlock()
 
 	e.wmu.Lock()

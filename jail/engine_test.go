@@ -768,3 +768,36 @@ func TestConcurrentFailures(t *testing.T) {
 		t.Errorf("%d active bans, want 50", n)
 	}
 }
+
+func TestEvictedWindowsLeaveStateDB(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"))
+	r.e.Close()
+	r.opts.MaxTracked = 2
+	r.open()
+	r.fail("sshd", "203.0.113.1", t0, follow.Position{})
+	r.fail("sshd", "203.0.113.2", t0, follow.Position{})
+	if err := r.e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A flood of distinct addresses evicts both; the never-saved windows
+	// it evicts in turn leave nothing to write.
+	for i := range 200 {
+		r.fail("sshd", fmt.Sprintf("198.51.100.%d", i), t0, follow.Position{})
+	}
+	if n := len(r.e.dirtyWin); n > 4 {
+		t.Errorf("dirty set holds %d keys, want at most 2*MaxTracked", n)
+	}
+	if err := r.e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.e.Close()
+	r.open()
+	var got []string
+	for k := range r.e.tr.m {
+		got = append(got, k.prefix.String())
+	}
+	slices.Sort(got)
+	if want := []string{"198.51.100.198/32", "198.51.100.199/32"}; !slices.Equal(got, want) {
+		t.Errorf("windows after reopen = %v, want %v", got, want)
+	}
+}

@@ -16,6 +16,10 @@ type window struct {
 	key    winKey
 	times  []int64
 	newest int64
+	// onDisk says the state db may hold a value for key (it was
+	// checkpointed, or loaded, or a delete of it is still pending): a
+	// removed window must then be deleted at the next checkpoint.
+	onDisk bool
 
 	prev, next *window // prev: more recent, next: less recent
 }
@@ -37,6 +41,12 @@ type tracker struct {
 	head    *window
 	tail    *window
 	perJail map[string]int
+
+	// onEvict is called for each entry evicted to make room.
+	onEvict func(k winKey, onDisk bool)
+	// onDiskNow tells whether the state db may still hold k when a new
+	// window for k is made.
+	onDiskNow func(k winKey) bool
 }
 
 func newTracker(max int) *tracker {
@@ -45,23 +55,25 @@ func newTracker(max int) *tracker {
 
 // add records a failure at (Unix nanoseconds, log time) for k, drops the
 // times that are more than findtime older than the newest, and returns how
-// many remain. Times may arrive out of order. If a new entry had to evict
-// another, evicted is its key and ok is true.
-func (t *tracker) add(k winKey, at, findtime int64) (n int, evicted winKey, ok bool) {
+// many remain. Times may arrive out of order.
+func (t *tracker) add(k winKey, at, findtime int64) int {
 	w := t.m[k]
 	if w == nil {
 		if len(t.m) >= t.max && t.tail != nil {
 			w = t.tail
-			evicted, ok = w.key, true
 			t.unlink(w)
 			delete(t.m, w.key)
 			t.perJail[w.key.jail]--
+			if t.onEvict != nil {
+				t.onEvict(w.key, w.onDisk)
+			}
 			w.times = w.times[:0]
 			w.newest = 0
 		} else {
 			w = &window{}
 		}
 		w.key = k
+		w.onDisk = t.onDiskNow != nil && t.onDiskNow(k)
 		t.m[k] = w
 		t.perJail[k.jail]++
 		t.pushFront(w)
@@ -81,7 +93,7 @@ func (t *tracker) add(k winKey, at, findtime int64) (n int, evicted winKey, ok b
 		}
 	}
 	w.times = kept
-	return len(kept), evicted, ok
+	return len(kept)
 }
 
 // load puts a saved window back (on open), unless the tracker is full.
@@ -92,7 +104,7 @@ func (t *tracker) load(k winKey, times []int64) bool {
 	if old := t.m[k]; old != nil {
 		t.remove(k)
 	}
-	w := &window{key: k, times: times}
+	w := &window{key: k, times: times, onDisk: true}
 	for _, x := range times {
 		if x > w.newest {
 			w.newest = x
@@ -104,16 +116,13 @@ func (t *tracker) load(k winKey, times []int64) bool {
 	return true
 }
 
-// get returns the times of k (shared; do not modify), or nil.
-func (t *tracker) get(k winKey) []int64 {
-	if w := t.m[k]; w != nil {
-		return w.times
-	}
-	return nil
+// get returns the window of k, or nil.
+func (t *tracker) get(k winKey) *window {
+	return t.m[k]
 }
 
-// remove drops k's window; it reports whether there was one.
-func (t *tracker) remove(k winKey) bool {
+// remove drops k's window; it reports whether the state db may hold it.
+func (t *tracker) remove(k winKey) (onDisk bool) {
 	w := t.m[k]
 	if w == nil {
 		return false
@@ -121,30 +130,28 @@ func (t *tracker) remove(k winKey) bool {
 	t.unlink(w)
 	delete(t.m, k)
 	t.perJail[k.jail]--
-	return true
+	return w.onDisk
 }
 
 // expireOld drops entries from the least recent end while their newest
 // failure is older than their jail's find time before now, stopping at the
 // first fresh one (so the cost is proportional to what is dropped). It calls
 // drop for each key dropped.
-func (t *tracker) expireOld(now int64, findtime func(jail string) (int64, bool), drop func(winKey)) {
+func (t *tracker) expireOld(now int64, findtime func(jail string) (int64, bool), drop func(k winKey, onDisk bool)) {
 	for w := t.tail; w != nil; w = t.tail {
 		ft, ok := findtime(w.key.jail)
 		if ok && w.newest >= now-ft {
 			return
 		}
-		t.remove(w.key)
-		drop(w.key)
+		drop(w.key, t.remove(w.key))
 	}
 }
 
 // removeJail drops every window of a jail (reload; a full scan is fine there).
-func (t *tracker) removeJail(jail string, drop func(winKey)) {
+func (t *tracker) removeJail(jail string, drop func(k winKey, onDisk bool)) {
 	for k := range t.m {
 		if k.jail == jail {
-			t.remove(k)
-			drop(k)
+			drop(k, t.remove(k))
 		}
 	}
 	delete(t.perJail, jail)

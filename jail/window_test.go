@@ -16,16 +16,15 @@ func key(i uint32) winKey {
 
 func TestTrackerEvictsLeastRecentlyFailed(t *testing.T) {
 	tr := newTracker(3)
+	var evicted []winKey
+	tr.onEvict = func(k winKey, _ bool) { evicted = append(evicted, k) }
 	ft := int64(time.Hour)
 	tr.add(key(1), 1, ft)
 	tr.add(key(2), 2, ft)
 	tr.add(key(3), 3, ft)
 	tr.add(key(1), 4, ft)
-	var evicted []winKey
 	for i := uint32(4); i <= 6; i++ {
-		if _, k, ok := tr.add(key(i), int64(i), ft); ok {
-			evicted = append(evicted, k)
-		}
+		tr.add(key(i), int64(i), ft)
 	}
 	want := []winKey{key(2), key(3), key(1)}
 	if len(evicted) != 3 || evicted[0] != want[0] || evicted[1] != want[1] || evicted[2] != want[2] {
@@ -43,7 +42,7 @@ func TestTrackerExpireOld(t *testing.T) {
 	tr.add(key(2), 500, ft)
 	tr.add(key(3), 20, ft) // older but more recent in arrival: kept until it reaches the tail
 	var dropped []winKey
-	tr.expireOld(550, func(string) (int64, bool) { return ft, true }, func(k winKey) { dropped = append(dropped, k) })
+	tr.expireOld(550, func(string) (int64, bool) { return ft, true }, func(k winKey, _ bool) { dropped = append(dropped, k) })
 	if len(dropped) != 1 || dropped[0] != key(1) || tr.len() != 2 {
 		t.Errorf("dropped %v, len %d; want key 1 only", dropped, tr.len())
 	}
@@ -59,7 +58,7 @@ func TestTrackerBoundedAtMillion(t *testing.T) {
 		t.Errorf("tracker holds %d (map %d), want %d", tr.len(), len(tr.m), max)
 	}
 	// The newest survive.
-	if tr.get(key(n-1+1<<24)) == nil || tr.get(key(0+1<<24)) != nil {
+	if tr.get(key(n-1+1<<24)) == nil || tr.get(key(1<<24)) != nil {
 		t.Error("eviction kept the wrong entries")
 	}
 }
