@@ -604,3 +604,39 @@ func TestPeerCredentials(t *testing.T) {
 		}
 	})
 }
+
+func TestBanRecordedFirewallFailed(t *testing.T) {
+	svc := fakeDefault()
+	svc.ban = func(_ context.Context, name string, p netip.Prefix, _ time.Duration) (jail.Ban, error) {
+		return jail.Ban{Jail: name, Prefix: p, BannedAt: t0}, fakeErr
+	}
+	_, c := serve(t, NewHandler(svc, nil))
+	_, err := c.Ban(context.Background(), "sshd", "192.0.2.7", 0)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError {
+		t.Fatalf("err = %v, want APIError 500", err)
+	}
+	if want := "ban of 192.0.2.7 recorded, but not yet in the firewall"; !strings.HasPrefix(ae.Message, want) || strings.Contains(ae.Message, "bolt") {
+		t.Errorf("message = %q, want it to start with %q and hide the detail", ae.Message, want)
+	}
+}
+
+func TestRootOr(t *testing.T) {
+	allow := rootOr(1000)
+	for _, tc := range []struct {
+		name string
+		uid  uint32
+		want bool
+	}{
+		{"root", 0, true},
+		{"daemon's user", 1000, true},
+		{"another user", 1001, false},
+		{"nobody", 65534, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := allow(tc.uid); got != tc.want {
+				t.Errorf("rootOr(1000)(%d) = %v, want %v", tc.uid, got, tc.want)
+			}
+		})
+	}
+}

@@ -46,8 +46,12 @@ type handler struct {
 // logged at Error and answered with a generic 500. It is safe for concurrent
 // use if s is.
 func NewHandler(s Service, logger *slog.Logger) http.Handler {
-	self := uint32(os.Getuid())
-	return newHandler(s, logger, func(uid uint32) bool { return uid == 0 || uid == self })
+	return newHandler(s, logger, rootOr(uint32(os.Getuid())))
+}
+
+// rootOr admits uid 0 and self.
+func rootOr(self uint32) func(uint32) bool {
+	return func(uid uint32) bool { return uid == 0 || uid == self }
 }
 
 func newHandler(s Service, logger *slog.Logger, allowUID func(uint32) bool) *handler {
@@ -199,7 +203,13 @@ func (h *handler) ban(r *http.Request, p peer) (any, *apiError) {
 	b, err := h.svc.Ban(r.Context(), req.Jail, pfx, d)
 	h.logMutation(r, p, req.Jail, pfx, req.For, err)
 	if err != nil {
-		return nil, h.serviceError(err, req.Jail, pfx)
+		e := h.serviceError(err, req.Jail, pfx)
+		if e.status == http.StatusInternalServerError && b.Prefix.IsValid() {
+			// The engine returns the ban with an error when it is durable
+			// but the firewall refused it (and will be retried).
+			e.msg = fmt.Sprintf("ban of %s recorded, but not yet in the firewall: it will be retried (see the daemon's log)", FormatPrefix(b.Prefix))
+		}
+		return nil, e
 	}
 	return toBanJSON(b), nil
 }
