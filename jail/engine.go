@@ -573,41 +573,77 @@ func (e *Engine) Positions() []follow.Position {
 func (e *Engine) Failure(ctx context.Context, f Failure, pos follow.Position) (*Ban, error) {
 	e.mu.Lock()
 	e.setPosLocked(pos)
+	pb, err := e.recordLocked(f)
+	e.mu.Unlock()
+	if pb == nil {
+		return nil, err
+	}
+	return e.await(ctx, pb)
+}
+
+// Failures records the failures one line yielded for several jails, with
+// the line's position, in one step: a checkpoint holds all of them or none,
+// so a replay after a crash neither loses nor repeats any. It returns the
+// bans they triggered (possibly with an error, as Failure) and the first
+// error; the other failures are still recorded.
+func (e *Engine) Failures(ctx context.Context, fs []Failure, pos follow.Position) ([]Ban, error) {
+	var pbs []*pendingBan
+	var firstErr error
+	e.mu.Lock()
+	e.setPosLocked(pos)
+	for _, f := range fs {
+		pb, err := e.recordLocked(f)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if pb != nil {
+			pbs = append(pbs, pb)
+		}
+	}
+	e.mu.Unlock()
+	var bans []Ban
+	for _, pb := range pbs {
+		b, err := e.await(ctx, pb)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if b != nil {
+			bans = append(bans, *b)
+		}
+	}
+	return bans, firstErr
+}
+
+// recordLocked counts one failure; it returns the pending ban it
+// triggered, if any. mu held.
+func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 	js := e.jails[f.Jail]
 	if js == nil {
-		e.mu.Unlock()
 		return nil, fmt.Errorf("record failure: jail %q: %w", f.Jail, ErrUnknownJail)
 	}
 	now := e.now()
 	if !f.Addr.IsValid() || f.Time.Before(now.Add(-js.cfg.FindTime)) {
-		e.mu.Unlock()
 		return nil, nil
 	}
 	p := netaddr.HostPrefix(f.Addr, js.cfg.IPv6Prefix)
 	k := winKey{f.Jail, p}
 	if e.pendingKeys[k] > 0 {
-		e.mu.Unlock()
 		return nil, nil
 	}
 	if exp, ok := e.blocked[k]; ok && now.UnixNano() < exp {
-		e.mu.Unlock()
 		return nil, nil
 	}
 	if refusal(&js.cfg, p, e.self) != "" {
-		e.mu.Unlock()
 		return nil, nil
 	}
 	n := e.tr.add(k, f.Time.UnixNano(), js.findtime)
 	e.dirtyWin[k] = struct{}{}
 	js.totalFailed++
 	if n < js.cfg.MaxRetry {
-		e.mu.Unlock()
 		return nil, nil
 	}
 	e.dropWinLocked(k, e.tr.remove(k))
-	pb := e.decideLocked(js, k, n, now, 0, "failures")
-	e.mu.Unlock()
-	return e.await(ctx, pb)
+	return e.decideLocked(js, k, n, now, 0, "failures"), nil
 }
 
 // dropWinLocked records that k's window is gone: the next checkpoint

@@ -801,3 +801,27 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 		t.Errorf("windows after reopen = %v, want %v", got, want)
 	}
 }
+
+func TestFailuresOfOneLine(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"), jailCfg("web"))
+	pos := func(o int64) follow.Position { return follow.Position{Path: "/l", Inode: 1, Offset: o} }
+	fs := []Failure{
+		{Jail: "sshd", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0},
+		{Jail: "web", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0},
+	}
+	for i := range 2 {
+		if bans, err := r.e.Failures(ctx, fs, pos(int64(i+1))); err != nil || len(bans) != 0 {
+			t.Fatalf("line %d: %v, %v", i, bans, err)
+		}
+	}
+	bans, err := r.e.Failures(ctx, append(fs, Failure{Jail: "nope", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0}), pos(3))
+	if !errors.Is(err, ErrUnknownJail) || len(bans) != 2 {
+		t.Fatalf("third line = %v, %v; want two bans and ErrUnknownJail", bans, err)
+	}
+	if got := r.fw.keys(); !slices.Equal(got, []string{"sshd|203.0.113.5/32", "web|203.0.113.5/32"}) {
+		t.Errorf("firewall = %v", got)
+	}
+	if got := r.e.Positions(); len(got) != 1 || got[0].Offset != 3 {
+		t.Errorf("Positions = %v", got)
+	}
+}
