@@ -114,8 +114,14 @@ func socketDir(t *testing.T) string {
 // Serve then returns nil and removes the socket.
 func serve(t *testing.T, h http.Handler) (string, *Client) {
 	t.Helper()
-	path := filepath.Join(socketDir(t), "moat.sock")
-	ln, err := Listen(path, 0)
+	return serveMode(t, h, socketDir(t), 0)
+}
+
+// serveMode is serve with the socket in dir with the given mode.
+func serveMode(t *testing.T, h http.Handler, dir string, mode os.FileMode) (string, *Client) {
+	t.Helper()
+	path := filepath.Join(dir, "moat.sock")
+	ln, err := Listen(path, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
