@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/firewall"
+	bolt "go.etcd.io/bbolt"
 )
 
 var ctx = context.Background()
@@ -823,5 +825,124 @@ func TestFailuresOfOneLine(t *testing.T) {
 	}
 	if got := r.e.Positions(); len(got) != 1 || got[0].Offset != 3 {
 		t.Errorf("Positions = %v", got)
+	}
+}
+
+// hookFW is the recording firewall with hooks run before each call.
+type hookFW struct {
+	*recFW
+	onAdd    func([]firewall.Ban) error
+	onDelete func([]firewall.Ban) error
+}
+
+func (h *hookFW) Add(ctx context.Context, bans []firewall.Ban, now time.Time) error {
+	if h.onAdd != nil {
+		if err := h.onAdd(bans); err != nil {
+			return err
+		}
+	}
+	return h.recFW.Add(ctx, bans, now)
+}
+
+func (h *hookFW) Delete(ctx context.Context, bans []firewall.Ban) error {
+	if h.onDelete != nil {
+		if err := h.onDelete(bans); err != nil {
+			return err
+		}
+	}
+	return h.recFW.Delete(ctx, bans)
+}
+
+// savedBans reads the bans a crash at this instant would leave, from a
+// copy of the state db.
+func savedBans(t *testing.T, dir string) []string {
+	t.Helper()
+	cp := t.TempDir()
+	copyDB(t, dir, cp)
+	db, err := bolt.Open(filepath.Join(cp, "moat.db"), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &store{db: db}
+	defer st.close()
+	l, err := st.load(func(string, []byte, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, b := range l.bans {
+		out = append(out, b.Jail+"|"+b.Prefix.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDurableBeforeFirewall(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"))
+	h := &hookFW{recFW: r.fw}
+	var checked int
+	h.onAdd = func(bans []firewall.Ban) error {
+		for _, b := range bans {
+			if !slices.Contains(savedBans(t, r.dir), fwKey(b)) {
+				t.Errorf("ban %s reached the firewall before the state db", fwKey(b))
+			}
+			checked++
+		}
+		return nil
+	}
+	h.onDelete = func(bans []firewall.Ban) error {
+		for _, b := range bans {
+			if slices.Contains(savedBans(t, r.dir), fwKey(b)) {
+				t.Errorf("unban %s reached the firewall before the state db", fwKey(b))
+			}
+			checked++
+		}
+		return nil
+	}
+	r.e.Close()
+	r.opts.Firewall = h
+	r.open()
+	for range 3 {
+		r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+	}
+	if _, err := r.e.Ban(ctx, "sshd", pfx("198.51.100.0/24"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.Unban(ctx, pfx("203.0.113.5/32"), ""); err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Add(time.Hour)
+	if err := r.e.sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if checked != 4 {
+		t.Errorf("checked %d firewall writes, want 4", checked)
+	}
+}
+
+func TestFirewallErrorResyncs(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"))
+	h := &hookFW{recFW: r.fw}
+	fail := true
+	h.onAdd = func([]firewall.Ban) error {
+		if fail {
+			return errors.New("netlink: no buffer space")
+		}
+		return nil
+	}
+	r.e.Close()
+	r.opts.Firewall = h
+	r.open()
+	b, err := r.e.Ban(ctx, "sshd", pfx("203.0.113.5/32"), time.Hour)
+	if err == nil || b.Prefix != pfx("203.0.113.5/32") {
+		t.Fatalf("Ban = %+v, %v; want the durable ban and the firewall's error", b, err)
+	}
+	if len(r.e.Bans("")) != 1 || len(r.fw.keys()) != 0 {
+		t.Fatalf("bans %v, firewall %v", r.e.Bans(""), r.fw.keys())
+	}
+	fail = false
+	r.e.checkFirewall(ctx)
+	if got := r.fw.keys(); !slices.Equal(got, []string{"sshd|203.0.113.5/32"}) {
+		t.Errorf("firewall after resync = %v", got)
 	}
 }
