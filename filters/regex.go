@@ -123,7 +123,9 @@ func translatePython(src string) translation {
 			case strings.HasPrefix(rest, "(?P="):
 				end := strings.IndexByte(rest, ')')
 				if end < 0 {
-					end = len(rest) - 1
+					emit(rest, rest, rest)
+					i = n
+					continue
 				}
 				t.backtrack = true
 				emit(rest[:end+1], `\k<`+rest[4:end]+`>`, `(?s:.*?)`)

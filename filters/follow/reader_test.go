@@ -181,7 +181,7 @@ func TestTruncatedAndRegrown(t *testing.T) {
 	}{
 		{"shorter", "aaaa\nbbbb\n", "c\n", []string{"c"}},
 		{"regrown past offset", "aaaa\nbbbb\n", "cccccc\ndddddd\neeee\n", []string{"cccccc", "dddddd", "eeee"}},
-		{"regrown to the same size", "aaaa\nbbbb\n", "cccc\ndddd\n", nil}, // seen when it grows again
+		{"regrown to the same size", "aaaa\nbbbb\n", "cccc\ndddd\n", []string{"cccc", "dddd"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,11 +194,6 @@ func TestTruncatedAndRegrown(t *testing.T) {
 			must(t, os.Truncate(path, 0))
 			appendFile(t, path, tc.after)
 			got := texts(s.step())
-			if tc.want == nil {
-				appendFile(t, path, "more\n")
-				got = texts(s.step())
-				tc.want = []string{"cccc", "dddd", "more"}
-			}
 			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Errorf("after truncation = %q, want %q", got, tc.want)
 			}
@@ -216,11 +211,8 @@ func TestSumMatchesFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.log")
 	s, _ := newStepper(t, []string{path}, nil)
 	var all []Line
-	for i, piece := range []string{"a\n", "bb\nccc", "c\n" + strings.Repeat("d", 100) + "\n", "e\nf\n", strings.Repeat("g\n", 50)} {
+	for _, piece := range []string{"a\n", "bb\nccc", "c\n" + strings.Repeat("d", 100) + "\n", "e\nf\n", strings.Repeat("g\n", 50)} {
 		appendFile(t, path, piece)
-		if i == 0 {
-			s.f.scan()
-		}
 		all = append(all, s.step()...)
 	}
 	if len(all) != 56 {
@@ -247,10 +239,14 @@ func TestErrorLoggedOnce(t *testing.T) {
 	bad := filepath.Join(dir, "bad.log")
 	must(t, os.Symlink(bad, bad))
 	good := filepath.Join(dir, "good.log")
+	patterns := []string{bad, good}
 	denied := filepath.Join(dir, "denied.log")
-	appendFile(t, denied, "secret\n")
-	must(t, os.Chmod(denied, 0))
-	s, logs := newStepper(t, []string{bad, good, denied}, nil)
+	if os.Geteuid() != 0 {
+		appendFile(t, denied, "secret\n")
+		must(t, os.Chmod(denied, 0))
+		patterns = append(patterns, denied)
+	}
+	s, logs := newStepper(t, patterns, nil)
 	for i := range 50 {
 		appendFile(t, good, "x\n")
 		if got := texts(s.step()); strings.Join(got, "|") != "x" {
