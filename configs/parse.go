@@ -46,7 +46,8 @@ var (
 
 	jailNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`)
 	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,31}$`)
-	filterRE    = regexp.MustCompile(`^[^\[\]\s]+(\[[^\[\]]*\])?$`)
+	// filterRE accepts a name or path, optionally followed by [options].
+	filterRE = regexp.MustCompile(`^[^\[\]\s][^\[\]]*(\[[^\[\]]*\])?$`)
 )
 
 // Wants shared by several fields, so that messages stay the same wherever
@@ -135,7 +136,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 		d.fail(next.Line, "", "", "a second YAML document starts here", "one document: remove the --- line and what follows, or merge the two")
 		return nil
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || isNull(resolve(doc.Content[0])) {
 		d.fail(1, "", "", "the file is empty", "settings with at least one jail under jails:")
 		return nil
 	}

@@ -276,6 +276,11 @@ var badCases = []struct {
 		want: []string{`moat.yaml:1: the file is empty (want settings with at least one jail under jails:)`},
 	},
 	{
+		name: "null document",
+		yaml: "~\n",
+		want: []string{`moat.yaml:1: the file is empty (want settings with at least one jail under jails:)`},
+	},
+	{
 		name: "no jails",
 		yaml: "firewall:\n  backend: none\n",
 		want: []string{`moat.yaml:1: jails: is missing (want at least one jail, such as sshd: {logpath: /var/log/auth.log})`},
