@@ -23,20 +23,25 @@
 //
 // In responses, a Ban is {"jail", "ip", "banned_at", "expires_at", "count",
 // "failures"}: "ip" is a plain address for a single-host ban and CIDR form for
-// a wider prefix, times are RFC 3339 in UTC, and "expires_at" is null for a ban
+// a wider prefix, times are RFC 3339 in UTC to the second, and "expires_at" is
+// null for a ban
 // without end.
 //
 // Status codes: 400 for a malformed request (bad JSON, unknown field or query
-// parameter, trailing data, malformed address or duration), 403 for a peer
+// parameter, a query on a POST, trailing data, malformed address or
+// duration), 403 for a peer
 // whose uid is neither 0 nor the daemon's, 404 for an unknown jail, an unknown
 // route or an address that is not banned, 405 for a wrong method, 413 for a
 // body over 64 KiB, 422 when the daemon refuses a ban (loopback, ignoreip,
-// ...), and 500 with a generic message for anything else (the detail is logged,
-// never sent).
+// ...), 503 when the request was canceled, and 500 with a generic message for
+// anything else (the detail is logged, never sent).
 package control
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -129,6 +134,17 @@ func FormatPrefix(p netip.Prefix) string {
 		return p.Addr().String()
 	}
 	return p.String()
+}
+
+// EncodeBans writes bs to w as a JSON array in the control API's shape (the
+// shape `moat bans --json` prints), indented for a terminal.
+func EncodeBans(w io.Writer, bs []jail.Ban) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(toBansJSON(bs)); err != nil {
+		return fmt.Errorf("encode bans: %w", err)
+	}
+	return nil
 }
 
 // wireTime is t in UTC at second precision, as RFC 3339 encodes it.

@@ -343,6 +343,7 @@ var requestCases = []struct {
 	{"unban all", "POST", "/v1/unban-all", "", 200, ""},
 	{"unban all object", "POST", "/v1/unban-all", "{}", 200, ""},
 	{"unban all unknown field", "POST", "/v1/unban-all", `{"jail":"sshd"}`, 400, `unknown field "jail"`},
+	{"query on a POST", "POST", "/v1/bans?jail=sshd", `{"jail":"sshd","ip":"192.0.2.7"}`, 400, "not in the query"},
 	{"unknown route", "GET", "/v1/nope", "", 404, "no such endpoint"},
 	{"no version", "GET", "/status", "", 404, "no such endpoint"},
 	{"trailing slash", "GET", "/v1/status/", "", 404, "no such endpoint"},
@@ -527,6 +528,22 @@ func TestBanJSON(t *testing.T) {
 				t.Errorf("ban %d has no %q key", i, k)
 			}
 		}
+	}
+
+	// EncodeBans, for `moat bans --json`, writes the same document.
+	var enc bytes.Buffer
+	if err := EncodeBans(&enc, svc.bans("")); err != nil {
+		t.Fatal(err)
+	}
+	var fromAPI, fromEncode any
+	if err := json.Unmarshal(body, &fromAPI); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(enc.Bytes(), &fromEncode); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fmt.Sprint(fromAPI), fmt.Sprint(fromEncode); a != b {
+		t.Errorf("EncodeBans wrote\n%s\nthe API sent\n%s", enc.Bytes(), body)
 	}
 
 	// And through the client: no end comes back as the zero time.

@@ -101,6 +101,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e    *apiError
 	)
 	switch {
+	case r.Method == http.MethodPost && r.URL.RawQuery != "":
+		e = badRequest("%s takes its arguments in the JSON body, not in the query", r.URL.Path)
 	case r.URL.Path == pathStatus && r.Method == http.MethodGet:
 		body, e = h.status(r)
 	case r.URL.Path == pathBans && r.Method == http.MethodGet:

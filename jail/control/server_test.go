@@ -262,3 +262,37 @@ func TestServeGracefulShutdown(t *testing.T) {
 		t.Errorf("after shutdown: %v, want ErrDaemonNotRunning", err)
 	}
 }
+
+func TestServerRun(t *testing.T) {
+	path := filepath.Join(socketDir(t), "run", "moat.sock")
+	srv := &Server{Path: path, Service: fakeDefault()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	// Wait for the socket: the client's error says whether it is there yet.
+	c := NewClient(path)
+	for {
+		_, err := c.Status(context.Background(), "")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrDaemonNotRunning) {
+			t.Fatalf("Status = %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned early: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Perm() != DefaultMode {
+		t.Errorf("socket = %v, %v; want mode %v", fi.Mode(), err, DefaultMode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket still there after Run returned (%v)", err)
+	}
+}
