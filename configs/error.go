@@ -12,9 +12,10 @@ import (
 var ErrNotFound = errors.New("no config file")
 
 // Error is one problem in a configuration file, placed at its line. Parse
-// and Load return all the problems they find at once, joined with
-// errors.Join and sorted by line; use errors.As to reach the first one, or
-// unwrap the join (interface{ Unwrap() []error }) to print each.
+// and Load return all the problems they find at once, always joined with
+// errors.Join (even a single one) and sorted by line; use errors.As to reach
+// the first one, or unwrap the join (interface{ Unwrap() []error }) to
+// print each.
 //
 // Error() reads like
 //

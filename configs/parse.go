@@ -75,8 +75,8 @@ const (
 // backend) come from opts.Env. opts.CheckFilter, when set, is called for the
 // filter of every enabled jail that is otherwise valid.
 //
-// On failure the error is one *Error or several joined with errors.Join,
-// sorted by line. Parse does no I/O of its own and is safe for concurrent use.
+// On failure the error is an errors.Join of one or more *Error, sorted by
+// line (unwrap it with interface{ Unwrap() []error } to print each). Parse does no I/O of its own and is safe for concurrent use.
 func Parse(name string, data []byte, opts Options) (*Config, error) {
 	d := &decoder{file: name}
 	cfg := d.parse(data, opts)
@@ -101,9 +101,6 @@ func (d *decoder) err() error {
 		return nil
 	}
 	slices.SortStableFunc(d.errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
-	if len(d.errs) == 1 {
-		return d.errs[0]
-	}
 	errs := make([]error, len(d.errs))
 	for i, e := range d.errs {
 		errs[i] = e

@@ -19,12 +19,11 @@ var rootEnv = Env{Root: true, Home: "/root", UID: 0}
 // the test if err holds anything else.
 func errorLines(t *testing.T, err error) []string {
 	t.Helper()
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("error %v (%T) is not an errors.Join", err, err)
 	}
+	errs := j.Unwrap()
 	var out []string
 	for _, e := range errs {
 		var ce *Error
@@ -728,4 +727,13 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func BenchmarkParseExample(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("example.yaml", ExampleYAML, Options{Env: rootEnv}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
