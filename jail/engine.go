@@ -176,12 +176,16 @@ type Engine struct {
 	needSync bool
 	fwJails  []firewall.Jail
 
-	mu          sync.Mutex
-	jails       map[string]*jailState
-	self        []netip.Addr
-	tr          *tracker
-	blocked     map[winKey]int64 // active bans: expiry in Unix nanoseconds
-	pendingKeys map[winKey]int   // keys with a pending ban
+	mu      sync.Mutex
+	jails   map[string]*jailState
+	self    []netip.Addr
+	tr      *tracker
+	blocked map[winKey]int64 // active bans: expiry in Unix nanoseconds
+	// wide holds, per jail, the active bans that no failure's ban prefix
+	// equals (a /24 banned by hand, a /48 in a /64 jail): a failure inside
+	// one is ignored too. Usually empty or short.
+	wide        map[string][]wideBan
+	pendingKeys map[winKey]int // keys with a pending ban
 	pending     []*pendingBan
 	counts      map[winKey]countRec
 	positions   map[string][]inodePos
@@ -213,6 +217,7 @@ func Open(opts Options) (*Engine, error) {
 		fw:          opts.Firewall,
 		jails:       make(map[string]*jailState),
 		blocked:     make(map[winKey]int64),
+		wide:        make(map[string][]wideBan),
 		pendingKeys: make(map[winKey]int),
 		counts:      make(map[winKey]countRec),
 		positions:   make(map[string][]inodePos),
@@ -430,6 +435,7 @@ func (e *Engine) Configure(ctx context.Context, jails []Config) error {
 	}
 	e.jails = next
 	e.self = self
+	e.rebuildWideLocked()
 	e.mu.Unlock()
 
 	e.fwJails = make([]firewall.Jail, 0, len(cfgs))
@@ -633,6 +639,14 @@ func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 	if exp, ok := e.blocked[k]; ok && now.UnixNano() < exp {
 		return nil, nil
 	}
+	if ws := e.wide[f.Jail]; len(ws) > 0 {
+		a := f.Addr.Unmap().WithZone("")
+		for _, w := range ws {
+			if now.UnixNano() < w.exp && w.p.Contains(a) {
+				return nil, nil
+			}
+		}
+	}
 	if refusal(&js.cfg, p, e.self) != "" {
 		return nil, nil
 	}
@@ -644,6 +658,53 @@ func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 	}
 	e.dropWinLocked(k, e.tr.remove(k))
 	return e.decideLocked(js, k, n, now, 0, "failures"), nil
+}
+
+// wideBan is an active ban in Engine.wide.
+type wideBan struct {
+	p   netip.Prefix
+	exp int64
+}
+
+// isWide says whether no failure of js is ever keyed by p.
+func isWide(js *jailState, p netip.Prefix) bool {
+	if p.Addr().Is4() {
+		return p.Bits() != 32
+	}
+	return p.Bits() != js.cfg.IPv6Prefix
+}
+
+// setBlockedLocked records an active ban of k. mu held.
+func (e *Engine) setBlockedLocked(k winKey, exp int64) {
+	e.blocked[k] = exp
+	js := e.jails[k.jail]
+	if js == nil || !isWide(js, k.prefix) {
+		return
+	}
+	ws := e.wide[k.jail]
+	for i := range ws {
+		if ws[i].p == k.prefix {
+			ws[i].exp = exp
+			return
+		}
+	}
+	e.wide[k.jail] = append(ws, wideBan{p: k.prefix, exp: exp})
+}
+
+// unblockLocked forgets the active ban of k. mu held.
+func (e *Engine) unblockLocked(k winKey) {
+	delete(e.blocked, k)
+	e.wide[k.jail] = slices.DeleteFunc(e.wide[k.jail], func(w wideBan) bool { return w.p == k.prefix })
+}
+
+// rebuildWideLocked recomputes wide after the jails changed. mu held.
+func (e *Engine) rebuildWideLocked() {
+	clear(e.wide)
+	for k, exp := range e.blocked {
+		if js := e.jails[k.jail]; js != nil && isWide(js, k.prefix) {
+			e.wide[k.jail] = append(e.wide[k.jail], wideBan{p: k.prefix, exp: exp})
+		}
+	}
 }
 
 // dropWinLocked records that k's window is gone: the next checkpoint
@@ -832,7 +893,7 @@ func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 		if e.pendingKeys[k]--; e.pendingKeys[k] <= 0 {
 			delete(e.pendingKeys, k)
 		}
-		e.blocked[k] = newRow(last[k].ban).Expires
+		e.setBlockedLocked(k, newRow(last[k].ban).Expires)
 		if js := e.jails[pb.ban.Jail]; js != nil {
 			js.totalBanned++
 		}
@@ -898,7 +959,7 @@ func (e *Engine) liftLocked(ctx context.Context, bans []Ban, reasons []string, k
 	txn.Commit()
 	e.mu.Lock()
 	for _, b := range bans {
-		delete(e.blocked, winKey{b.Jail, b.Prefix})
+		e.unblockLocked(winKey{b.Jail, b.Prefix})
 	}
 	e.mu.Unlock()
 	for i, b := range bans {

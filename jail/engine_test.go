@@ -946,3 +946,31 @@ func TestFirewallErrorResyncs(t *testing.T) {
 		t.Errorf("firewall after resync = %v", got)
 	}
 }
+
+func TestFailureInsideWiderBanIgnored(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"))
+	if _, err := r.e.Ban(ctx, "sshd", pfx("203.0.113.0/24"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.e.Ban(ctx, "sshd", pfx("2001:db8:7::/48"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if b := r.fail("sshd", "203.0.113.5", t0, follow.Position{}); b != nil {
+			t.Fatalf("banned %s inside a banned /24", b.Prefix)
+		}
+		if b := r.fail("sshd", "2001:db8:7:1::5", t0, follow.Position{}); b != nil {
+			t.Fatalf("banned %s inside a banned /48", b.Prefix)
+		}
+	}
+	if _, err := r.e.Unban(ctx, pfx("203.0.113.0/24"), ""); err != nil {
+		t.Fatal(err)
+	}
+	var b *Ban
+	for range 3 {
+		b = r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+	}
+	if b == nil {
+		t.Error("no ban after the /24 was lifted")
+	}
+}
