@@ -24,8 +24,7 @@
 // In responses, a Ban is {"jail", "ip", "banned_at", "expires_at", "count",
 // "failures"}: "ip" is a plain address for a single-host ban and CIDR form for
 // a wider prefix, times are RFC 3339 in UTC to the second, and "expires_at" is
-// null for a ban
-// without end.
+// null for a ban without end.
 //
 // Status codes: 400 for a malformed request (bad JSON, unknown field or query
 // parameter, a query on a POST, trailing data, malformed address or
