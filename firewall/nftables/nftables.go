@@ -1,0 +1,135 @@
+// Package nftables enforces moat's bans in the kernel through nftables,
+// speaking netlink with github.com/google/nftables (no nft binary needed).
+//
+// It owns one table, `table inet moat` by default, and never touches any
+// other. Each jail gets one set per family (<jail>_v4 of ipv4_addr,
+// <jail>_v6 of ipv6_addr), flags interval and timeout, whose elements expire
+// in the kernel. One base chain, prerouting at priority raw (-300), policy
+// accept, holds one drop rule per jail and family; hooking prerouting before
+// Docker's DNAT covers host services and published container ports alike.
+//
+// It must not know jails' thresholds or windows: it is told what to hold.
+package nftables
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/moatproj/moat/firewall"
+)
+
+// ErrPermission is wrapped by the errors of New and Probe when the process
+// may not manage nftables (it lacks CAP_NET_ADMIN).
+var ErrPermission = errors.New("permission denied")
+
+// DefaultTable is the name of the table when Options.Table is empty.
+const DefaultTable = "moat"
+
+// Options configure a Backend.
+type Options struct {
+	// Table is the name of the inet table moat owns; "moat" when empty.
+	Table string
+	// NetNS is an open file descriptor of the network namespace to work
+	// in; 0 means the current one. The caller keeps it open while the
+	// Backend is in use.
+	NetNS int
+	// Logger receives the backend's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock used by List (Expires = now + time left); time.Now
+	// when nil.
+	Now func() time.Time
+}
+
+// Backend is the nftables firewall backend. Its methods are safe for use
+// by one goroutine at a time (the jail engine serialises its calls).
+type Backend struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+	chain *nftables.Chain
+	log   *slog.Logger
+	now   func() time.Time
+
+	// jails holds the jails given to the last successful Sync, by name.
+	jails  map[string]firewall.Jail
+	synced bool
+	// want is the sorted list of rule comments of the last Sync's layout.
+	want []string
+}
+
+var _ firewall.Backend = (*Backend)(nil)
+
+// Probe reports whether nftables can be managed in the network namespace
+// netns (0: the current one): nil when it can, an error wrapping
+// ErrPermission when the process lacks CAP_NET_ADMIN, another error when
+// nf_tables is unavailable.
+func Probe(netns int) error {
+	c, err := nftables.New(nftables.WithNetNSFd(netns))
+	if err != nil {
+		return fmt.Errorf("nftables: open netlink: %w", err)
+	}
+	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("nftables: list tables: %w: moat needs CAP_NET_ADMIN to manage its nftables table (run it as root or grant the capability), or set firewall.backend: none", ErrPermission)
+		}
+		return fmt.Errorf("nftables: list tables: %w", err)
+	}
+	return nil
+}
+
+// New checks that nftables can be managed (see Probe) and returns a Backend
+// for the table opts.Table. It changes nothing in the kernel: the table is
+// made by the first Sync.
+func New(opts Options) (*Backend, error) {
+	if opts.Table == "" {
+		opts.Table = DefaultTable
+	}
+	if len(opts.Table) > 255 {
+		return nil, fmt.Errorf("nftables: table name %q: longer than 255 bytes", opts.Table)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := Probe(opts.NetNS); err != nil {
+		return nil, err
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(opts.NetNS))
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open netlink: %w", err)
+	}
+	t := &nftables.Table{Name: opts.Table, Family: nftables.TableFamilyINet}
+	policy := nftables.ChainPolicyAccept
+	return &Backend{
+		conn:  c,
+		table: t,
+		chain: &nftables.Chain{
+			Name:     chainName,
+			Table:    t,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookPrerouting,
+			Priority: nftables.ChainPriorityRaw,
+			Policy:   &policy,
+		},
+		log:   opts.Logger,
+		now:   opts.Now,
+		jails: map[string]firewall.Jail{},
+	}, nil
+}
+
+// Name returns "nftables".
+func (b *Backend) Name() string { return "nftables" }
+
+// Table returns the name of the table the backend owns.
+func (b *Backend) Table() string { return b.table.Name }
+
+// Close releases the backend; the table and its bans stay in the kernel.
+func (b *Backend) Close() error {
+	return b.conn.CloseLasting()
+}

@@ -1,0 +1,464 @@
+package nftables_test
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	gnft "github.com/google/nftables"
+
+	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/firewall/nftables"
+	"github.com/moatproj/moat/firewall/nftables/nftest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata")
+
+// setup makes a namespace and a backend in it, and a raw library
+// connection to the same namespace for reading back.
+func setup(t *testing.T) (*nftables.Backend, *nftest.NetNS, *gnft.Conn) {
+	t.Helper()
+	ns := nftest.New(t)
+	b, err := nftables.New(nftables.Options{NetNS: ns.FD()})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	raw, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, ns, raw
+}
+
+func mustSync(t *testing.T, b *nftables.Backend, jails []firewall.Jail, bans []firewall.Ban, now time.Time) {
+	t.Helper()
+	if err := b.Sync(context.Background(), jails, bans, now); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+}
+
+func mustList(t *testing.T, b *nftables.Backend) []firewall.Ban {
+	t.Helper()
+	bans, err := b.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	return bans
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// sameBans compares bans ignoring order, with Expires within slack.
+func sameBans(t *testing.T, got, want []firewall.Ban, slack time.Duration) {
+	t.Helper()
+	key := func(b firewall.Ban) string { return b.Jail + " " + b.Prefix.String() }
+	w := map[string]firewall.Ban{}
+	for _, b := range want {
+		w[key(b)] = b
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d bans, want %d", len(got), len(want))
+	}
+	for _, g := range got {
+		wb, ok := w[key(g)]
+		if !ok {
+			t.Errorf("unexpected ban %s", key(g))
+			continue
+		}
+		delete(w, key(g))
+		if wb.Expires.IsZero() != g.Expires.IsZero() || !wb.Expires.IsZero() && absDur(g.Expires.Sub(wb.Expires)) > slack {
+			t.Errorf("ban %s expires %v, want %v (±%v)", key(g), g.Expires, wb.Expires, slack)
+		}
+	}
+	for k := range w {
+		t.Errorf("missing ban %s", k)
+	}
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+var jails = []firewall.Jail{
+	{Name: "sshd"},
+	{Name: "web-app", Ports: []firewall.PortRange{pr(443, 443), pr(80, 80), pr(8000, 8100)}},
+}
+
+func TestSyncLayout(t *testing.T) {
+	b, _, raw := setup(t)
+	mustSync(t, b, jails, nil, time.Now())
+
+	tbl, err := raw.ListTableOfFamily("moat", gnft.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("table inet moat: %v", err)
+	}
+	ch, err := raw.ListChain(tbl, "prerouting")
+	if err != nil {
+		t.Fatalf("chain prerouting: %v", err)
+	}
+	if *ch.Hooknum != *gnft.ChainHookPrerouting || *ch.Priority != *gnft.ChainPriorityRaw || *ch.Policy != gnft.ChainPolicyAccept || ch.Type != gnft.ChainTypeFilter {
+		t.Errorf("chain = hook %v prio %v policy %v type %v, want prerouting raw accept filter", *ch.Hooknum, *ch.Priority, *ch.Policy, ch.Type)
+	}
+	sets, err := raw.GetSets(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range sets {
+		if s.Anonymous {
+			continue
+		}
+		names = append(names, s.Name)
+		if !s.Interval || !s.HasTimeout {
+			t.Errorf("set %s: interval %v timeout %v, want both", s.Name, s.Interval, s.HasTimeout)
+		}
+		wantType := "ipv4_addr"
+		if strings.HasSuffix(s.Name, "_v6") {
+			wantType = "ipv6_addr"
+		}
+		if s.KeyType.Name != wantType {
+			t.Errorf("set %s: type %s, want %s", s.Name, s.KeyType.Name, wantType)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"sshd_v4", "sshd_v6", nftables.SetName("web-app", 4), nftables.SetName("web-app", 6)}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("sets = %v, want %v", names, want)
+	}
+	rules, err := raw.GetRules(tbl, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 4 {
+		t.Errorf("rules = %d, want 4 (one per jail and family)", len(rules))
+	}
+	if ok, err := b.Intact(context.Background()); !ok || err != nil {
+		t.Errorf("Intact = %v, %v, want true", ok, err)
+	}
+}
+
+// TestSyncRulesetGolden compares the ruleset as nft prints it with
+// testdata/ruleset.golden (bans without end, so the text is stable).
+func TestSyncRulesetGolden(t *testing.T) {
+	b, ns, _ := setup(t)
+	bans := []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("192.0.2.7/32")},
+		{Jail: "sshd", Prefix: pfx("198.51.100.0/24")},
+		{Jail: "sshd", Prefix: pfx("2001:db8:1::/64")},
+		{Jail: "web-app", Prefix: pfx("203.0.113.9/32")},
+	}
+	mustSync(t, b, jails, bans, time.Now())
+	got := ns.Nft(t, "list", "ruleset")
+	got = regexp.MustCompile(`__[0-9a-f]{12}_`).ReplaceAllString(got, "__HASH_")
+	path := filepath.Join("testdata", "ruleset.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("ruleset differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestSyncTimeoutsAndList(t *testing.T) {
+	b, _, raw := setup(t)
+	now := time.Now()
+	bans := []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)},
+		{Jail: "sshd", Prefix: pfx("192.0.2.2/32"), Expires: now.Add(10 * time.Minute)},
+		{Jail: "sshd", Prefix: pfx("192.0.2.3/32")}, // no end
+		{Jail: "sshd", Prefix: pfx("2001:db8::/64"), Expires: now.Add(24 * time.Hour)},
+		{Jail: "web-app", Prefix: pfx("203.0.113.0/24"), Expires: now.Add(time.Minute)},
+	}
+	expired := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.9/32"), Expires: now.Add(-time.Second)}
+	mustSync(t, b, jails, append(slices.Clone(bans), expired), now)
+	sameBans(t, mustList(t, b), bans, 2*time.Second)
+
+	// The kernel holds the full timeout, not just an expiry computed by moat.
+	tbl := &gnft.Table{Name: "moat", Family: gnft.TableFamilyINet}
+	els, err := raw.GetSetElements(&gnft.Set{Table: tbl, Name: "sshd_v4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeouts := map[string]time.Duration{}
+	for _, e := range els {
+		if !e.IntervalEnd {
+			a, _ := netip.AddrFromSlice(e.Key)
+			timeouts[a.String()] = e.Timeout
+		}
+	}
+	for addr, want := range map[string]time.Duration{"192.0.2.1": time.Hour, "192.0.2.2": 10 * time.Minute, "192.0.2.3": 0} {
+		if got := timeouts[addr]; absDur(got-want) > 2*time.Second {
+			t.Errorf("element %s timeout %v, want about %v", addr, got, want)
+		}
+	}
+}
+
+func TestElementExpiresInKernel(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	short := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.5/32"), Expires: now.Add(time.Second)}
+	long := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.6/32"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, jails, nil, now)
+	if err := b.Add(context.Background(), []firewall.Ban{short, long}, now); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{short, long}, 2*time.Second)
+	waitFor(t, 5*time.Second, func() bool { return len(mustList(t, b)) == 1 })
+	sameBans(t, mustList(t, b), []firewall.Ban{long}, 2*time.Second)
+}
+
+// waitFor polls cond every 50 ms until it holds or limit passes (the kernel
+// expires elements on its own clock, which the test cannot fake).
+func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestDeleteExpiredDoesNotFailBatch(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	short := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.5/32"), Expires: now.Add(time.Second)}
+	other := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.6/32"), Expires: now.Add(time.Hour)}
+	v6 := firewall.Ban{Jail: "sshd", Prefix: pfx("2001:db8::/64"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, jails, []firewall.Ban{short, other, v6}, now)
+	// Right after the kernel's expiry, before its garbage collection: a
+	// delete of this element alone would fail with ENOENT.
+	time.Sleep(time.Until(short.Expires.Add(100 * time.Millisecond)))
+	never := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.1/32")}
+	if err := b.Delete(context.Background(), []firewall.Ban{short, other, never, v6}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if got := mustList(t, b); len(got) != 0 {
+		t.Errorf("after Delete: %v, want none", got)
+	}
+}
+
+func TestPrefixesRoundTrip(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	var bans []firewall.Ban
+	for i, p := range []string{
+		"192.0.2.0/24", "198.51.100.7/32", "255.255.255.255/32", "0.0.0.0/32",
+		"2001:db8:1:2::/64", "2001:db8::1/128", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "::/128",
+	} {
+		exp := now.Add(time.Duration(i+1) * time.Hour)
+		if i%2 == 1 {
+			exp = time.Time{}
+		}
+		bans = append(bans, firewall.Ban{Jail: "sshd", Prefix: pfx(p), Expires: exp})
+	}
+	// The end-of-space elements in a second jail, next to other prefixes.
+	bans = append(bans,
+		firewall.Ban{Jail: "web-app", Prefix: pfx("255.255.255.0/24"), Expires: now.Add(time.Hour)},
+		firewall.Ban{Jail: "web-app", Prefix: pfx("ffff:ffff:ffff:ffff::/64")},
+	)
+	mustSync(t, b, jails, bans, now)
+	sameBans(t, mustList(t, b), bans, 2*time.Second)
+
+	// Add and Delete handle them too.
+	if err := b.Delete(context.Background(), bans[:4]); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	sameBans(t, mustList(t, b), bans[4:], 2*time.Second)
+	if err := b.Add(context.Background(), bans[:4], now); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	sameBans(t, mustList(t, b), bans, 2*time.Second)
+}
+
+func TestResync(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	a := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)}
+	bb := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.2/32"), Expires: now.Add(time.Hour)}
+	c := firewall.Ban{Jail: "web-app", Prefix: pfx("2001:db8::/64"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, jails, []firewall.Ban{a, bb}, now)
+
+	// Extra a removed, missing c added, bb's timeout fixed (1h → 3h), and a
+	// ban without end replaced by one with end and back.
+	bb3 := bb
+	bb3.Expires = now.Add(3 * time.Hour)
+	d := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.0/24")}
+	mustSync(t, b, jails, []firewall.Ban{bb3, c, d}, now)
+	sameBans(t, mustList(t, b), []firewall.Ban{bb3, c, d}, 2*time.Second)
+
+	d2 := d
+	d2.Expires = now.Add(time.Hour)
+	bb0 := bb
+	bb0.Expires = time.Time{}
+	mustSync(t, b, jails, []firewall.Ban{bb0, c, d2}, now)
+	sameBans(t, mustList(t, b), []firewall.Ban{bb0, c, d2}, 2*time.Second)
+
+	// A changed jail list rebuilds the layout and keeps the bans given.
+	newJails := []firewall.Jail{{Name: "sshd", Ports: []firewall.PortRange{pr(22, 22)}}, {Name: "postfix"}}
+	e := firewall.Ban{Jail: "postfix", Prefix: pfx("203.0.113.5/32"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, newJails, []firewall.Ban{bb0, e, c}, now) // c's jail is gone
+	sameBans(t, mustList(t, b), []firewall.Ban{bb0, e}, 2*time.Second)
+	if ok, err := b.Intact(context.Background()); !ok || err != nil {
+		t.Errorf("Intact after rebuild = %v, %v, want true", ok, err)
+	}
+}
+
+func TestIntactAfterFlushRuleset(t *testing.T) {
+	b, _, raw := setup(t)
+	ctx := context.Background()
+	if ok, _ := b.Intact(ctx); ok {
+		t.Error("Intact before any Sync = true, want false")
+	}
+	now := time.Now()
+	bans := []firewall.Ban{{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)}}
+	mustSync(t, b, jails, bans, now)
+	if ok, err := b.Intact(ctx); !ok || err != nil {
+		t.Fatalf("Intact = %v, %v, want true", ok, err)
+	}
+
+	raw.FlushRuleset() // what `nft flush ruleset` does
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Intact(ctx); ok || err != nil {
+		t.Errorf("Intact after flush ruleset = %v, %v, want false, nil", ok, err)
+	}
+	mustSync(t, b, jails, bans, now)
+	if ok, err := b.Intact(ctx); !ok || err != nil {
+		t.Errorf("Intact after re-Sync = %v, %v, want true", ok, err)
+	}
+	sameBans(t, mustList(t, b), bans, 2*time.Second)
+
+	// A deleted rule is noticed too.
+	tbl := &gnft.Table{Name: "moat", Family: gnft.TableFamilyINet}
+	rules, err := raw.GetRules(tbl, &gnft.Chain{Name: "prerouting", Table: tbl})
+	if err != nil || len(rules) == 0 {
+		t.Fatalf("rules: %v, %v", rules, err)
+	}
+	if err := raw.DelRule(rules[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Intact(ctx); ok || err != nil {
+		t.Errorf("Intact after a rule was deleted = %v, %v, want false, nil", ok, err)
+	}
+}
+
+func TestOtherTablesUntouched(t *testing.T) {
+	b, _, raw := setup(t)
+	other := raw.AddTable(&gnft.Table{Name: "docker", Family: gnft.TableFamilyINet})
+	raw.AddChain(&gnft.Chain{Name: "x", Table: other})
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, b, jails, nil, time.Now())
+	mustSync(t, b, jails[:1], nil, time.Now()) // rebuild
+	if _, err := raw.ListChain(other, "x"); err != nil {
+		t.Errorf("other table's chain gone: %v", err)
+	}
+}
+
+func TestAddUnknownJail(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	mustSync(t, b, jails, nil, now)
+	ok := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)}
+	err := b.Add(context.Background(), []firewall.Ban{{Jail: "nope", Prefix: pfx("192.0.2.2/32")}, ok}, now)
+	if err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("Add = %v, want an error naming jail nope", err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{ok}, 2*time.Second)
+}
+
+func TestAddUpdatesTimeout(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	mustSync(t, b, jails, nil, now)
+	ban := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Minute)}
+	if err := b.Add(context.Background(), []firewall.Ban{ban}, now); err != nil {
+		t.Fatal(err)
+	}
+	ban.Expires = now.Add(time.Hour)
+	if err := b.Add(context.Background(), []firewall.Ban{ban}, now); err != nil {
+		t.Fatal(err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{ban}, 2*time.Second)
+}
+
+func TestSyncLarge(t *testing.T) {
+	b, _, _ := setup(t)
+	now := time.Now()
+	var bans []firewall.Ban
+	for i := range 25000 {
+		v4 := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		var a16 [16]byte
+		copy(a16[:], netip.MustParseAddr("2001:db8::").AsSlice())
+		binary.BigEndian.PutUint32(a16[4:], uint32(i)) // one /64 each
+		bans = append(bans,
+			firewall.Ban{Jail: "sshd", Prefix: netip.PrefixFrom(v4, 32), Expires: now.Add(time.Hour)},
+			firewall.Ban{Jail: "web-app", Prefix: netip.PrefixFrom(netip.AddrFrom16(a16), 64), Expires: now.Add(2 * time.Hour)},
+		)
+	}
+	start := time.Now()
+	mustSync(t, b, jails, bans, now)
+	t.Logf("sync of %d bans (rebuild): %v", len(bans), time.Since(start))
+	if got := mustList(t, b); len(got) != len(bans) {
+		t.Fatalf("List: %d bans, want %d", len(got), len(bans))
+	}
+	// Change a tenth: drop 2500, add 2500.
+	next := append(slices.Clone(bans[2500:]), firewall.Ban{})
+	next = next[:len(next)-1]
+	for i := range 2500 {
+		next = append(next, firewall.Ban{Jail: "sshd", Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11, 0, byte(i >> 8), byte(i)}), 32), Expires: now.Add(time.Hour)})
+	}
+	start = time.Now()
+	mustSync(t, b, jails, next, now)
+	t.Logf("sync of %d bans (diff): %v", len(next), time.Since(start))
+	got := mustList(t, b)
+	if len(got) != len(next) {
+		t.Fatalf("List after diff: %d bans, want %d", len(got), len(next))
+	}
+	want := map[netip.Prefix]bool{}
+	for _, bn := range next {
+		want[bn.Prefix] = true
+	}
+	for _, g := range got {
+		if !want[g.Prefix] {
+			t.Fatalf("unexpected %v after diff sync", g.Prefix)
+		}
+	}
+}
+
+func Example_setName() {
+	fmt.Println(nftables.SetName("sshd", 4), nftables.SetName("sshd", 6))
+	// Output: sshd_v4 sshd_v6
+}
+
+func pr(first, last uint16) firewall.PortRange { return firewall.PortRange{First: first, Last: last} }
