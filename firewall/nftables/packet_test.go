@@ -1,0 +1,120 @@
+package nftables_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/firewall/nftables"
+	"github.com/moatproj/moat/firewall/nftables/nftest"
+)
+
+// TestPacketDrop joins two namespaces with a veth pair; a TCP server runs
+// in A (which holds the table), a client dials from B.
+func TestPacketDrop(t *testing.T) {
+	a, bns := nftest.New(t), nftest.New(t)
+	nftest.Veth(t, a, bns, []string{"192.0.2.1/24", "2001:db8::1/64"}, []string{"192.0.2.2/24", "2001:db8::2/64"})
+
+	var ln4, ln6 net.Listener
+	a.Do(t, func() {
+		var err error
+		if ln4, err = net.Listen("tcp4", "192.0.2.1:0"); err != nil {
+			panic(err)
+		}
+		if ln6, err = net.Listen("tcp6", "[2001:db8::1]:0"); err != nil {
+			panic(err)
+		}
+	})
+	for _, ln := range []net.Listener{ln4, ln6} {
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	port4 := uint16(ln4.Addr().(*net.TCPAddr).Port)
+	port6 := uint16(ln6.Addr().(*net.TCPAddr).Port)
+
+	// dial reports whether a connection from B to addr succeeds.
+	dial := func(addr string) bool {
+		var err error
+		bns.Do(t, func() {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp", addr, 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+		})
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			t.Fatalf("dial %s: %v (want success or a timeout)", addr, err)
+		}
+		return err == nil
+	}
+	addr4 := net.JoinHostPort("192.0.2.1", strconv.Itoa(int(port4)))
+	addr6 := net.JoinHostPort("2001:db8::1", strconv.Itoa(int(port6)))
+
+	b, err := nftables.New(nftables.Options{NetNS: a.FD()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	now := time.Now()
+	otherPort := port4 + 1
+	if otherPort == 0 {
+		otherPort = 1
+	}
+	js := []firewall.Jail{
+		{Name: "sshd"},
+		{Name: "web", Ports: []firewall.PortRange{{First: otherPort, Last: otherPort}}},
+		{Name: "ranged", Ports: []firewall.PortRange{{First: min(port4, port6) - 1, Last: max(port4, port6)}}},
+	}
+	if err := b.Sync(ctx, js, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if !dial(addr4) || !dial(addr6) {
+		t.Fatal("connect without bans failed")
+	}
+
+	steps := []struct {
+		name  string
+		ban   firewall.Ban
+		want4 bool
+		want6 bool
+	}{
+		{"v4 ban blocks", firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.2/32"), Expires: now.Add(time.Hour)}, false, true},
+		{"v6 /64 ban blocks", firewall.Ban{Jail: "sshd", Prefix: pfx("2001:db8::/64")}, true, false},
+		{"other address does not block", firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.3/32")}, true, true},
+		{"ban on another port does not block", firewall.Ban{Jail: "web", Prefix: pfx("192.0.2.0/24")}, true, true},
+		{"ban on a port range blocks", firewall.Ban{Jail: "ranged", Prefix: pfx("192.0.2.2/32")}, false, true},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if err := b.Add(ctx, []firewall.Ban{st.ban}, now); err != nil {
+				t.Fatalf("Add: %v", err)
+			}
+			if got := dial(addr4); got != st.want4 {
+				t.Errorf("after Add: IPv4 connect = %v, want %v", got, st.want4)
+			}
+			if got := dial(addr6); got != st.want6 {
+				t.Errorf("after Add: IPv6 connect = %v, want %v", got, st.want6)
+			}
+			if err := b.Delete(ctx, []firewall.Ban{st.ban}); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if !dial(addr4) || !dial(addr6) {
+				t.Error("after Delete: connect failed, want success")
+			}
+		})
+	}
+}
