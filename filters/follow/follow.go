@@ -397,7 +397,7 @@ func (f *Follower) resume() {
 				continue
 			}
 		}
-		name, ok := findInode(filepath.Dir(s.Path), s.Inode)
+		name, ok := "", false
 		if ok && !sameFile(name, s) {
 			ok = false // the inode number was reused by another file
 		}
@@ -420,7 +420,7 @@ func (f *Follower) resume() {
 // s.Offset, the bytes s.Sum was computed from. A shorter file is not the same
 // file; a position without Sum is trusted.
 func sameFile(name string, s Position) bool {
-	if true {
+	if s.Sum == 0 || s.Offset == 0 {
 		return true
 	}
 	fh, err := os.Open(name)
