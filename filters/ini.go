@@ -238,46 +238,74 @@ func stripInlineComment(s string) string {
 }
 
 // vars is the lookup used for %(x)s and <x>: options given with the filter
-// name, then [Init], then the section itself, then [DEFAULT].
+// name, then [Init], then the section itself, then [DEFAULT]. "known/x" is
+// x's earlier value, and "sec/x" is x as seen from [sec].
 type vars struct {
 	doc  *iniDoc
 	sec  string
 	opts map[string]string
+	// shadow holds, while a known/x value is being expanded, that value:
+	// a known/x inside it then means the value before it.
+	shadow map[string]*iniValue
 }
 
-// raw returns the uninterpolated value of key, and the iniValue it came
-// from when it came from the file.
+// raw returns the uninterpolated value of key, the iniValue it came from
+// (nil for options), and the scope its own %(x)s are read in.
 func (v vars) raw(key string) (string, *iniValue, bool) {
+	val, iv, _, ok := v.resolve(key)
+	return val, iv, ok
+}
+
+func (v vars) resolve(key string) (string, *iniValue, vars, bool) {
 	if known, ok := strings.CutPrefix(key, "known/"); ok {
-		if iv, ok := v.doc.lookup(v.sec, known); ok && iv.known != nil {
-			return iv.known.val, iv.known, true
+		cur := v.shadow[known]
+		if cur == nil {
+			cur, _ = v.doc.lookup(v.sec, known)
 		}
-		// fail2ban resolves a known/ name without an earlier value to
-		// nothing rather than failing.
-		return "", nil, true
+		if cur == nil || cur.known == nil {
+			// fail2ban reads a known/ name without an earlier value as
+			// empty rather than failing.
+			return "", nil, v, true
+		}
+		scope := v
+		scope.shadow = make(map[string]*iniValue, len(v.shadow)+1)
+		for k, sv := range v.shadow {
+			scope.shadow[k] = sv
+		}
+		scope.shadow[known] = cur.known
+		return cur.known.val, cur.known, scope, true
 	}
 	if s, ok := v.opts[key]; ok {
-		return s, nil, true
+		return s, nil, v, true
+	}
+	if sec, opt, ok := strings.Cut(key, "/"); ok && v.doc.sections[sec] != nil {
+		scope := v
+		scope.sec, scope.shadow = sec, nil
+		iv, ok := v.doc.lookup(sec, opt)
+		if !ok {
+			return "", nil, v, false
+		}
+		return iv.val, iv, scope, true
 	}
 	if s := v.doc.sections["Init"]; s != nil && v.sec != "Init" {
 		if iv, ok := s.vals[key]; ok {
-			return iv.val, iv, true
+			return iv.val, iv, v, true
 		}
 	}
 	iv, ok := v.doc.lookup(v.sec, key)
 	if !ok {
-		return "", nil, false
+		return "", nil, v, false
 	}
-	return iv.val, iv, true
+	return iv.val, iv, v, true
 }
 
 // get returns key's value with %(x)s interpolated.
 func (v vars) get(key string) (string, bool, error) {
-	s, _, ok := v.raw(key)
+	s, _, scope, ok := v.resolve(key)
 	if !ok {
 		return "", false, nil
 	}
-	out, err := v.interpolate(s, 0)
+	out, err := scope.interpolate(s, 0)
 	if err != nil {
 		return "", true, fmt.Errorf("option %s: %w", key, err)
 	}
@@ -310,14 +338,11 @@ func (v vars) interpolate(s string, depth int) (string, error) {
 				return "", fmt.Errorf("bad interpolation in %q: want %%(name)s", s[i:])
 			}
 			name := s[i+2 : i+end]
-			val, _, ok := v.raw(name)
+			val, _, scope, ok := v.resolve(name)
 			if !ok {
 				return "", fmt.Errorf("interpolation %%(%s)s: no option %q", name, name)
 			}
-			// known/x is resolved in the scope of the earlier value; a
-			// self-reference in it (failregex = %(known/failregex)s ...)
-			// must not loop, which the depth limit guarantees.
-			exp, err := v.interpolate(val, depth+1)
+			exp, err := scope.interpolate(val, depth+1)
 			if err != nil {
 				return "", err
 			}

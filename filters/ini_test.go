@@ -288,3 +288,36 @@ func TestNoFailAndPrefregex(t *testing.T) {
 		})
 	}
 }
+
+func TestKnownAndSectionReferences(t *testing.T) {
+	fsys := fstest.MapFS{
+		"base.conf": {Data: []byte("[lt_file]\npre = ^file:\n[lt_journal]\npre = ^journal:\n" +
+			"[Definition]\nlogtype = file\nfailregex = <lt_<logtype>/pre> one <HOST>$\n")},
+		"x.conf": {Data: []byte("[INCLUDES]\nbefore = base.conf\n[Definition]\n" +
+			"failregex = %(known/failregex)s\n            <lt_<logtype>/pre> two <HOST>$\n")},
+		"x.local": {Data: []byte("[Definition]\nfailregex = %(known/failregex)s\n            %(lt_journal/pre)s three <HOST>$\n")},
+	}
+	f, err := loadFS(t, fsys, "x.conf", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		line string
+		ok   bool
+	}{
+		{"file: one 192.0.2.1", true},
+		{"file: two 192.0.2.1", true},
+		{"journal: three 192.0.2.1", true},
+		{"journal: one 192.0.2.1", false},
+	}
+	for _, c := range cases {
+		t.Run(c.line, func(t *testing.T) {
+			if _, ok := f.Match(c.line, time.Unix(0, 0)); ok != c.ok {
+				t.Errorf("Match(%q) = %v, want %v (%d regexes)", c.line, ok, c.ok, len(f.fail))
+			}
+		})
+	}
+	if len(f.fail) != 3 {
+		t.Errorf("%d failregexes, want 3 (known/ chain)", len(f.fail))
+	}
+}
