@@ -51,6 +51,7 @@ type Backend struct {
 	conn  *nftables.Conn
 	table *nftables.Table
 	chain *nftables.Chain
+	netns int
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -100,9 +101,9 @@ func New(opts Options) (*Backend, error) {
 	if err := Probe(opts.NetNS); err != nil {
 		return nil, err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(opts.NetNS))
+	c, err := dial(opts.NetNS)
 	if err != nil {
-		return nil, fmt.Errorf("nftables: open netlink: %w", err)
+		return nil, err
 	}
 	t := &nftables.Table{Name: opts.Table, Family: nftables.TableFamilyINet}
 	policy := nftables.ChainPolicyAccept
@@ -117,10 +118,41 @@ func New(opts Options) (*Backend, error) {
 			Priority: nftables.ChainPriorityRaw,
 			Policy:   &policy,
 		},
+		netns: opts.NetNS,
 		log:   opts.Logger,
 		now:   opts.Now,
 		jails: map[string]firewall.Jail{},
 	}, nil
+}
+
+// dial opens a lasting netlink connection: opening one per operation costs
+// milliseconds in another namespace (a setns round trip).
+func dial(netns int) (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(netns), nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nftables: open netlink: %w", err)
+	}
+	return c, nil
+}
+
+// resetConn replaces the connection after an error, so that replies left
+// unread by a failed exchange cannot be taken for the next one's.
+func (b *Backend) resetConn() {
+	_ = b.conn.CloseLasting() // the old Conn falls back to one socket per operation
+	if c, err := dial(b.netns); err == nil {
+		b.conn = c
+	} else {
+		b.log.Warn("nftables reconnect", "err", err)
+	}
+}
+
+// flush sends the queued batch, resetting the connection on error.
+func (b *Backend) flush() error {
+	err := b.conn.Flush()
+	if err != nil {
+		b.resetConn()
+	}
+	return err
 }
 
 // Name returns "nftables".

@@ -1,10 +1,12 @@
 package nftables_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,7 +27,7 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata")
 
 // setup makes a namespace and a backend in it, and a raw library
 // connection to the same namespace for reading back.
-func setup(t *testing.T) (*nftables.Backend, *nftest.NetNS, *gnft.Conn) {
+func setup(t testing.TB) (*nftables.Backend, *nftest.NetNS, *gnft.Conn) {
 	t.Helper()
 	ns := nftest.New(t)
 	b, err := nftables.New(nftables.Options{NetNS: ns.FD()})
@@ -244,7 +246,13 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 }
 
 func TestDeleteExpiredDoesNotFailBatch(t *testing.T) {
-	b, _, _ := setup(t)
+	ns := nftest.New(t)
+	var logs bytes.Buffer
+	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
 	now := time.Now()
 	short := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.5/32"), Expires: now.Add(time.Second)}
 	other := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.6/32"), Expires: now.Add(time.Hour)}
@@ -259,6 +267,10 @@ func TestDeleteExpiredDoesNotFailBatch(t *testing.T) {
 	}
 	if got := mustList(t, b); len(got) != 0 {
 		t.Errorf("after Delete: %v, want none", got)
+	}
+	// The test is only worth something if the batch did fail.
+	if !strings.Contains(logs.String(), "no such file") {
+		t.Errorf("the delete batch did not hit ENOENT; logs:\n%s", logs.String())
 	}
 }
 

@@ -102,7 +102,7 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 		if err := b.queue(chunk); err != nil {
 			return err
 		}
-		err := b.conn.Flush()
+		err := b.flush()
 		if err != nil && first && pre != nil {
 			// Write the layout alone, then the elements one by one. An
 			// error may come for a batch that was applied: then the chain
@@ -111,7 +111,7 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 			if err := pre(); err != nil {
 				return err
 			}
-			if err := b.conn.Flush(); err != nil && !b.layoutPresent() {
+			if err := b.flush(); err != nil && !b.layoutPresent() {
 				return fmt.Errorf("write table %s: %w", b.table.Name, err)
 			}
 			if err := b.retry(ctx, chunk); err != nil {
@@ -133,6 +133,9 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 // ambiguous error on the batch that wrote them).
 func (b *Backend) layoutPresent() bool {
 	_, err := b.conn.ListChain(b.table, chainName)
+	if err != nil {
+		b.resetConn()
+	}
 	return err == nil
 }
 
@@ -149,7 +152,7 @@ func (b *Backend) retry(ctx context.Context, ops []op) error {
 		if err := b.queue([]op{o}); err != nil {
 			return err
 		}
-		err := b.conn.Flush()
+		err := b.flush()
 		if err == nil {
 			continue
 		}
@@ -181,6 +184,7 @@ func (b *Backend) retry(ctx context.Context, ops []op) error {
 func (b *Backend) readSet(set *nftables.Set) (map[netip.Prefix]time.Duration, error) {
 	els, err := b.conn.GetSetElements(set)
 	if err != nil {
+		b.resetConn()
 		return nil, fmt.Errorf("read set %s: %w", set.Name, err)
 	}
 	got, skipped := elementsToPrefixes(els)
@@ -400,7 +404,12 @@ func (b *Backend) queueLayout(jails []firewall.Jail, setOf map[string]*nftables.
 // layoutMatches reports whether the table has the chain with exactly the
 // rules the comments describe and all the sets. A missing table or chain is
 // (false, nil).
-func (b *Backend) layoutMatches(comments, setNames []string) (bool, error) {
+func (b *Backend) layoutMatches(comments, setNames []string) (ok bool, err error) {
+	defer func() {
+		if !ok {
+			b.resetConn() // an error reply may leave messages unread
+		}
+	}()
 	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return false, nil
@@ -554,7 +563,12 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 // List reads all bans back from the kernel. The jails are recovered from
 // the rules' comments, so List works without a prior Sync. Expires is now
 // plus the element's time left (zero for elements without timeout).
-func (b *Backend) List(ctx context.Context) ([]firewall.Ban, error) {
+func (b *Backend) List(ctx context.Context) (bans []firewall.Ban, err error) {
+	defer func() {
+		if err != nil || bans == nil {
+			b.resetConn()
+		}
+	}()
 	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
@@ -570,7 +584,6 @@ func (b *Backend) List(ctx context.Context) ([]firewall.Ban, error) {
 	}
 	now := b.now()
 	seen := map[string]bool{}
-	var bans []firewall.Ban
 	for _, r := range rules {
 		jail, ok := jailFromComment(ruleComment(r))
 		if !ok || seen[jail] {
