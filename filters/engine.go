@@ -283,11 +283,67 @@ var lineBuf = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // not marked <F-NOFAIL>. The Match's Time is the date in the line, or ref
 // when it has none. Safe for concurrent use; it allocates only for a match.
 func (f *Filter) Match(line string, ref time.Time) (Match, bool) {
+	var r Result
+	f.examine(line, ref, &r)
+	return r.Match, r.Failure
+}
+
+// Result is what Examine learned about one line, for tools such as
+// `moat regex` that report more than failures.
+type Result struct {
+	// Match is the failure; valid when Failure is true.
+	Match Match
+	// Failure is what Match returns.
+	Failure bool
+	// Failregex is the index (in Failregexes) of the failregex that
+	// matched, or -1. A line can match and still be no failure: ignored,
+	// <F-NOFAIL>, or a host name instead of an address.
+	Failregex int
+	// Ignored is set when an ignoreregex matched a line a failregex matched.
+	Ignored bool
+	// HasDate is set when a date was found in the line; Match.Time is then
+	// that date, else the reference time.
+	HasDate bool
+	// Host is the host text the failregex captured (an address or a name).
+	Host string
+}
+
+// Examine matches line like Match and reports the details. Safe for
+// concurrent use.
+func (f *Filter) Examine(line string, ref time.Time) Result {
+	var r Result
+	f.examine(line, ref, &r)
+	return r
+}
+
+// Failregexes returns the failregexes as written (tags not expanded), in
+// the order Result.Failregex counts them.
+func (f *Filter) Failregexes() []string {
+	out := make([]string, len(f.fail))
+	for i, r := range f.fail {
+		out[i] = r.src
+	}
+	return out
+}
+
+// Ignoreregexes returns the ignoreregexes as written.
+func (f *Filter) Ignoreregexes() []string {
+	out := make([]string, len(f.ignore))
+	for i, r := range f.ignore {
+		out[i] = r.src
+	}
+	return out
+}
+
+func (f *Filter) examine(line string, ref time.Time, res *Result) {
+	res.Failregex = -1
 	line = strings.TrimRight(line, "\r\n")
 	s, e, t, ok := f.date(line, ref, f.loc)
+	res.HasDate = ok
 	if !ok {
 		t = ref
 	}
+	res.Match.Time = t
 	bp := lineBuf.Get().(*[]byte)
 	defer lineBuf.Put(bp)
 	text := append((*bp)[:0], line[:s]...)
@@ -299,27 +355,36 @@ func (f *Filter) Match(line string, ref time.Time) (Match, bool) {
 	if f.pref != nil {
 		ok, cs, ce := f.pref.match(text, &g)
 		if !ok {
-			return Match{}, false
+			return
 		}
 		if cs >= 0 {
 			body = text[cs:ce]
 		}
 	}
-	for _, r := range f.fail {
+	for i, r := range f.fail {
 		var fg groups
 		ok, _, _ := r.match(body, &fg)
 		if !ok {
 			continue
 		}
 		fg.merge(&g)
-		for _, ig := range f.ignore {
-			if ig.matches(text) {
-				return Match{}, false
+		res.Failregex = i
+		for _, k := range [...]int{gIP4, gIP6, gDNS} {
+			if fg.set[k] && fg.val[k] != "" {
+				res.Host = fg.val[k]
+				break
 			}
 		}
-		return result(&fg, t)
+		for _, ig := range f.ignore {
+			if ig.matches(text) {
+				res.Ignored = true
+				return
+			}
+		}
+		res.Match, res.Failure = result(&fg, t)
+		res.Match.Time = t
+		return
 	}
-	return Match{}, false
 }
 
 // result turns captured groups into a Match.

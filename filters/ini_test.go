@@ -321,3 +321,34 @@ func TestKnownAndSectionReferences(t *testing.T) {
 		t.Errorf("%d failregexes, want 3 (known/ chain)", len(f.fail))
 	}
 }
+
+func TestExamine(t *testing.T) {
+	f, err := (&Loader{Location: time.UTC}).Inline("x", []string{`^bad <HOST>$`, `^\s*worse <HOST>$`}, []string{`worse 192\.0\.2\.9$`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name, line     string
+		failure        bool
+		regex          int
+		ignored, dated bool
+		host           string
+	}{
+		{"failure", "Nov 26 10:00:00 worse 192.0.2.1", true, 1, false, true, "192.0.2.1"},
+		{"ignored", "worse 192.0.2.9", false, 1, true, false, "192.0.2.9"},
+		{"host name", "bad example.com", false, 0, false, false, "example.com"},
+		{"missed", "good 192.0.2.1", false, -1, false, false, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := f.Examine(c.line, ref)
+			if r.Failure != c.failure || r.Failregex != c.regex || r.Ignored != c.ignored || r.HasDate != c.dated || r.Host != c.host {
+				t.Errorf("Examine(%q) = %+v, want failure %v regex %d ignored %v dated %v host %q", c.line, r, c.failure, c.regex, c.ignored, c.dated, c.host)
+			}
+		})
+	}
+	if got := f.Failregexes(); len(got) != 2 || got[1] != `^\s*worse <HOST>$` {
+		t.Errorf("Failregexes() = %q", got)
+	}
+}
