@@ -28,6 +28,9 @@ const (
 	// family and ports, so the layout can be
 	// compared and the jails recovered from the kernel.
 	commentPrefix = "moat jail="
+	// maxPortRanges bounds a jail's port ranges (after merging), so its
+	// anonymous set fits one netlink attribute.
+	maxPortRanges = 1000
 )
 
 // family is one address family of a jail: its set and its rule.
@@ -203,7 +206,11 @@ func addRule(cc *nftables.Conn, t *nftables.Table, ch *nftables.Chain, j firewal
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.offset, Len: f.addrLen},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}
-	if ps := normPorts(j.Ports); len(ps) > 0 {
+	ps := normPorts(j.Ports)
+	if len(ps) > maxPortRanges {
+		return fmt.Errorf("jail %q: %d port ranges, at most %d", j.Name, len(ps), maxPortRanges)
+	}
+	if len(ps) > 0 {
 		protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
 		if err := cc.AddSet(protos, []nftables.SetElement{{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}}}); err != nil {
 			return fmt.Errorf("add protocol set: %w", err)

@@ -474,3 +474,29 @@ func Example_setName() {
 }
 
 func pr(first, last uint16) firewall.PortRange { return firewall.PortRange{First: first, Last: last} }
+
+func TestAddOverlappingPrefixes(t *testing.T) {
+	b, _, _ := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	h1 := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.1/32"), Expires: now.Add(time.Hour)}
+	h2 := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.2/32"), Expires: now.Add(time.Hour)}
+	out := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, jails, []firewall.Ban{h1, h2, out}, now)
+
+	wide := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.0/24"), Expires: now.Add(2 * time.Hour)}
+	if err := b.Add(ctx, []firewall.Ban{wide}, now); err != nil {
+		t.Fatalf("Add of a /24 over two /32s: %v", err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{wide, out}, 2*time.Second)
+
+	inside := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.9/32"), Expires: now.Add(time.Hour)}
+	if err := b.Add(ctx, []firewall.Ban{inside}, now); err != nil {
+		t.Fatalf("Add of a /32 inside a banned /24: %v", err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{wide, out}, 2*time.Second)
+
+	// Sync drops covered prefixes rather than failing.
+	mustSync(t, b, jails, []firewall.Ban{h1, wide, out}, now)
+	sameBans(t, mustList(t, b), []firewall.Ban{wide, out}, 2*time.Second)
+}

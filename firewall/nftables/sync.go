@@ -175,9 +175,50 @@ func (b *Backend) retry(ctx context.Context, ops []op) error {
 		if _, ok := have[o.prefix]; ok {
 			continue
 		}
+		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			err2 := b.resolveOverlap(o, have)
+			if err2 == nil {
+				continue
+			}
+			err = fmt.Errorf("%w (overlap: %v)", err, err2)
+		}
 		errs = append(errs, fmt.Errorf("add %s to set %s: %w", o.prefix, o.set.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// resolveOverlap handles an add the kernel refused because the interval
+// overlaps others (an interval set holds no overlapping elements). A prefix
+// inside a wider one already banned is left out: the wider ban covers it.
+// Narrower prefixes inside the new one are replaced by it, in one
+// transaction. have is the set's content, kept up to date.
+func (b *Backend) resolveOverlap(o op, have map[netip.Prefix]time.Duration) error {
+	var inside []op
+	for q := range have {
+		switch {
+		case q.Bits() < o.prefix.Bits() && q.Contains(o.prefix.Addr()):
+			b.log.Debug("nftables ban covered by a wider one", "set", o.set.Name, "prefix", o.prefix.String(), "wider", q.String())
+			return nil
+		case q.Bits() > o.prefix.Bits() && o.prefix.Contains(q.Addr()):
+			inside = append(inside, b.delOp(o.set, q))
+		}
+	}
+	if len(inside) == 0 {
+		return errors.New("overlaps an element that is not a prefix")
+	}
+	sortOps(inside)
+	if err := b.queue(append(inside, o)); err != nil {
+		return err
+	}
+	if err := b.flush(); err != nil {
+		return err
+	}
+	for _, d := range inside {
+		delete(have, d.prefix)
+	}
+	have[o.prefix] = o.els[0].Timeout
+	b.log.Debug("nftables ban replaced narrower ones", "set", o.set.Name, "prefix", o.prefix.String(), "replaced", len(inside))
+	return nil
 }
 
 // readSet reads the prefixes and their time left back from set.
@@ -481,7 +522,10 @@ func (b *Backend) setFor(bn firewall.Ban) (*nftables.Set, netip.Prefix, error) {
 }
 
 // Add adds bans, in one transaction when possible, to the sets of the jails
-// given to the last Sync. An element already present gets the new timeout.
+// given to the last Sync. An element already present gets the new timeout
+// (kernels since 6.10 update it in place). A prefix inside a wider banned
+// one is left out; narrower banned prefixes inside a new one are replaced
+// by it (the kernel refuses overlapping intervals).
 // Bans already expired at now are skipped; bans of unknown jails are errors
 // (the others are still added).
 func (b *Backend) Add(ctx context.Context, bans []firewall.Ban, now time.Time) error {
