@@ -261,6 +261,13 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	if f.ignore, err = list("ignoreregex"); err != nil {
 		return nil, err
 	}
+	if dp, ok, err := v.get("datepattern"); err != nil {
+		return nil, err
+	} else if ok && strings.TrimSpace(dp) != "" {
+		if f.date, err = compileDatePattern(dp); err != nil {
+			return nil, err
+		}
+	}
 	pref, err := list("prefregex")
 	if err != nil {
 		return nil, err

@@ -1,0 +1,269 @@
+package filters
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// datepattern support (a filter's [Definition] datepattern option).
+//
+// Each non-blank line of the option is one template, tried in order:
+//
+//	{^LN-BEG}       the default formats, but only at the line's start (after
+//	                at most two non-alphanumeric characters)
+//	{^LN-BEG}PAT    PAT, only at the line's start
+//	{NONE}          no date: every line takes the reference time, nothing is cut
+//	{EPOCH}         Unix seconds (with fraction); {LEPOCH} milliseconds too
+//	PAT             a regex with strptime directives, searched anywhere
+//
+// Directives: %Y %ExY %y %m %Exm %d %Exd %e %H %ExH %k %I %l %M %ExM %S %ExS
+// %f %p %b %B %a %A %z %Z %s %%. In a .conf file '%' is written "%%" because of
+// interpolation, as in fail2ban. The whole text the template matched is cut
+// out of the line before the failregex runs.
+
+// directives maps a strptime directive to its regex (group named by field).
+var directives = map[string]string{
+	"Y":   `(?P<Y>\d{4})`,
+	"ExY": `(?P<Y>20\d\d)`,
+	"y":   `(?P<y>\d\d)`,
+	"m":   `(?P<m>1[0-2]|0?[1-9])`,
+	"Exm": `(?P<m>1[0-2]|0[1-9])`,
+	"d":   `(?P<d>3[01]|[12]\d|0?[1-9])`,
+	"Exd": `(?P<d>3[01]|[12]\d|0[1-9])`,
+	"e":   `(?P<d>3[01]|[12]\d| ?[1-9])`,
+	"H":   `(?P<H>2[0-3]|[01]?\d)`,
+	"ExH": `(?P<H>2[0-3]|[01]\d)`,
+	"k":   `(?P<H>2[0-3]|[01]?\d| \d)`,
+	"I":   `(?P<I>1[0-2]|0?[1-9])`,
+	"l":   `(?P<I>1[0-2]| ?[1-9])`,
+	"M":   `(?P<M>[0-5]?\d)`,
+	"ExM": `(?P<M>[0-5]\d)`,
+	"S":   `(?P<S>6[01]|[0-5]?\d)`,
+	"ExS": `(?P<S>6[01]|[0-5]\d)`,
+	"f":   `(?P<f>\d{1,9})`,
+	"p":   `(?P<p>[AaPp][Mm])`,
+	"b":   `(?P<b>[A-Za-z]{3,9})`,
+	"B":   `(?P<b>[A-Za-z]{3,9})`,
+	"a":   `[A-Za-z]{3,9}`,
+	"A":   `[A-Za-z]{3,9}`,
+	"z":   `(?P<z>Z|[+-]\d\d(?::?\d\d)?)`,
+	"Z":   `(?P<Z>[A-Z]{3,5}|Z)`,
+	"s":   `(?P<s>\d{10,11})`,
+	"%":   `%`,
+}
+
+// template is one compiled datepattern line.
+type template struct {
+	lineStart bool
+	none      bool
+	builtin   bool // the default formats
+	re        *regexp.Regexp
+	idx       map[string]int
+}
+
+// compileDatePattern turns a datepattern option into a dateFunc.
+func compileDatePattern(value string) (dateFunc, error) {
+	var ts []template
+	for _, line := range strings.Split(value, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		var t template
+		if rest, ok := strings.CutPrefix(line, "{^LN-BEG}"); ok {
+			t.lineStart, line = true, rest
+		}
+		switch line {
+		case "":
+			t.builtin = true
+			ts = append(ts, t)
+			continue
+		case "{NONE}":
+			t.none = true
+			ts = append(ts, t)
+			continue
+		case "{EPOCH}":
+			line = `%s(?:\.(?P<f>\d{1,6}))?`
+		case "{LEPOCH}":
+			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
+		}
+		src, err := expandDirectives(line)
+		if err != nil {
+			return nil, fmt.Errorf("datepattern %q: %w", line, err)
+		}
+		tr := translatePython(src)
+		if tr.backtrack {
+			return nil, fmt.Errorf("datepattern %q: lookarounds and backreferences are not supported in date patterns", line)
+		}
+		re, err := regexp.Compile(tr.goSrc)
+		if err != nil {
+			return nil, fmt.Errorf("datepattern %q: %w", line, err)
+		}
+		t.re, t.idx = re, map[string]int{}
+		for i, n := range re.SubexpNames() {
+			if n != "" {
+				if _, dup := t.idx[n]; !dup {
+					t.idx[n] = i
+				}
+			}
+		}
+		ts = append(ts, t)
+	}
+	if len(ts) == 0 {
+		return findDate, nil
+	}
+	return func(line string, ref time.Time, loc *time.Location) (int, int, time.Time, bool) {
+		if loc == nil {
+			loc = time.Local
+		}
+		for _, t := range ts {
+			if s, e, tm, ok := t.find(line, ref, loc); ok {
+				return s, e, tm, true
+			}
+			if t.none {
+				return 0, 0, time.Time{}, false
+			}
+		}
+		return 0, 0, time.Time{}, false
+	}, nil
+}
+
+// lineStartOK reports whether a date at s counts as at the line's start.
+func lineStartOK(line string, s int) bool {
+	if s > 2 {
+		return false
+	}
+	for i := 0; i < s; i++ {
+		if isAlnum(line[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (t template) find(line string, ref time.Time, loc *time.Location) (int, int, time.Time, bool) {
+	if t.none {
+		return 0, 0, time.Time{}, false
+	}
+	if t.builtin {
+		s, e, tm, ok := findDate(line, ref, loc)
+		if ok && (!t.lineStart || lineStartOK(line, s)) {
+			return s, e, tm, true
+		}
+		return 0, 0, time.Time{}, false
+	}
+	m := t.re.FindStringSubmatchIndex(line)
+	if m == nil || (t.lineStart && !lineStartOK(line, m[0])) {
+		return 0, 0, time.Time{}, false
+	}
+	get := func(name string) (string, bool) {
+		i, ok := t.idx[name]
+		if !ok || m[2*i] < 0 {
+			return "", false
+		}
+		return line[m[2*i]:m[2*i+1]], true
+	}
+	tm, ok := buildTime(get, ref, loc)
+	return m[0], m[1], tm, ok
+}
+
+// buildTime assembles the fields a template captured.
+func buildTime(get func(string) (string, bool), ref time.Time, loc *time.Location) (time.Time, bool) {
+	num := func(name string, def int) int {
+		if s, ok := get(name); ok {
+			if v, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+				return v
+			}
+		}
+		return def
+	}
+	if s, ok := get("s"); ok {
+		sec, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		ns := 0
+		if ms, ok := get("ms"); ok {
+			v, _ := strconv.Atoi(ms)
+			ns = v * 1e6
+		} else if f, ok := get("f"); ok {
+			ns = fracNanos(f)
+		}
+		return time.Unix(sec, int64(ns)), true
+	}
+	refIn := ref.In(loc)
+	_, hasYear := get("Y")
+	year := num("Y", refIn.Year())
+	if y, ok := get("y"); ok {
+		v, _ := strconv.Atoi(y)
+		year, hasYear = 2000+v, true
+	}
+	mon := time.Month(num("m", int(refIn.Month())))
+	if b, ok := get("b"); ok && len(b) >= 3 {
+		mm, ok := month(strings.ToUpper(b[:1])+strings.ToLower(b[1:3]), 0)
+		if !ok {
+			return time.Time{}, false
+		}
+		mon = mm
+	}
+	day := num("d", refIn.Day())
+	hour := num("H", 0)
+	if _, ok := get("I"); ok {
+		hour = num("I", 12) % 12
+		if p, ok := get("p"); ok && strings.EqualFold(p, "pm") {
+			hour += 12
+		}
+	}
+	ns := 0
+	if f, ok := get("f"); ok {
+		ns = fracNanos(f)
+	}
+	if z, ok := get("z"); ok {
+		if zl, _, ok := zone(z, 0, false); ok {
+			loc = zl
+		}
+	} else if z, ok := get("Z"); ok && (z == "UTC" || z == "GMT" || z == "Z") {
+		loc = time.UTC
+	}
+	if !validDay(year, mon, day) {
+		return time.Time{}, false
+	}
+	t := time.Date(year, mon, day, hour, num("M", 0), num("S", 0), ns, loc)
+	if !hasYear && t.After(ref.Add(24*time.Hour)) {
+		t = t.AddDate(-1, 0, 0)
+	}
+	return t, true
+}
+
+func fracNanos(f string) int {
+	ns, _ := fraction("."+f, 0, ".")
+	return ns
+}
+
+// expandDirectives replaces strptime directives in pat with regex groups.
+func expandDirectives(pat string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(pat); i++ {
+		if pat[i] != '%' {
+			b.WriteByte(pat[i])
+			continue
+		}
+		if i+1 >= len(pat) {
+			return "", fmt.Errorf("trailing %%")
+		}
+		name := pat[i+1 : i+2]
+		if strings.HasPrefix(pat[i+1:], "Ex") && i+3 < len(pat) {
+			name = pat[i+1 : i+4]
+		}
+		re, ok := directives[name]
+		if !ok {
+			return "", fmt.Errorf("unknown directive %%%s", name)
+		}
+		b.WriteString(re)
+		i += len(name)
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,65 @@
+package filters
+
+import (
+	"testing"
+	"time"
+)
+
+func TestDatePattern(t *testing.T) {
+	ref := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name, pattern, line string
+		ok                  bool
+		start, end          int
+		want                time.Time
+	}{
+		{"strptime", `%Y/%m/%d %H:%M:%S`, "x 2026/11/26 21:19:40 y", true, 2, 21, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"month name no year", `%b %d %H:%M:%S`, "Nov 26 21:19:40 y", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"zone and fraction", `%Y-%m-%dT%H:%M:%S\.%f%z`, "2026-11-26T21:19:40.5+01:00", true, 0, 27, time.Date(2026, 11, 26, 20, 19, 40, 5e8, time.UTC)},
+		{"12-hour clock", `%d/%m/%Y %I:%M %p`, "26/11/2026 09:19 PM x", true, 0, 19, time.Date(2026, 11, 26, 21, 19, 0, 0, time.UTC)},
+		{"line start only", `{^LN-BEG}%Y-%m-%d %H:%M:%S`, "x 2026-11-26 21:19:40", false, 0, 0, time.Time{}},
+		{"line start after bracket", `{^LN-BEG}%Y-%m-%d %H:%M:%S`, "[2026-11-26 21:19:40] x", true, 1, 20, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"default formats at line start", `{^LN-BEG}`, "Nov 26 21:19:40 x", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"default formats not mid-line", `{^LN-BEG}`, "host Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
+		{"epoch", `{EPOCH}`, "1764192000.25 x", true, 0, 13, time.Unix(1764192000, 25e7)},
+		{"milliseconds epoch", `{LEPOCH}`, "1764192000250 x", true, 0, 13, time.Unix(1764192000, 25e7)},
+		{"none", `{NONE}`, "Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
+		{"second template", "%Y.%m.%d\n%b %d %H:%M:%S", "Nov 26 21:19:40", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fn, err := compileDatePattern(c.pattern)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, e, got, ok := fn(c.line, ref, time.UTC)
+			if ok != c.ok {
+				t.Fatalf("datepattern %q on %q: ok = %v, want %v", c.pattern, c.line, ok, c.ok)
+			}
+			if ok && (s != c.start || e != c.end || !got.Equal(c.want)) {
+				t.Errorf("datepattern %q on %q = [%d,%d) %v, want [%d,%d) %v", c.pattern, c.line, s, e, got, c.start, c.end, c.want)
+			}
+		})
+	}
+	for _, bad := range []string{`%Q`, `%`, `(?<=x)%Y`} {
+		if _, err := compileDatePattern(bad); err == nil {
+			t.Errorf("compileDatePattern(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestDatePatternInFilter(t *testing.T) {
+	fsys := map[string]string{"a.conf": "[Definition]\ndatepattern = ^%%Y-%%m-%%d %%H:%%M:%%S\nfailregex = ^ bad <HOST>$\n"}
+	doc := newIniDoc()
+	if err := parseIni(doc, "a.conf", fsys["a.conf"]); err != nil {
+		t.Fatal(err)
+	}
+	f, err := (&Loader{Location: time.UTC}).build("a", doc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := f.Match("2026-11-26 21:19:40 bad 192.0.2.1", time.Unix(0, 0))
+	if !ok || !m.Time.Equal(time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)) {
+		t.Errorf("Match = %+v, %v; want the pattern's date", m, ok)
+	}
+}
