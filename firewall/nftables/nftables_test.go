@@ -500,3 +500,88 @@ func TestAddOverlappingPrefixes(t *testing.T) {
 	mustSync(t, b, jails, []firewall.Ban{h1, wide, out}, now)
 	sameBans(t, mustList(t, b), []firewall.Ban{wide, out}, 2*time.Second)
 }
+
+// TestSyncModes checks from the summary log line what each Sync did: a
+// repeated Sync changes nothing; a changed jail list keeps the table and
+// the sets of kept jails; a flushed ruleset rebuilds.
+func TestSyncModes(t *testing.T) {
+	ns := nftest.New(t)
+	var logs bytes.Buffer
+	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	raw, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	keep := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)}
+	gone := firewall.Ban{Jail: "web-app", Prefix: pfx("192.0.2.2/32"), Expires: now.Add(time.Hour)}
+	newJails := []firewall.Jail{jails[0], {Name: "postfix", Ports: []firewall.PortRange{pr(25, 25)}}}
+	fresh := firewall.Ban{Jail: "postfix", Prefix: pfx("2001:db8::/64")}
+
+	steps := []struct {
+		name  string
+		jails []firewall.Jail
+		bans  []firewall.Ban
+		flush bool
+		want  string
+	}{
+		{"first", jails, []firewall.Ban{keep, gone}, false, "layout=rebuilt added=2 deleted=0 fixed=0"},
+		{"again", jails, []firewall.Ban{keep, gone}, false, "layout=kept added=0 deleted=0 fixed=0"},
+		{"jails changed", newJails, []firewall.Ban{keep, fresh}, false, "layout=relaid added=1 deleted=0 fixed=0"},
+		{"after flush ruleset", newJails, []firewall.Ban{keep, fresh}, true, "layout=rebuilt added=2 deleted=0 fixed=0"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.flush {
+				raw.FlushRuleset()
+				if err := raw.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logs.Reset()
+			mustSync(t, b, st.jails, st.bans, now)
+			if !strings.Contains(logs.String(), st.want) {
+				t.Errorf("log = %q, want it to contain %q", logs.String(), st.want)
+			}
+			sameBans(t, mustList(t, b), st.bans, 2*time.Second)
+			if ok, err := b.Intact(context.Background()); !ok || err != nil {
+				t.Errorf("Intact = %v, %v", ok, err)
+			}
+		})
+	}
+	// The sets of a removed jail are gone.
+	sets, err := raw.GetSets(&gnft.Table{Name: "moat", Family: gnft.TableFamilyINet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		if strings.HasPrefix(s.Name, "web_app") {
+			t.Errorf("set %s of a removed jail still there", s.Name)
+		}
+	}
+}
+
+// TestListWithoutSync reads bans written by an earlier process: the jails
+// come from the rules' comments.
+func TestListWithoutSync(t *testing.T) {
+	b, ns, _ := setup(t)
+	now := time.Now()
+	bans := []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)},
+		{Jail: "web-app", Prefix: pfx("2001:db8::/64")},
+	}
+	mustSync(t, b, jails, bans, now)
+	b2, err := nftables.New(nftables.Options{NetNS: ns.FD()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	sameBans(t, mustList(t, b2), bans, 2*time.Second)
+	if ok, _ := b2.Intact(context.Background()); ok {
+		t.Error("Intact of a backend that never synced = true, want false")
+	}
+}

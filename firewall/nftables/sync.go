@@ -312,12 +312,15 @@ func dropCovered(set map[netip.Prefix]time.Duration) int {
 	return n
 }
 
-// Sync makes the table hold exactly jails and bans. When the layout (sets
-// and rules) differs from what jails need, the table is rebuilt: deleted
-// and made again in one transaction together with the first chunk of
-// elements. Otherwise only the elements are corrected: missing ones added,
-// extra ones deleted, and those whose time left is off by more than 2 s
-// rewritten. Large syncs go in chunks of 4096 elements per transaction.
+// Sync makes the table hold exactly jails and bans. When the rules or sets
+// differ from what jails need, the chain's rules are replaced, sets of
+// jails gone are deleted and new ones made, in one transaction with the
+// first chunk of elements; sets of jails kept keep their elements, so their
+// bans hold throughout. When the table or chain is missing or wrong (after
+// `nft flush ruleset`), the table is deleted and made again. Then the
+// elements are corrected: missing ones added, extra ones deleted, and those
+// whose time left is off by more than 2 s rewritten. Large syncs go in
+// chunks of 2048 elements per transaction.
 func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error {
 	names := map[string]bool{}
 	for _, j := range jails {
@@ -345,61 +348,178 @@ func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewa
 	if err != nil {
 		return fmt.Errorf("nftables sync: %w", err)
 	}
-	var ops []op
-	added, deleted, fixed := 0, 0, 0
+	mode := "kept"
 	var pre func() error
 	if !same {
-		for _, name := range setNames {
-			for p, left := range want[name] {
-				ops = append(ops, b.addOp(setOf[name], p, left))
-				added++
-			}
+		existing, ok := b.chainIntact()
+		if ok {
+			// The table and chain stay; sets of unchanged jails keep their
+			// elements throughout, so their bans hold without a gap.
+			mode = "relaid"
+			pre = func() error { return b.queueRelayout(jails, setOf, existing) }
+		} else {
+			mode = "rebuilt"
+			pre = func() error { return b.queueLayout(jails, setOf) }
 		}
-		pre = func() error { return b.queueLayout(jails, setOf) }
-	} else {
-		var dels, adds []op
-		for _, name := range setNames {
-			set := setOf[name]
-			have, err := b.readSet(set)
-			if err != nil {
-				// Elements moat did not write: start the set afresh.
-				b.log.Warn("nftables sync flushes a set", "set", name, "err", err)
-				b.conn.FlushSet(set)
-				have = nil
-			}
-			for p := range have {
-				if _, ok := want[name][p]; !ok {
-					dels = append(dels, b.delOp(set, p))
-					deleted++
-				}
-			}
-			for p, left := range want[name] {
-				got, ok := have[p]
-				switch {
-				case !ok:
-					adds = append(adds, b.addOp(set, p, left))
-					added++
-				case (got == 0) != (left == 0) || absDur(got-left) > timeoutSlack:
-					dels = append(dels, b.delOp(set, p))
-					adds = append(adds, b.addOp(set, p, left))
-					fixed++
-				}
-			}
-		}
-		ops = append(dels, adds...)
 	}
-	sortOps(ops)
-	if err := b.apply(ctx, pre, ops); err != nil {
+	var st syncStats
+	if mode == "rebuilt" {
+		err = b.apply(ctx, pre, b.allAdds(want, setOf, &st))
+	} else {
+		var ops []op
+		var flushes []*nftables.Set
+		ops, flushes, err = b.diff(want, setOf, &st)
+		if err != nil {
+			return fmt.Errorf("nftables sync: %w", err)
+		}
+		layout := pre
+		pre = func() error {
+			if layout != nil {
+				if err := layout(); err != nil {
+					return err
+				}
+			}
+			for _, set := range flushes {
+				b.conn.FlushSet(set)
+			}
+			return nil
+		}
+		err = b.apply(ctx, pre, ops)
+		if err != nil && mode == "relaid" {
+			b.log.Warn("nftables sync: relayout failed, rebuilding the table", "err", err)
+			mode, st = "rebuilt", syncStats{}
+			err = b.apply(ctx, func() error { return b.queueLayout(jails, setOf) }, b.allAdds(want, setOf, &st))
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("nftables sync: %w", err)
 	}
+	b.log.Info("nftables synced", "table", b.table.Name, "jails", len(jails), "layout", mode,
+		"added", st.added, "deleted", st.deleted, "fixed", st.fixed)
 	b.jails = map[string]firewall.Jail{}
 	for _, j := range jails {
 		b.jails[j.Name] = j
 	}
 	b.want = comments
 	b.synced = true
-	b.log.Info("nftables synced", "table", b.table.Name, "jails", len(jails), "rebuilt", !same,
-		"added", added, "deleted", deleted, "fixed", fixed)
+	return nil
+}
+
+type syncStats struct{ added, deleted, fixed int }
+
+// allAdds returns the ops adding every wanted ban, sorted.
+func (b *Backend) allAdds(want map[string]map[netip.Prefix]time.Duration, setOf map[string]*nftables.Set, st *syncStats) []op {
+	var ops []op
+	for name, set := range setOf {
+		for p, left := range want[name] {
+			ops = append(ops, b.addOp(set, p, left))
+			st.added++
+		}
+	}
+	sortOps(ops)
+	return ops
+}
+
+// diff reads each wanted set back and returns the ops that make it hold
+// exactly the wanted bans: deletes of extra elements, adds of missing ones,
+// and a delete and add of those whose time left is off by more than
+// timeoutSlack. A missing set counts as empty; a set holding elements moat
+// did not write is returned in flushes, to be emptied first.
+func (b *Backend) diff(want map[string]map[netip.Prefix]time.Duration, setOf map[string]*nftables.Set, st *syncStats) (ops []op, flushes []*nftables.Set, err error) {
+	var dels, adds []op
+	for name, set := range setOf {
+		have, err := b.readSet(set)
+		switch {
+		case err != nil && notFound(err):
+			have = nil
+		case err != nil && have != nil:
+			b.log.Warn("nftables sync empties a set", "set", name, "err", err)
+			flushes = append(flushes, set)
+			have = nil
+		case err != nil:
+			return nil, nil, err
+		}
+		for p := range have {
+			if _, ok := want[name][p]; !ok {
+				dels = append(dels, b.delOp(set, p))
+				st.deleted++
+			}
+		}
+		for p, left := range want[name] {
+			got, ok := have[p]
+			switch {
+			case !ok:
+				adds = append(adds, b.addOp(set, p, left))
+				st.added++
+			case (got == 0) != (left == 0) || absDur(got-left) > timeoutSlack:
+				dels = append(dels, b.delOp(set, p))
+				adds = append(adds, b.addOp(set, p, left))
+				st.fixed++
+			}
+		}
+	}
+	ops = append(dels, adds...)
+	sortOps(ops)
+	return ops, flushes, nil
+}
+
+// chainIntact reports whether the table and its chain exist with the right
+// hook, priority, type and policy, and returns the names of the table's
+// named sets.
+func (b *Backend) chainIntact() (sets []string, ok bool) {
+	defer func() {
+		if !ok {
+			b.resetConn()
+		}
+	}()
+	ch, err := b.conn.ListChain(b.table, chainName)
+	if err != nil || !b.sameChain(ch) {
+		return nil, false
+	}
+	all, err := b.conn.GetSets(b.table)
+	if err != nil {
+		return nil, false
+	}
+	for _, s := range all {
+		if !s.Anonymous {
+			sets = append(sets, s.Name)
+		}
+	}
+	return sets, true
+}
+
+func (b *Backend) sameChain(ch *nftables.Chain) bool {
+	return ch.Hooknum != nil && *ch.Hooknum == *b.chain.Hooknum && ch.Priority != nil && *ch.Priority == *b.chain.Priority &&
+		ch.Policy != nil && *ch.Policy == *b.chain.Policy && ch.Type == b.chain.Type
+}
+
+// queueRelayout queues a change of layout that keeps the table, the chain
+// and the sets still wanted (with their elements): flush the chain's rules,
+// delete the sets no longer wanted, add the new sets (adding an existing one
+// is a no-op), and add the rules.
+func (b *Backend) queueRelayout(jails []firewall.Jail, setOf map[string]*nftables.Set, existing []string) error {
+	b.conn.FlushChain(b.chain)
+	for _, name := range existing {
+		if _, ok := setOf[name]; !ok {
+			b.conn.DelSet(&nftables.Set{Table: b.table, Name: name})
+		}
+	}
+	return b.queueSetsAndRules(jails, setOf)
+}
+
+func (b *Backend) queueSetsAndRules(jails []firewall.Jail, setOf map[string]*nftables.Set) error {
+	for _, j := range jails {
+		for fam := range families {
+			s := setOf[setBase(j.Name)+families[fam].suffix]
+			s.ID = 0
+			if err := b.conn.AddSet(s, nil); err != nil {
+				return fmt.Errorf("add set %s: %w", s.Name, err)
+			}
+			if err := addRule(b.conn, b.table, b.chain, j, fam, s); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -427,19 +547,7 @@ func (b *Backend) queueLayout(jails []firewall.Jail, setOf map[string]*nftables.
 	b.conn.DelTable(b.table)
 	b.conn.AddTable(b.table)
 	b.conn.AddChain(b.chain)
-	for _, j := range jails {
-		for fam := range families {
-			s := setOf[setBase(j.Name)+families[fam].suffix]
-			s.ID = 0
-			if err := b.conn.AddSet(s, nil); err != nil {
-				return fmt.Errorf("add set %s: %w", s.Name, err)
-			}
-			if err := addRule(b.conn, b.table, b.chain, j, fam, s); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return b.queueSetsAndRules(jails, setOf)
 }
 
 // layoutMatches reports whether the table has the chain with exactly the
@@ -464,8 +572,7 @@ func (b *Backend) layoutMatches(comments, setNames []string) (ok bool, err error
 		}
 		return false, fmt.Errorf("list chain %s: %w", chainName, err)
 	}
-	if ch.Hooknum == nil || *ch.Hooknum != *b.chain.Hooknum || ch.Priority == nil || *ch.Priority != *b.chain.Priority ||
-		ch.Policy == nil || *ch.Policy != *b.chain.Policy || ch.Type != b.chain.Type {
+	if !b.sameChain(ch) {
 		return false, nil
 	}
 	rules, err := b.conn.GetRules(b.table, b.chain)
