@@ -397,7 +397,7 @@ func (f *Follower) resume() {
 				continue
 			}
 		}
-		name, ok := "", false
+		name, ok := findInode(filepath.Dir(s.Path), s.Inode)
 		if ok && !sameFile(name, s) {
 			ok = false // the inode number was reused by another file
 		}
