@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dlclark/regexp2"
 )
 
 // datepattern support (a filter's [Definition] datepattern option).
@@ -62,6 +64,7 @@ type template struct {
 	builtin   bool // the default formats
 	re        *regexp.Regexp
 	idx       map[string]int
+	bt        *regexp2.Regexp // when the pattern needs backtracking
 }
 
 // compileDatePattern turns a datepattern option into a dateFunc.
@@ -96,7 +99,14 @@ func compileDatePattern(value string) (dateFunc, error) {
 		}
 		tr := translatePython(src)
 		if tr.backtrack {
-			return nil, fmt.Errorf("datepattern %q: lookarounds and backreferences are not supported in date patterns", line)
+			bt, err := regexp2.Compile(tr.btSrc, regexp2.None)
+			if err != nil {
+				return nil, fmt.Errorf("datepattern %q: %w", line, err)
+			}
+			bt.MatchTimeout = backtrackTimeout
+			t.bt = bt
+			ts = append(ts, t)
+			continue
 		}
 		re, err := regexp.Compile(tr.goSrc)
 		if err != nil {
@@ -155,6 +165,9 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 		}
 		return 0, 0, time.Time{}, false
 	}
+	if t.bt != nil {
+		return t.findBacktrack(line, ref, loc)
+	}
 	m := t.re.FindStringSubmatchIndex(line)
 	if m == nil || (t.lineStart && !lineStartOK(line, m[0])) {
 		return 0, 0, time.Time{}, false
@@ -168,6 +181,37 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 	}
 	tm, ok := buildTime(get, ref, loc)
 	return m[0], m[1], tm, ok
+}
+
+// findBacktrack is find for a template that runs on regexp2.
+func (t template) findBacktrack(line string, ref time.Time, loc *time.Location) (int, int, time.Time, bool) {
+	m, err := t.bt.FindStringMatch(line)
+	if err != nil || m == nil {
+		return 0, 0, time.Time{}, false
+	}
+	// regexp2 counts runes; turn its offsets into bytes.
+	byteAt := func(r int) int {
+		for i := range line {
+			if r == 0 {
+				return i
+			}
+			r--
+		}
+		return len(line)
+	}
+	s, e := byteAt(m.Index), byteAt(m.Index+m.Length)
+	if t.lineStart && !lineStartOK(line, s) {
+		return 0, 0, time.Time{}, false
+	}
+	get := func(name string) (string, bool) {
+		g := m.GroupByName(name)
+		if g == nil || len(g.Captures) == 0 {
+			return "", false
+		}
+		return g.String(), true
+	}
+	tm, ok := buildTime(get, ref, loc)
+	return s, e, tm, ok
 }
 
 // buildTime assembles the fields a template captured.

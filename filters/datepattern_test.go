@@ -24,6 +24,8 @@ func TestDatePattern(t *testing.T) {
 		{"epoch", `{EPOCH}`, "1764192000.25 x", true, 0, 13, time.Unix(1764192000, 25e7)},
 		{"milliseconds epoch", `{LEPOCH}`, "1764192000250 x", true, 0, 13, time.Unix(1764192000, 25e7)},
 		{"none", `{NONE}`, "Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
+		{"backreference", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11.26 21:19:40 x", true, 3, 22, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"backreference mismatch", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11-26 21:19:40 x", false, 0, 0, time.Time{}},
 		{"second template", "%Y.%m.%d\n%b %d %H:%M:%S", "Nov 26 21:19:40", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 	}
 	for _, c := range cases {
@@ -41,7 +43,7 @@ func TestDatePattern(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{`%Q`, `%`, `(?<=x)%Y`} {
+	for _, bad := range []string{`%Q`, `%`, `(?<=x%Y`} {
 		if _, err := compileDatePattern(bad); err == nil {
 			t.Errorf("compileDatePattern(%q) accepted it", bad)
 		}

@@ -274,8 +274,15 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	}
 	if len(pref) > 0 {
 		f.pref = pref[0]
-		if len(f.pref.idx[gContent]) == 0 && f.pref.engine == engineGo {
+		if !f.pref.hasGroup("content") {
 			return nil, fmt.Errorf("%s: prefregex %q has no <F-CONTENT>", f.pref.where, f.pref.src)
+		}
+	}
+	if f.pref == nil || !f.pref.hasGroup(idGroups...) {
+		for _, r := range f.fail {
+			if !r.hasGroup(idGroups...) {
+				return nil, fmt.Errorf("%s %q: no failure-id group: want <HOST>, <ADDR>, <IP4>, <IP6>, <DNS>, <SUBNET> or <F-ID>", r.where, r.src)
+			}
 		}
 	}
 	return f, nil

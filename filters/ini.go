@@ -121,6 +121,17 @@ func readIni(doc *iniDoc, fsys fs.FS, name string, depth int) error {
 	return nil
 }
 
+// readInclude reads an [INCLUDES] file. Like fail2ban, it skips a file
+// that does not exist (common.conf names a common.local that usually
+// does not); any other error stands.
+func readInclude(doc *iniDoc, fsys fs.FS, name string, depth int) error {
+	err := readIni(doc, fsys, name, depth)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
 // mergeIni parses text (read from file name) and merges it into doc between
 // its before and after includes.
 func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
@@ -145,7 +156,7 @@ func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
 		return path.Join(dir, f)
 	}
 	for _, f := range before {
-		if err := readIni(doc, fsys, incPath(f), depth+1); err != nil {
+		if err := readInclude(doc, fsys, incPath(f), depth+1); err != nil {
 			return fmt.Errorf("include %s from %s: %w", f, name, err)
 		}
 	}
@@ -161,7 +172,7 @@ func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
 		}
 	}
 	for _, f := range after {
-		if err := readIni(doc, fsys, incPath(f), depth+1); err != nil {
+		if err := readInclude(doc, fsys, incPath(f), depth+1); err != nil {
 			return fmt.Errorf("include %s from %s: %w", f, name, err)
 		}
 	}

@@ -116,10 +116,12 @@ func TestIniIncludeErrors(t *testing.T) {
 		fsys fstest.MapFS
 		want string
 	}{
-		{"missing include", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = nope.conf\n[Definition]\nfailregex = x <HOST>\n")}}, "nope.conf"},
+		{"unreadable include", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = d\n[Definition]\nfailregex = x <HOST>\n")}, "d/x": {}}, "include d from a.conf"},
 		{"include cycle", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = a.conf\n")}}, "nested deeper"},
 		{"missing interpolation", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex = %(nope)s <HOST>\n")}}, "a.conf:2"},
 		{"no failregex", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex =\n")}}, "no failregex"},
+		{"no failure-id group", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex = ok <HOST>\n            no host here\n")}}, "a.conf:3: failregex \"no host here\": no failure-id group"},
+		{"prefregex without content", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nprefregex = ^x\nfailregex = ok <HOST>\n")}}, "no <F-CONTENT>"},
 		{"bad regex", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex = ok <HOST>\n            bad( <HOST>\n")}}, "a.conf:3: failregex"},
 	}
 	for _, c := range cases {
@@ -129,6 +131,13 @@ func TestIniIncludeErrors(t *testing.T) {
 				t.Errorf("load = %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestMissingIncludeSkipped(t *testing.T) {
+	fsys := fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nafter = a-extra.local\n[Definition]\nfailregex = x <HOST>\n")}}
+	if _, err := loadFS(t, fsys, "a.conf", nil); err != nil {
+		t.Errorf("a missing include is skipped by fail2ban; got %v", err)
 	}
 }
 

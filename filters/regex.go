@@ -401,6 +401,28 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 	return cr, nil
 }
 
+// hasGroup reports whether the regex has a group with one of names.
+func (cr *compiledRegex) hasGroup(names ...string) bool {
+	var all []string
+	if cr.engine == engineGo {
+		all = cr.re.SubexpNames()
+	} else {
+		all = cr.bt.GetGroupNames()
+	}
+	for _, n := range all {
+		for _, want := range names {
+			if n == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// idGroups are the groups that identify a failure, one of which every
+// failregex (or the prefregex) must have, as fail2ban requires.
+var idGroups = []string{"ip4", "ip6", "dns", "fid", "mlfid"}
+
 // groups is what a regex captured: for each named group, whether it took
 // part in the match and its text.
 type groups struct {
