@@ -585,3 +585,40 @@ func TestListWithoutSync(t *testing.T) {
 		t.Error("Intact of a backend that never synced = true, want false")
 	}
 }
+
+// TestSyncReplacesForeignSet: a set with a wanted name but another type
+// (made by someone else) makes the relayout fail; Sync rebuilds instead.
+func TestSyncReplacesForeignSet(t *testing.T) {
+	ns := nftest.New(t)
+	var logs bytes.Buffer
+	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	raw, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	mustSync(t, b, jails[:1], nil, now)
+	tbl := &gnft.Table{Name: "moat", Family: gnft.TableFamilyINet}
+	if err := raw.AddSet(&gnft.Set{Table: tbl, Name: nftables.SetName("web-app", 4), KeyType: gnft.TypeInetService}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	bans := []firewall.Ban{
+		{Jail: "sshd", Prefix: pfx("192.0.2.1/32"), Expires: now.Add(time.Hour)},
+		{Jail: "web-app", Prefix: pfx("192.0.2.2/32"), Expires: now.Add(time.Hour)},
+	}
+	mustSync(t, b, jails, bans, now)
+	if !strings.Contains(logs.String(), "layout=rebuilt") {
+		t.Errorf("want a rebuild after the relayout failed; logs:\n%s", logs.String())
+	}
+	sameBans(t, mustList(t, b), bans, 2*time.Second)
+	if ok, err := b.Intact(context.Background()); !ok || err != nil {
+		t.Errorf("Intact = %v, %v", ok, err)
+	}
+}

@@ -81,8 +81,10 @@ func (b *Backend) queue(ops []op) error {
 // that a delete of an element that expired meanwhile (ENOENT, which fails a
 // whole batch) loses nothing else; deletes of missing elements are not
 // errors. If pre is not nil, it is queued before the first chunk, in the
-// same transaction.
-func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
+// same transaction; if that transaction fails, pre is sent alone, and
+// verify (which must then be given) tells whether the layout is in place
+// even though an error came back.
+func (b *Backend) apply(ctx context.Context, pre func() error, verify func() bool, ops []op) error {
 	first := true
 	for start := 0; start < len(ops) || first; {
 		if err := ctx.Err(); err != nil {
@@ -96,10 +98,12 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 		chunk := ops[start:end]
 		if first && pre != nil {
 			if err := pre(); err != nil {
+				b.resetConn() // drop what was queued
 				return err
 			}
 		}
 		if err := b.queue(chunk); err != nil {
+			b.resetConn()
 			return err
 		}
 		err := b.flush()
@@ -109,9 +113,10 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 			// is there.
 			b.log.Debug("nftables layout batch failed, retrying without elements", "err", err)
 			if err := pre(); err != nil {
+				b.resetConn()
 				return err
 			}
-			if err := b.flush(); err != nil && !b.layoutPresent() {
+			if err := b.flush(); err != nil && !verify() {
 				return fmt.Errorf("write table %s: %w", b.table.Name, err)
 			}
 			if err := b.retry(ctx, chunk); err != nil {
@@ -129,16 +134,6 @@ func (b *Backend) apply(ctx context.Context, pre func() error, ops []op) error {
 	return nil
 }
 
-// layoutPresent reports whether the table and chain exist (used after an
-// ambiguous error on the batch that wrote them).
-func (b *Backend) layoutPresent() bool {
-	_, err := b.conn.ListChain(b.table, chainName)
-	if err != nil {
-		b.resetConn()
-	}
-	return err == nil
-}
-
 // retry applies ops one per transaction. A delete that finds nothing is
 // fine; an add that reports an error is checked by reading the set back,
 // since an error can arrive for a batch the kernel applied.
@@ -150,6 +145,7 @@ func (b *Backend) retry(ctx context.Context, ops []op) error {
 			return err
 		}
 		if err := b.queue([]op{o}); err != nil {
+			b.resetConn()
 			return err
 		}
 		err := b.flush()
@@ -208,6 +204,7 @@ func (b *Backend) resolveOverlap(o op, have map[netip.Prefix]time.Duration) erro
 	}
 	sortOps(inside)
 	if err := b.queue(append(inside, o)); err != nil {
+		b.resetConn()
 		return err
 	}
 	if err := b.flush(); err != nil {
@@ -362,9 +359,13 @@ func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewa
 			pre = func() error { return b.queueLayout(jails, setOf) }
 		}
 	}
+	verify := func() bool {
+		ok, _ := b.layoutMatches(comments, setNames)
+		return ok
+	}
 	var st syncStats
 	if mode == "rebuilt" {
-		err = b.apply(ctx, pre, b.allAdds(want, setOf, &st))
+		err = b.apply(ctx, pre, verify, b.allAdds(want, setOf, &st))
 	} else {
 		var ops []op
 		var flushes []*nftables.Set
@@ -384,11 +385,11 @@ func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewa
 			}
 			return nil
 		}
-		err = b.apply(ctx, pre, ops)
+		err = b.apply(ctx, pre, verify, ops)
 		if err != nil && mode == "relaid" {
 			b.log.Warn("nftables sync: relayout failed, rebuilding the table", "err", err)
 			mode, st = "rebuilt", syncStats{}
-			err = b.apply(ctx, func() error { return b.queueLayout(jails, setOf) }, b.allAdds(want, setOf, &st))
+			err = b.apply(ctx, func() error { return b.queueLayout(jails, setOf) }, verify, b.allAdds(want, setOf, &st))
 		}
 	}
 	if err != nil {
@@ -659,7 +660,7 @@ func (b *Backend) Add(ctx context.Context, bans []firewall.Ban, now time.Time) e
 	}
 	if len(ops) > 0 {
 		sortOps(ops)
-		if err := b.apply(ctx, nil, ops); err != nil {
+		if err := b.apply(ctx, nil, nil, ops); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -684,7 +685,7 @@ func (b *Backend) Delete(ctx context.Context, bans []firewall.Ban) error {
 		return nil
 	}
 	sortOps(ops)
-	if err := b.apply(ctx, nil, ops); err != nil {
+	if err := b.apply(ctx, nil, nil, ops); err != nil {
 		return fmt.Errorf("nftables delete: %w", err)
 	}
 	return nil
