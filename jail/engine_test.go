@@ -453,11 +453,8 @@ func TestManualBanReplaces(t *testing.T) {
 	if len(got) != 1 || !got[0].Expires.Equal(t0.Add(time.Hour)) {
 		t.Errorf("Bans = %+v", got)
 	}
-	r.fw.mu.Lock()
-	fb := r.fw.set["sshd|203.0.113.5/32"]
-	r.fw.mu.Unlock()
-	if !fb.Expires.Equal(t0.Add(time.Hour)) {
-		t.Errorf("firewall holds %+v, want the new expiry", fb)
+	if exp := r.fw.expires("sshd|203.0.113.5/32"); !exp.Equal(t0.Add(time.Hour)) {
+		t.Errorf("firewall holds expiry %v, want the new one", exp)
 	}
 }
 
@@ -522,7 +519,7 @@ func TestCrashReplayCountsOnce(t *testing.T) {
 			crashed := t.TempDir()
 			copyDB(t, r.dir, crashed)
 			// Restart from the copy, as after kill -9.
-			r2 := &rig{t: t, dir: crashed, clk: r.clk, fw: newRecFW(), logs: &logBuf{}, jails: r.jails, opts: r.opts}
+			r2 := &rig{t: t, dir: crashed, clk: r.clk, fw: newRecFW(r.clk.Now), logs: &logBuf{}, jails: r.jails, opts: r.opts}
 			r2.opts.StateDir = crashed
 			r2.opts.Firewall = r2.fw
 			r2.open()
@@ -554,7 +551,7 @@ func TestCloseReopenKeepsBans(t *testing.T) {
 	if _, err := r.e.Ban(ctx, "sshd", pfx("203.0.113.7/32"), 0); err == nil {
 		t.Error("Ban after Close succeeded")
 	}
-	r.fw = newRecFW()
+	r.fw = newRecFW(r.clk.Now)
 	r.opts.Firewall = r.fw
 	r.open()
 	got := r.e.Bans("")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/firewall/none"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -38,76 +39,70 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// recFW records what the engine asked of the firewall, keeping the set of
-// elements the kernel would hold.
+// recFW is the real none backend (which remembers what it is told, as
+// the kernel's sets would hold it), counting syncs and able to simulate
+// someone flushing the ruleset, which none itself cannot lose.
 type recFW struct {
+	*none.Backend
 	mu     sync.Mutex
 	jails  []firewall.Jail
-	set    map[string]firewall.Ban
 	syncs  int
 	broken bool // Intact reports false until the next Sync
 }
 
-func newRecFW() *recFW { return &recFW{set: make(map[string]firewall.Ban)} }
+func newRecFW(now func() time.Time) *recFW {
+	return &recFW{Backend: none.NewWithClock(nil, now)}
+}
 
 func fwKey(b firewall.Ban) string { return b.Jail + "|" + b.Prefix.String() }
 
-func (f *recFW) Sync(_ context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error {
+func (f *recFW) Sync(ctx context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.syncs++
 	f.broken = false
 	f.jails = slices.Clone(jails)
-	f.set = make(map[string]firewall.Ban)
-	for _, b := range bans {
-		if b.Expires.IsZero() || b.Expires.After(now) {
-			f.set[fwKey(b)] = b
-		}
-	}
-	return nil
+	f.mu.Unlock()
+	return f.Backend.Sync(ctx, jails, bans, now)
 }
 
-func (f *recFW) Add(_ context.Context, bans []firewall.Ban, _ time.Time) error {
+func (f *recFW) Intact(ctx context.Context) (bool, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, b := range bans {
-		f.set[fwKey(b)] = b
+	broken := f.broken
+	f.mu.Unlock()
+	if broken {
+		return false, nil
 	}
-	return nil
-}
-
-func (f *recFW) Delete(_ context.Context, bans []firewall.Ban) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, b := range bans {
-		delete(f.set, fwKey(b))
-	}
-	return nil
-}
-
-func (f *recFW) Intact(context.Context) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return !f.broken, nil
+	return f.Backend.Intact(ctx)
 }
 
 // flush simulates someone flushing the ruleset.
 func (f *recFW) flush() {
 	f.mu.Lock()
-	f.set = make(map[string]firewall.Ban)
 	f.broken = true
 	f.mu.Unlock()
+	f.Backend.Sync(context.Background(), nil, nil, time.Time{})
 }
 
+// keys lists the bans held, as "jail|prefix", sorted.
 func (f *recFW) keys() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	bans, _ := f.Backend.List(context.Background())
 	var ks []string
-	for k := range f.set {
-		ks = append(ks, k)
+	for _, b := range bans {
+		ks = append(ks, fwKey(b))
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// expires returns the expiry held for jail|prefix.
+func (f *recFW) expires(k string) time.Time {
+	bans, _ := f.Backend.List(context.Background())
+	for _, b := range bans {
+		if fwKey(b) == k {
+			return b.Expires
+		}
+	}
+	return time.Time{}
 }
 
 // logBuf is a goroutine-safe buffer of JSON log lines.
@@ -168,7 +163,8 @@ var selfAddr = netip.MustParseAddr("192.0.2.10")
 
 func newRig(t *testing.T, jails ...Config) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), clk: &clock{t: t0}, fw: newRecFW(), logs: &logBuf{}, jails: jails}
+	clk := &clock{t: t0}
+	r := &rig{t: t, dir: t.TempDir(), clk: clk, fw: newRecFW(clk.Now), logs: &logBuf{}, jails: jails}
 	r.opts = Options{
 		StateDir:  r.dir,
 		Firewall:  r.fw,

@@ -66,7 +66,7 @@ func TestTrackerBoundedAtMillion(t *testing.T) {
 func benchEngine(b *testing.B, maxTracked int) *Engine {
 	e, err := Open(Options{
 		StateDir:   b.TempDir(),
-		Firewall:   newRecFW(),
+		Firewall:   newRecFW(func() time.Time { return t0 }),
 		Logger:     slog.New(slog.DiscardHandler),
 		Now:        func() time.Time { return t0 },
 		SelfAddrs:  func() []netip.Addr { return nil },
