@@ -52,22 +52,28 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 		}
 	}
 	for i := 0; i < len(line); i++ {
-		c := line[i]
 		if i > 0 && isAlnum(line[i-1]) {
 			continue
 		}
-		switch {
-		case c >= '0' && c <= '9':
-			if e, t, ok := parseNumericDate(line, i, loc); ok {
-				return i, e, t, true
-			}
-		case c >= 'A' && c <= 'Z':
-			if e, t, ok := parseSyslogDate(line, i, ref, loc); ok {
-				return i, e, t, true
-			}
+		if e, t, ok := dateAt(line, i, ref, loc); ok {
+			return i, e, t, true
 		}
 	}
 	return 0, 0, time.Time{}, false
+}
+
+// dateAt reads one of the default formats (but epoch) starting exactly at i.
+func dateAt(line string, i int, ref time.Time, loc *time.Location) (int, time.Time, bool) {
+	if i >= len(line) {
+		return 0, time.Time{}, false
+	}
+	switch c := line[i]; {
+	case c >= '0' && c <= '9':
+		return parseNumericDate(line, i, loc)
+	case c >= 'A' && c <= 'Z':
+		return parseSyslogDate(line, i, ref, loc)
+	}
+	return 0, time.Time{}, false
 }
 
 func isAlnum(c byte) bool {

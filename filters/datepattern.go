@@ -65,6 +65,14 @@ type template struct {
 	re        *regexp.Regexp
 	idx       map[string]int
 	bt        *regexp2.Regexp // when the pattern needs backtracking
+	// dateGroup is the group whose text is the date (fail2ban: a pattern
+	// with an unnamed group cuts that group, else the whole match); 0 is
+	// the whole match.
+	dateGroup int
+	// defaults is set for PREFIX({DATE})SUFFIX: re matches PREFIX, the
+	// default formats are read where it ends, then suffix must follow.
+	defaults bool
+	suffix   *regexp.Regexp
 }
 
 // compileDatePattern turns a datepattern option into a dateFunc.
@@ -93,6 +101,23 @@ func compileDatePattern(value string) (dateFunc, error) {
 		case "{LEPOCH}":
 			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
 		}
+		if pre, post, ok := strings.Cut(line, "{DATE}"); ok {
+			if strings.HasSuffix(pre, "(") && strings.HasPrefix(post, ")") {
+				pre, post = pre[:len(pre)-1], post[1:]
+			}
+			t.defaults = true
+			var err error
+			if t.re, err = compileGoPattern(pre); err != nil {
+				return nil, fmt.Errorf("datepattern %q: %w", line, err)
+			}
+			if post != "" {
+				if t.suffix, err = compileGoPattern("^(?:" + post + ")"); err != nil {
+					return nil, fmt.Errorf("datepattern %q: %w", line, err)
+				}
+			}
+			ts = append(ts, t)
+			continue
+		}
 		src, err := expandDirectives(line)
 		if err != nil {
 			return nil, fmt.Errorf("datepattern %q: %w", line, err)
@@ -114,6 +139,9 @@ func compileDatePattern(value string) (dateFunc, error) {
 		}
 		t.re, t.idx = re, map[string]int{}
 		for i, n := range re.SubexpNames() {
+			if i > 0 && n == "" && t.dateGroup == 0 {
+				t.dateGroup = i
+			}
 			if n != "" {
 				if _, dup := t.idx[n]; !dup {
 					t.idx[n] = i
@@ -168,9 +196,24 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 	if t.bt != nil {
 		return t.findBacktrack(line, ref, loc)
 	}
+	if t.defaults {
+		m := t.re.FindStringIndex(line)
+		if m == nil || (t.lineStart && !lineStartOK(line, m[1])) {
+			return 0, 0, time.Time{}, false
+		}
+		e, tm, ok := dateAt(line, m[1], ref, loc)
+		if !ok || (t.suffix != nil && !t.suffix.MatchString(line[e:])) {
+			return 0, 0, time.Time{}, false
+		}
+		return m[1], e, tm, true
+	}
 	m := t.re.FindStringSubmatchIndex(line)
 	if m == nil || (t.lineStart && !lineStartOK(line, m[0])) {
 		return 0, 0, time.Time{}, false
+	}
+	start, end := m[0], m[1]
+	if g := t.dateGroup; g > 0 && m[2*g] >= 0 {
+		start, end = m[2*g], m[2*g+1]
 	}
 	get := func(name string) (string, bool) {
 		i, ok := t.idx[name]
@@ -180,7 +223,7 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 		return line[m[2*i]:m[2*i+1]], true
 	}
 	tm, ok := buildTime(get, ref, loc)
-	return m[0], m[1], tm, ok
+	return start, end, tm, ok
 }
 
 // findBacktrack is find for a template that runs on regexp2.
@@ -285,6 +328,15 @@ func buildTime(get func(string) (string, bool), ref time.Time, loc *time.Locatio
 func fracNanos(f string) int {
 	ns, _ := fraction("."+f, 0, ".")
 	return ns
+}
+
+// compileGoPattern compiles a Python regex that must run on Go's regexp.
+func compileGoPattern(src string) (*regexp.Regexp, error) {
+	tr := translatePython(src)
+	if tr.backtrack {
+		return nil, fmt.Errorf("lookarounds and backreferences are not supported around {DATE}")
+	}
+	return regexp.Compile(tr.goSrc)
 }
 
 // expandDirectives replaces strptime directives in pat with regex groups.

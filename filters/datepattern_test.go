@@ -26,6 +26,10 @@ func TestDatePattern(t *testing.T) {
 		{"none", `{NONE}`, "Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
 		{"backreference", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11.26 21:19:40 x", true, 3, 22, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"backreference mismatch", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11-26 21:19:40 x", false, 0, 0, time.Time{}},
+		{"defaults after a prefix", `^[^\[]*\[({DATE})`, `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET /"`, true, 15, 41, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"defaults with suffix", `^\[({DATE})\]`, `[Nov 26 21:19:40] x`, true, 1, 16, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"defaults suffix missing", `^\[({DATE})\]`, `[Nov 26 21:19:40 x`, false, 0, 0, time.Time{}},
+		{"unnamed group is the date", `at (%Y-%m-%d) now`, `at 2026-11-26 now x`, true, 3, 13, time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)},
 		{"second template", "%Y.%m.%d\n%b %d %H:%M:%S", "Nov 26 21:19:40", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 	}
 	for _, c := range cases {

@@ -264,6 +264,10 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	if dp, ok, err := v.get("datepattern"); err != nil {
 		return nil, err
 	} else if ok && strings.TrimSpace(dp) != "" {
+		// fail2ban's common.conf writes datepattern = <lt_<logtype>/datepattern>.
+		if dp, err = substituteTags(dp, lookup); err != nil {
+			return nil, fmt.Errorf("datepattern: %w", err)
+		}
 		if f.date, err = compileDatePattern(dp); err != nil {
 			return nil, err
 		}
@@ -403,7 +407,9 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 
 // result turns captured groups into a Match.
 func result(g *groups, t time.Time) (Match, bool) {
-	if g.set[gNoFail] {
+	// <F-MLFGAINED> marks a success (fail2ban forgets the connection's
+	// failures); like <F-NOFAIL> it is no failure.
+	if g.set[gNoFail] || g.set[gMLFGained] {
 		return Match{}, false
 	}
 	m := Match{Time: t, User: g.val[gUser], ID: g.val[gFID]}

@@ -331,7 +331,7 @@ func superClass(cls string) string {
 }
 
 // groupNames are the groups a match result reads.
-var groupNames = [...]string{"ip4", "ip6", "dns", "cidr", "user", "fid", "nofail", "content"}
+var groupNames = [...]string{"ip4", "ip6", "dns", "cidr", "user", "fid", "nofail", "content", "mlfgained"}
 
 const (
 	gIP4 = iota
@@ -342,6 +342,7 @@ const (
 	gFID
 	gNoFail
 	gContent
+	gMLFGained
 	nGroups
 )
 
