@@ -127,3 +127,18 @@ func BenchmarkAdvance(b *testing.B) {
 		e.Advance(pos)
 	}
 }
+
+// BenchmarkBanDurable is the slow path: one ban committed (fsync) and
+// added to the firewall.
+func BenchmarkBanDurable(b *testing.B) {
+	e := benchEngine(b, 1000)
+	ctx := context.Background()
+	i := uint32(0)
+	for b.Loop() {
+		i++
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+		if _, err := e.Ban(ctx, "sshd", p, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
