@@ -59,7 +59,8 @@ type Options struct {
 	CheckEvery time.Duration
 	// Notify, when set, is called after each ban, unban or expiry is
 	// durable and in the firewall. It is called with the engine's write
-	// lock held: it must be quick and must not call back into the engine.
+	// lock held: it must be quick; it may call Bans, Status, Jails and
+	// Positions, but nothing that bans, unbans, configures or checkpoints.
 	Notify func(Event)
 	// Rand returns a number in [0, 1) for rndtime; default math/rand.
 	Rand func() float64
@@ -1109,7 +1110,9 @@ func sortBans(bs []Ban) {
 }
 
 // Status returns the counters of a jail ("" every jail, sorted by name);
-// Files is left empty. An unknown jail wraps ErrUnknownJail.
+// Files is left empty. CurrentlyFailed counts the windows held (Run's sweep
+// drops those whose newest failure left the find time); the totals count
+// since the engine opened. An unknown jail wraps ErrUnknownJail.
 func (e *Engine) Status(jail string) ([]Status, error) {
 	e.mu.Lock()
 	var names []string
