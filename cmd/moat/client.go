@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/internal/netaddr"
+	"github.com/moatproj/moat/jail"
+	"github.com/moatproj/moat/jail/control"
+)
+
+// clientTimeout bounds each CLI request: the daemon answers from memory,
+// except for bans and unbans that wait for the disk and the kernel.
+const clientTimeout = 30 * time.Second
+
+func cmdStatus(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	socket := socketFlag(fs, io)
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return fmt.Errorf("%w: status takes at most one jail, got %q", errUsage, pos)
+	}
+	name := ""
+	if len(pos) == 1 {
+		name = pos[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
+	defer cancel()
+	sts, err := control.NewClient(socket()).Status(ctx, name)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		names := make([]string, len(sts))
+		for i, s := range sts {
+			names[i] = s.Jail
+		}
+		fmt.Fprintf(io.stdout, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
+	}
+	for _, s := range sts {
+		if name == "" {
+			fmt.Fprintln(io.stdout)
+		}
+		writeJailStatus(io, s)
+	}
+	return nil
+}
+
+// writeJailStatus prints one jail in fail2ban-client's layout.
+func writeJailStatus(io stdio, s jail.Status) {
+	banned := make([]string, len(s.Banned))
+	for i, p := range s.Banned {
+		banned[i] = prefixString(p)
+	}
+	fmt.Fprintf(io.stdout, "Status for the jail: %s\n", s.Jail)
+	fmt.Fprintf(io.stdout, "|- Filter\n")
+	fmt.Fprintf(io.stdout, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
+	fmt.Fprintf(io.stdout, "|  |- Total failed:\t%d\n", s.TotalFailed)
+	fmt.Fprintf(io.stdout, "|  `- File list:\t%s\n", strings.Join(s.Files, " "))
+	fmt.Fprintf(io.stdout, "`- Actions\n")
+	fmt.Fprintf(io.stdout, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
+	fmt.Fprintf(io.stdout, "   |- Total banned:\t%d\n", s.TotalBanned)
+	fmt.Fprintf(io.stdout, "   `- Banned IP list:\t%s\n", strings.Join(banned, " "))
+}
+
+// prefixString writes a single-host prefix as the bare address and a wider
+// one in CIDR form, as the API does.
+func prefixString(p netip.Prefix) string { return control.FormatPrefix(p) }
+
+func cmdBans(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("bans", flag.ContinueOnError)
+	socket := socketFlag(fs, io)
+	jailName := fs.String("jail", "", "only this jail's bans")
+	asJSON := fs.Bool("json", false, "print a JSON array for scripts")
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: bans takes no arguments, got %q", errUsage, pos)
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
+	defer cancel()
+	bans, err := control.NewClient(socket()).Bans(ctx, *jailName)
+	if err != nil {
+		return err
+	}
+	sort.Slice(bans, func(i, j int) bool {
+		if bans[i].Jail != bans[j].Jail {
+			return bans[i].Jail < bans[j].Jail
+		}
+		return bans[i].Prefix.Addr().Less(bans[j].Prefix.Addr())
+	})
+	if *asJSON {
+		return control.EncodeBans(io.stdout, bans)
+	}
+	if len(bans) == 0 {
+		fmt.Fprintln(io.stdout, "no active bans")
+		return nil
+	}
+	tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JAIL\tIP\tBANNED AT\tEXPIRES\tCOUNT")
+	now := time.Now()
+	for _, b := range bans {
+		expires := "never"
+		if !b.Expires.IsZero() {
+			expires = fmt.Sprintf("%s (in %s)", b.Expires.Local().Format(time.DateTime), b.Expires.Sub(now).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", b.Jail, prefixString(b.Prefix), b.BannedAt.Local().Format(time.DateTime), expires, b.Count)
+	}
+	return tw.Flush()
+}
+
+func cmdBan(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("ban", flag.ContinueOnError)
+	socket := socketFlag(fs, io)
+	jailName := fs.String("jail", "", "the jail to ban in (required)")
+	dur := fs.String("for", "", "how long (a Go duration such as 1h, or -1 for no end; default: the jail's bantime)")
+	force := fs.Bool("force", false, "ban even the address of your own SSH session")
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: ban takes one address or prefix: moat ban ADDR --jail J [--for DURATION]", errUsage)
+	}
+	if *jailName == "" {
+		return fmt.Errorf("%w: ban needs --jail J", errUsage)
+	}
+	var d time.Duration
+	if *dur != "" {
+		if d, err = parseBanDuration(*dur); err != nil {
+			return fmt.Errorf("%w: --for: %v", errUsage, err)
+		}
+	}
+	if !*force {
+		if err := refuseOwnSession(pos[0], io.getenv("SSH_CONNECTION")); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
+	defer cancel()
+	b, err := control.NewClient(socket()).Ban(ctx, *jailName, pos[0], d)
+	if err != nil {
+		return err
+	}
+	until := "no end"
+	if !b.Expires.IsZero() {
+		until = "until " + b.Expires.Local().Format(time.RFC3339)
+	}
+	fmt.Fprintf(io.stdout, "banned %s in %s %s\n", prefixString(b.Prefix), b.Jail, until)
+	return nil
+}
+
+// parseBanDuration reads --for: a Go duration, "-1" for no end.
+func parseBanDuration(s string) (time.Duration, error) {
+	if s == "-1" {
+		return -1, nil
+	}
+	d, err := configs.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration (want e.g. 30m, 12h, 1d, or -1 for no end)", s)
+	}
+	return d, nil
+}
+
+// refuseOwnSession refuses a ban that would cut the operator's own SSH
+// session: sshConn is $SSH_CONNECTION ("client port server port").
+func refuseOwnSession(target, sshConn string) error {
+	fields := strings.Fields(sshConn)
+	if len(fields) == 0 {
+		return nil
+	}
+	client, err := netip.ParseAddr(fields[0])
+	if err != nil {
+		return nil
+	}
+	p, err := netaddr.ParsePrefix(target)
+	if err != nil {
+		return nil // the daemon reports the malformed address
+	}
+	if p.Contains(client.Unmap()) {
+		return fmt.Errorf("refusing to ban %s: it covers your own SSH session from %s (add --force if you mean it)", target, client.Unmap())
+	}
+	return nil
+}
+
+func cmdUnban(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("unban", flag.ContinueOnError)
+	socket := socketFlag(fs, io)
+	jailName := fs.String("jail", "", "only in this jail (default: every jail)")
+	all := fs.Bool("all", false, "lift every ban in every jail")
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
+	defer cancel()
+	c := control.NewClient(socket())
+	if *all {
+		if len(pos) > 0 || *jailName != "" {
+			return fmt.Errorf("%w: unban --all takes no address and no --jail", errUsage)
+		}
+		n, err := c.UnbanAll(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(io.stdout, "lifted %d bans\n", n)
+		return nil
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: unban takes one address or prefix (or --all)", errUsage)
+	}
+	bans, err := c.Unban(ctx, pos[0], *jailName)
+	if err != nil {
+		return err
+	}
+	for _, b := range bans {
+		fmt.Fprintf(io.stdout, "unbanned %s in %s\n", prefixString(b.Prefix), b.Jail)
+	}
+	return nil
+}

@@ -1,0 +1,454 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/filters"
+	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/firewall/nftables"
+	"github.com/moatproj/moat/firewall/none"
+	"github.com/moatproj/moat/jail"
+	"github.com/moatproj/moat/jail/control"
+)
+
+// Attribute keys of the daemon's log lines.
+const (
+	keyComponent = "component"
+	keyError     = "error"
+	keyJail      = "jail"
+)
+
+// shutdownGrace bounds the cleanup after the context is cancelled.
+const shutdownGrace = 10 * time.Second
+
+func cmdRun(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (default /etc/moat/moat.yaml, else the embedded default)")
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: run takes no arguments, got %q", errUsage, pos)
+	}
+	logger := newLogger(io)
+	cfg, err := loadConfig(*path, io)
+	if err != nil {
+		printConfigError(io, err)
+		return errors.New("configuration is not valid; nothing started")
+	}
+	d := &daemon{io: io, cfgPath: *path, logger: logger}
+	return d.run(ctx, cfg)
+}
+
+// newLogger builds the one slog handler of the process: text on a
+// terminal, JSON under a service manager. MOAT_LOG_LEVEL=debug|warn|error.
+func newLogger(io stdio) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(io.getenv("MOAT_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if io.stderrIsTerminal {
+		return slog.New(slog.NewTextHandler(io.stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(io.stderr, opts))
+}
+
+// daemon wires the parts together: followers → filters → engine →
+// firewall, the control socket and the metrics listener.
+type daemon struct {
+	io      stdio
+	cfgPath string
+	logger  *slog.Logger
+
+	cfg     *configs.Config // the configuration in force
+	engine  *jail.Engine
+	metrics *metrics
+
+	// set is the jails in force, swapped whole on reload; the dispatcher
+	// reads it per line.
+	set atomic.Pointer[jailSet]
+
+	mu           sync.Mutex
+	follower     *follow.Follower
+	stopFollower context.CancelFunc // restarts the follower with the current set
+}
+
+// runJail is a configured jail with its compiled filter.
+type runJail struct {
+	cfg    configs.Jail
+	filter *filters.Filter
+	m      jailMetrics
+}
+
+// jailSet is the jails of one configuration.
+type jailSet struct {
+	jails    []*runJail
+	patterns []string // the union of the jails' logpath, sorted
+}
+
+func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
+	log := d.logger
+	fw, err := openFirewall(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	d.metrics = newMetrics()
+	d.cfg = cfg
+	engine, err := jail.Open(jail.Options{
+		StateDir: cfg.StateDir,
+		Firewall: fw,
+		Logger:   log.With(keyComponent, "jail"),
+		Notify:   d.metrics.event,
+	})
+	if err != nil {
+		return fmt.Errorf("open state in %s: %w", cfg.StateDir, err)
+	}
+	defer engine.Close()
+	d.engine = engine
+	d.metrics.activeBans = engine.Bans
+	set, err := d.compile(cfg)
+	if err != nil {
+		return err
+	}
+	if err := engine.Configure(ctx, jailConfigs(set)); err != nil {
+		return fmt.Errorf("configure jails: %w", err)
+	}
+	d.set.Store(set)
+
+	ln, err := control.Listen(cfg.Socket, 0o600)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	log.Info("moat started", "version", moatVersion(), "config", cfg.File, "state_dir", cfg.StateDir,
+		"socket", cfg.Socket, "firewall", fw.Name(), "table", cfg.Firewall.Table)
+	d.describe(set)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return engine.Run(gctx) })
+	g.Go(func() error {
+		return control.Serve(gctx, ln, control.NewHandler(service{d}, log.With(keyComponent, "control")))
+	})
+	g.Go(func() error { return d.follow(gctx) })
+	g.Go(func() error { return d.reloadOnHUP(gctx) })
+	if cfg.Metrics.Listen != "" {
+		g.Go(func() error { return d.metrics.serve(gctx, cfg.Metrics.Listen, log) })
+	}
+	err = g.Wait()
+	log.Info("moat stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// openFirewall picks the backend: nftables when configured or usable
+// (auto), otherwise none, which says loudly that nothing is enforced.
+func openFirewall(cfg *configs.Config, log *slog.Logger) (firewall.Backend, error) {
+	nft := func() (firewall.Backend, error) {
+		b, err := nftables.New(nftables.Options{Table: cfg.Firewall.Table, Logger: log.With(keyComponent, "nftables")})
+		if err != nil {
+			return nil, fmt.Errorf("firewall backend nftables: %w", err)
+		}
+		return b, nil
+	}
+	switch cfg.Firewall.Backend {
+	case "nftables":
+		return nft()
+	case "none":
+		log.Warn("firewall backend is none: bans are logged and refused by nothing in the kernel")
+		return none.New(log.With(keyComponent, "firewall")), nil
+	default: // auto
+		if err := nftables.Probe(0); err != nil {
+			log.Warn("FIREWALL NOT ENFORCING: nftables is not usable here, so bans are only logged (backend none); "+
+				"run as root or with CAP_NET_ADMIN to enforce them, or set firewall.backend: none to say you mean it",
+				keyError, err)
+			return none.New(log.With(keyComponent, "firewall")), nil
+		}
+		return nft()
+	}
+}
+
+// compile builds the jails of cfg with their filters.
+func (d *daemon) compile(cfg *configs.Config) (*jailSet, error) {
+	set := &jailSet{}
+	seen := map[string]bool{}
+	for _, jc := range cfg.Jails {
+		f, err := buildFilter(jc.Filter, jc.Name)
+		if err != nil {
+			return nil, fmt.Errorf("jail %s: filter: %w", jc.Name, err)
+		}
+		set.jails = append(set.jails, &runJail{cfg: jc, filter: f, m: d.metrics.forJail(jc.Name)})
+		for _, p := range jc.LogPath {
+			if !seen[p] {
+				seen[p] = true
+				set.patterns = append(set.patterns, p)
+			}
+		}
+	}
+	slices.Sort(set.patterns)
+	return set, nil
+}
+
+func jailConfigs(set *jailSet) []jail.Config {
+	out := make([]jail.Config, len(set.jails))
+	for i, j := range set.jails {
+		out[i] = j.cfg.Config
+	}
+	return out
+}
+
+// describe logs what the daemon watches and what is missing.
+func (d *daemon) describe(set *jailSet) {
+	for _, j := range set.jails {
+		var found, missing []string
+		for _, p := range j.cfg.LogPath {
+			m, _ := filepath.Glob(p)
+			if len(m) == 0 {
+				missing = append(missing, p)
+			}
+			found = append(found, m...)
+		}
+		d.logger.Info("jail watching", keyJail, j.cfg.Name, "filter", filterLabel(j.cfg.Filter), "files", found,
+			"maxretry", j.cfg.MaxRetry, "findtime", j.cfg.FindTime.String(), "bantime", banTimeLabel(j.cfg.BanTime))
+		if len(missing) > 0 {
+			d.logger.Warn("no such log file yet; moat keeps running and reads it when it appears", keyJail, j.cfg.Name, "logpath", missing)
+		}
+	}
+	if len(set.jails) == 0 {
+		d.logger.Warn("no jail is enabled: nothing is watched")
+	}
+}
+
+// follow runs the follower over the current set's patterns, restarting it
+// when a reload changes them. Lines of one follower are dispatched in order
+// by one goroutine, and all of them before the next follower starts from
+// the engine's positions, so no line is read twice.
+func (d *daemon) follow(ctx context.Context) error {
+	for {
+		set := d.set.Load()
+		fctx, cancel := context.WithCancel(ctx)
+		f := follow.New(set.patterns, d.engine.Positions(), follow.Options{Logger: d.logger.With(keyComponent, "follow")})
+		d.mu.Lock()
+		d.follower, d.stopFollower = f, cancel
+		d.mu.Unlock()
+
+		lines := make(chan follow.Line, 4096)
+		errc := make(chan error, 1)
+		go func() {
+			errc <- f.Run(fctx, lines)
+			close(lines)
+		}()
+		d.dispatch(ctx, lines)
+		err := <-errc
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("follow logs: %w", err)
+		}
+	}
+}
+
+// advanceEvery is how many lines without a failure may pass before their
+// position is handed to the engine (it is also handed over whenever the
+// queue runs dry).
+const advanceEvery = 256
+
+// dispatch matches each line against the jails that watch its file, and
+// hands failures and positions to the engine, until lines is closed.
+func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
+	var (
+		set     *jailSet
+		byPath  map[string][]*runJail
+		pending int
+		last    follow.Position
+	)
+	for line := range lines {
+		if s := d.set.Load(); s != set {
+			set, byPath = s, map[string][]*runJail{}
+		}
+		js, ok := byPath[line.Pos.Path]
+		if !ok {
+			js = set.watching(line.Pos.Path)
+			byPath[line.Pos.Path] = js
+		}
+		now := time.Now()
+		failed := false
+		for _, j := range js {
+			j.m.lines.Inc()
+			m, ok := j.filter.Match(line.Text, now)
+			if !ok {
+				continue
+			}
+			failed = true
+			j.m.failures.Inc()
+			ban, err := d.engine.Failure(ctx, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time}, line.Pos)
+			if err != nil {
+				d.logger.Error("record failure", keyJail, j.cfg.Name, keyError, err)
+				continue
+			}
+			if ban != nil {
+				j.m.latency.Observe(time.Since(now).Seconds())
+			}
+		}
+		if failed {
+			pending = 0
+			continue
+		}
+		last, pending = line.Pos, pending+1
+		if pending >= advanceEvery || len(lines) == 0 {
+			d.engine.Advance(last)
+			pending = 0
+		}
+	}
+	if pending > 0 {
+		d.engine.Advance(last)
+	}
+}
+
+// watching is the jails whose logpath matches path.
+func (s *jailSet) watching(path string) []*runJail {
+	var out []*runJail
+	for _, j := range s.jails {
+		if matchesAny(j.cfg.LogPath, path) {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func matchesAny(patterns []string, path string) bool {
+	for _, p := range patterns {
+		if p == path {
+			return true
+		}
+		if ok, _ := filepath.Match(p, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// reloadOnHUP reloads the configuration on each SIGHUP.
+func (d *daemon) reloadOnHUP(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := d.reload(ctx); err != nil {
+				d.logger.Error("reload refused; the configuration in force stays", keyError, err)
+			}
+		}
+	}
+}
+
+// reload applies a new configuration: jails added, removed or changed.
+// A configuration that does not load changes nothing.
+func (d *daemon) reload(ctx context.Context) error {
+	cfg, err := loadConfig(d.cfgPath, d.io)
+	if err != nil {
+		return err
+	}
+	set, err := d.compile(cfg)
+	if err != nil {
+		return err
+	}
+	old := d.cfg
+	if cfg.StateDir != old.StateDir || cfg.Socket != old.Socket || cfg.Firewall != old.Firewall || cfg.Metrics != old.Metrics {
+		d.logger.Warn("state_dir, socket, firewall and metrics changes take effect at the next start; the running values stay")
+	}
+	if err := d.engine.Configure(ctx, jailConfigs(set)); err != nil {
+		return fmt.Errorf("configure jails: %w", err)
+	}
+	prev := d.set.Swap(set)
+	d.cfg = cfg
+	if !slices.Equal(prev.patterns, set.patterns) {
+		d.mu.Lock()
+		if d.stopFollower != nil {
+			d.stopFollower()
+		}
+		d.mu.Unlock()
+	}
+	names := make([]string, len(set.jails))
+	for i, j := range set.jails {
+		names[i] = j.cfg.Name
+	}
+	d.logger.Info("configuration reloaded", "config", cfg.File, "jails", strings.Join(names, ","))
+	d.describe(set)
+	return nil
+}
+
+// files is the files followed now for one jail.
+func (d *daemon) files(j *runJail) []string {
+	d.mu.Lock()
+	f := d.follower
+	d.mu.Unlock()
+	var out []string
+	if f == nil {
+		return out
+	}
+	for _, p := range f.Files() {
+		if matchesAny(j.cfg.LogPath, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// service is what the control API serves: the engine, with the followed
+// files added to the status.
+type service struct{ d *daemon }
+
+func (s service) Status(name string) ([]jail.Status, error) {
+	sts, err := s.d.engine.Status(name)
+	if err != nil {
+		return nil, err
+	}
+	set := s.d.set.Load()
+	for i := range sts {
+		for _, j := range set.jails {
+			if j.cfg.Name == sts[i].Jail {
+				sts[i].Files = s.d.files(j)
+			}
+		}
+	}
+	return sts, nil
+}
+
+func (s service) Bans(name string) []jail.Ban { return s.d.engine.Bans(name) }
+
+func (s service) Ban(ctx context.Context, name string, p netip.Prefix, dur time.Duration) (jail.Ban, error) {
+	return s.d.engine.Ban(ctx, name, p, dur)
+}
+
+func (s service) Unban(ctx context.Context, p netip.Prefix, name string) ([]jail.Ban, error) {
+	return s.d.engine.Unban(ctx, p, name)
+}
+
+func (s service) UnbanAll(ctx context.Context) (int, error) { return s.d.engine.UnbanAll(ctx) }

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	gnft "github.com/google/nftables"
+)
+
+// TestEndToEndBanBlocksConnection: five failure lines appended to the log →
+// the address is in `moat bans --json` and in the kernel set, and a client
+// in a second namespace can no longer open a TCP connection to a server in
+// the first; `moat unban` → it can again.
+func TestEndToEndBanBlocksConnection(t *testing.T) {
+	needRoot(t)
+	server, client := newNetNS(t), newNetNS(t)
+	link(t, server, client)
+	addr := serveTCP(t, server, "192.0.2.1:0")
+	if !canConnect(t, client, addr) {
+		t.Fatalf("client cannot reach %s before any ban", addr)
+	}
+
+	dir := t.TempDir()
+	cfg, socket, logPath := testConfig(t, dir, "nftables", "")
+	appendFile(t, logPath, noise(0))
+	startDaemon(t, server, cfg, socket)
+	env := map[string]string{"MOAT_SOCKET": socket}
+
+	for i := 1; i <= 4; i++ {
+		appendFile(t, logPath, sshdFailure("192.0.2.2", i)+noise(i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if bans := cliBans(t, socket); len(bans) != 0 {
+		t.Fatalf("after 4 failures (maxretry 5): bans = %+v, want none", bans)
+	}
+	appendFile(t, logPath, sshdFailure("192.0.2.2", 5))
+	waitFor(t, 10*time.Second, "192.0.2.2 in moat bans --json", func() bool {
+		bans := cliBans(t, socket)
+		return len(bans) == 1 && bans[0].IP == "192.0.2.2" && bans[0].Jail == "sshd"
+	})
+	b := cliBans(t, socket)[0]
+	if b.ExpiresAt == nil || b.ExpiresAt.Sub(b.BannedAt).Round(time.Second) != time.Hour || b.Count != 1 {
+		t.Errorf("ban = %+v, want a 1h ban with count 1", b)
+	}
+	kb := kernelBans(t, server, "moat")
+	if len(kb) != 1 || kb[0].Prefix.String() != "192.0.2.2/32" || kb[0].Jail != "sshd" {
+		t.Fatalf("kernel bans = %+v, want 192.0.2.2/32 in sshd", kb)
+	}
+	if left := time.Until(kb[0].Expires); left < 58*time.Minute || left > time.Hour {
+		t.Errorf("kernel element times out in %s, want about 1h", left)
+	}
+	if canConnect(t, client, addr) {
+		t.Fatalf("banned client still connects to %s", addr)
+	}
+
+	r := cli(t, env, "unban", "192.0.2.2")
+	if r.code != 0 || !strings.Contains(r.stdout, "unbanned 192.0.2.2 in sshd") {
+		t.Fatalf("moat unban: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if kb := kernelBans(t, server, "moat"); len(kb) != 0 {
+		t.Fatalf("kernel bans after unban = %+v, want none", kb)
+	}
+	if !canConnect(t, client, addr) {
+		t.Fatalf("unbanned client cannot connect to %s", addr)
+	}
+}
+
+// TestEndToEndCrashRestart: `kill -9` while lines are being written, then a
+// restart: every ban is still listed and in the kernel set with its
+// remaining time; no failure line is counted twice; lines written while
+// moat was down are read.
+//
+// The log is built so that counting wrong shows: each address of group
+// "five" fails exactly maxretry times (must end banned, which needs the
+// lines written around and during the crash), each of group "four" exactly
+// maxretry-1 times (banned only if some failure were counted twice).
+func TestEndToEndCrashRestart(t *testing.T) {
+	needRoot(t)
+	ns := newNetNS(t)
+	dir := t.TempDir()
+	cfg, socket, logPath := testConfig(t, dir, "nftables", "")
+	appendFile(t, logPath, noise(0))
+	d := startDaemon(t, ns, cfg, socket)
+
+	var lines []string
+	five := make([]string, 30)
+	four := make([]string, 30)
+	for i := range five {
+		five[i] = fmt.Sprintf("198.51.100.%d", i+1)
+		four[i] = fmt.Sprintf("203.0.113.%d", i+1)
+	}
+	for round := 0; round < 5; round++ {
+		for i := range five {
+			lines = append(lines, sshdFailure(five[i], round*100+i))
+			if round < 4 {
+				lines = append(lines, sshdFailure(four[i], round*100+i))
+			}
+			lines = append(lines, noise(i), noise(i+1))
+		}
+	}
+	// The first round bans a few addresses outright before the crash.
+	early := []string{"192.0.2.10", "192.0.2.11"}
+	var head []string
+	for _, a := range early {
+		for i := 0; i < 5; i++ {
+			head = append(head, sshdFailure(a, i))
+		}
+	}
+	appendFile(t, logPath, strings.Join(head, ""))
+	waitFor(t, 10*time.Second, "the early bans", func() bool { return len(cliBans(t, socket)) == len(early) })
+	before := cliBans(t, socket)
+
+	crashAt, restartAt := len(lines)*2/5, len(lines)*3/5
+	for i, l := range lines {
+		if i == crashAt {
+			d.kill()
+		}
+		if i == restartAt {
+			d = startDaemon(t, ns, cfg, socket)
+		}
+		appendFile(t, logPath, l)
+		if i%7 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(t, 20*time.Second, "every address of group five banned", func() bool {
+		return len(cliBans(t, socket)) == len(early)+len(five)
+	})
+	time.Sleep(500 * time.Millisecond) // let any wrong extra ban show up
+	after := cliBans(t, socket)
+	var got []string
+	for _, b := range after {
+		got = append(got, b.IP)
+	}
+	for _, a := range four {
+		if slices.Contains(got, a) {
+			t.Errorf("%s failed 4 times (maxretry 5) but is banned: a failure was counted twice", a)
+		}
+	}
+	for _, a := range five {
+		if !slices.Contains(got, a) {
+			t.Errorf("%s failed 5 times but is not banned: lines were lost", a)
+		}
+	}
+	for _, b := range before {
+		i := slices.IndexFunc(after, func(x banJSON) bool { return x.IP == b.IP && x.Jail == b.Jail })
+		if i < 0 {
+			t.Errorf("ban of %s from before the crash is gone", b.IP)
+			continue
+		}
+		if !after[i].ExpiresAt.Equal(*b.ExpiresAt) {
+			t.Errorf("ban of %s: expires %s after restart, %s before", b.IP, after[i].ExpiresAt, b.ExpiresAt)
+		}
+	}
+	kb := kernelBans(t, ns, "moat")
+	if len(kb) != len(after) {
+		t.Errorf("kernel set holds %d bans, moat lists %d", len(kb), len(after))
+	}
+	for _, k := range kb {
+		i := slices.IndexFunc(after, func(x banJSON) bool { return x.IP == k.Prefix.Addr().String() })
+		if i < 0 {
+			t.Errorf("kernel holds %s, which moat does not list", k.Prefix)
+			continue
+		}
+		if diff := k.Expires.Sub(*after[i].ExpiresAt); diff < -5*time.Second || diff > 5*time.Second {
+			t.Errorf("kernel element %s expires %s, moat says %s", k.Prefix, k.Expires, after[i].ExpiresAt)
+		}
+	}
+}
+
+// TestEndToEndFlushRestored: `nft flush ruleset` while moat runs → the
+// table and its bans are back within 5 s.
+func TestEndToEndFlushRestored(t *testing.T) {
+	needRoot(t)
+	ns := newNetNS(t)
+	dir := t.TempDir()
+	cfg, socket, _ := testConfig(t, dir, "nftables", "")
+	startDaemon(t, ns, cfg, socket)
+	env := map[string]string{"MOAT_SOCKET": socket}
+	for _, a := range []string{"198.51.100.7", "2001:db8::/64"} {
+		if r := cli(t, env, "ban", a, "--jail", "sshd", "--for", "30m"); r.code != 0 {
+			t.Fatalf("moat ban %s: %s", a, r.stderr)
+		}
+	}
+	if kb := kernelBans(t, ns, "moat"); len(kb) != 2 {
+		t.Fatalf("kernel bans before flush = %+v, want 2", kb)
+	}
+	flushed := time.Now()
+	if _, err := exec.LookPath("nft"); err == nil {
+		if out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "flush", "ruleset").CombinedOutput(); err != nil {
+			t.Fatalf("nft flush ruleset: %v: %s", err, out)
+		}
+	} else {
+		conn, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.FlushRuleset()
+		if err := conn.Flush(); err != nil {
+			t.Fatalf("flush ruleset: %v", err)
+		}
+	}
+	waitFor(t, 5*time.Second, "the table and both bans back in the kernel", func() bool {
+		conn, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
+		if err != nil {
+			return false
+		}
+		tables, err := conn.ListTables()
+		if err != nil || len(tables) == 0 {
+			return false
+		}
+		return len(kernelBans(t, ns, "moat")) == 2
+	})
+	t.Logf("restored %s after the flush", time.Since(flushed).Round(time.Millisecond))
+}
+
+// TestEndToEndReload: SIGHUP adds a jail and keeps the bans of an unchanged
+// one; a broken configuration is refused and the old one stays in force.
+func TestEndToEndReload(t *testing.T) {
+	dir := t.TempDir()
+	cfg, socket, _ := testConfig(t, dir, "none", "")
+	d := startDaemon(t, nil, cfg, socket)
+	env := map[string]string{"MOAT_SOCKET": socket}
+	if r := cli(t, env, "ban", "198.51.100.9", "--jail", "sshd"); r.code != 0 {
+		t.Fatalf("moat ban: %s", r.stderr)
+	}
+	webLog := dir + "/access.log"
+	_, _, _ = testConfig(t, dir, "none", fmt.Sprintf(`  web:
+    filter:
+      failregex: '^<HOST> .* "GET /wp-login\.php'
+    logpath: %s
+    maxretry: 2
+`, webLog))
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "jail web after reload", func() bool {
+		return strings.Contains(cli(t, env, "status").stdout, "web")
+	})
+	if bans := cliBans(t, socket); len(bans) != 1 || bans[0].IP != "198.51.100.9" {
+		t.Fatalf("bans after reload = %+v, want the sshd ban kept", bans)
+	}
+	// The new jail works.
+	line := fmt.Sprintf(`203.0.113.5 - - [%s] "GET /wp-login.php HTTP/1.1" 404 153 "-" "curl/8"`+"\n", time.Now().Format("02/Jan/2006:15:04:05 -0700"))
+	appendFile(t, webLog, line+line)
+	waitFor(t, 10*time.Second, "203.0.113.5 banned by jail web", func() bool {
+		return len(cliBans(t, socket)) == 2
+	})
+
+	if err := os.WriteFile(cfg, []byte("jails:\n  sshd:\n    maxretry: many\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
+		return strings.Contains(d.logs.String(), "reload refused")
+	})
+	if !strings.Contains(d.logs.String(), "maxretry") {
+		t.Errorf("the refusal does not name the bad field:\n%s", d.logs.String())
+	}
+	st := cli(t, env, "status")
+	if st.code != 0 || !strings.Contains(st.stdout, "web") || len(cliBans(t, socket)) != 2 {
+		t.Fatalf("after a refused reload: status %q (exit %d); want both jails and bans in force", st.stdout, st.code)
+	}
+}
