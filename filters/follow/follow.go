@@ -142,6 +142,7 @@ type Follower struct {
 	retired  map[fileID]retiredFile
 	retOrder []fileID
 	badGlob  map[string]bool
+	names    map[string]bool // paths and current names of open files, for events
 	passes   atomic.Int64 // for tests: passes over the files
 }
 
@@ -213,6 +214,7 @@ func New(patterns []string, saved []Position, opts Options) *Follower {
 	f.watched = map[string]bool{}
 	f.retired = map[fileID]retiredFile{}
 	f.badGlob = map[string]bool{}
+	f.names = map[string]bool{}
 	return f
 }
 
@@ -278,49 +280,71 @@ func (f *Follower) Run(ctx context.Context, out chan<- Line) error {
 			}
 			continue
 		}
+		full, err = f.wait(ctx, ticker.C)
+		if err != nil {
+			return nil
+		}
+	}
+}
+
+// wait blocks until the next pass is due: a poll tick (full), or an fsnotify
+// event about one of our files (full if it may change which file is at a
+// path). Events about other files in the watched directories are skipped.
+func (f *Follower) wait(ctx context.Context, tick <-chan time.Time) (full bool, err error) {
+	woken := false
+	for {
 		var events <-chan fsnotify.Event
 		var errs <-chan error
 		if f.watcher != nil {
 			events, errs = f.watcher.Events, f.watcher.Errors
 		}
+		if woken {
+			// Coalesce whatever else is already queued, then pass.
+			select {
+			case ev, ok := <-events:
+				if ok {
+					full = full || f.structural(ev)
+				} else {
+					f.watcher = nil
+				}
+				continue
+			default:
+				return full, nil
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-			full = true
+			return false, ctx.Err()
+		case <-tick:
+			return true, nil
 		case ev, ok := <-events:
 			if !ok {
 				f.watcher = nil
-				continue
+				return true, nil
 			}
-			full = structural(ev)
-			// Coalesce whatever else is already queued.
-		coalesce:
-			for {
-				select {
-				case ev, ok := <-events:
-					if !ok {
-						break coalesce
-					}
-					full = full || structural(ev)
-				default:
-					break coalesce
-				}
+			if f.relevant(ev) {
+				woken = true
+				full = f.structural(ev)
 			}
 		case err, ok := <-errs:
 			if !ok {
 				f.watcher = nil
-				continue
+				return true, nil
 			}
 			f.logErr("fsnotify", "watch error", err)
-			full = true
+			return true, nil
 		}
 	}
 }
 
+// relevant reports whether ev is about a file we follow or might follow.
+func (f *Follower) relevant(ev fsnotify.Event) bool {
+	return f.names[ev.Name] || f.matches(ev.Name)
+}
+
 // structural reports whether ev may change which file is found at a path.
-func structural(ev fsnotify.Event) bool {
-	return ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)
+func (f *Follower) structural(ev fsnotify.Event) bool {
+	return f.relevant(ev) && (ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename))
 }
 
 func (f *Follower) closeAll() {
@@ -339,12 +363,15 @@ func (f *Follower) closeAll() {
 func (f *Follower) snapshot() {
 	var files []string
 	var pos []Position
+	clear(f.names)
 	for p, t := range f.paths {
+		f.names[p] = true
 		if t.cur == nil && len(t.old) == 0 {
 			continue
 		}
 		files = append(files, p)
 		for _, r := range t.old {
+			f.names[r.name] = true
 			pos = append(pos, Position{Path: p, Inode: r.id.ino, Offset: r.lineOff, Sum: r.lineSum})
 		}
 		if t.cur != nil {
@@ -631,10 +658,7 @@ func (f *Follower) scan() {
 		fi, err := os.Stat(p)
 		if err != nil {
 			if t != nil && t.cur != nil {
-				f.log.Info("file moved or removed, draining it", keyPath, p, keyInode, t.cur.id.ino)
-				t.cur.changed = f.now()
-				t.old = append(t.old, t.cur)
-				t.cur = nil
+				f.toOld(t)
 			}
 			if errors.Is(err, fs.ErrNotExist) {
 				if f.matchesLiteral(p) && !f.waiting[p] && (t == nil || t.cur == nil) {
@@ -654,10 +678,7 @@ func (f *Follower) scan() {
 			continue
 		}
 		if t != nil && t.cur != nil {
-			f.log.Info("file rotated, draining the old one", keyPath, p, keyInode, t.cur.id.ino)
-			t.cur.changed = f.now()
-			t.old = append(t.old, t.cur)
-			t.cur = nil
+			f.toOld(t)
 		}
 		// The same file back at its path (moved away and back): keep reading it.
 		if t != nil {
@@ -685,7 +706,7 @@ func (f *Follower) scan() {
 		}
 		if !fromSaved && off > 0 && r.sum() != f.retired[id].sum {
 			// Inode reused by a new file: read it from the start.
-			r.off, r.lineOff, r.fpn = 0, 0, 0
+			r.reset()
 		}
 		delete(f.retired, id)
 		delete(f.errSeen, p)
@@ -693,6 +714,19 @@ func (f *Follower) scan() {
 		f.track(p).cur = r
 		f.log.Info("following file", keyPath, p, keyInode, id.ino, keyOffset, r.off)
 	}
+}
+
+// toOld moves the file at t's path to the drained files, and learns its new
+// name (logrotate's path.1) so that writes to it wake the follower.
+func (f *Follower) toOld(t *tracked) {
+	r := t.cur
+	t.cur = nil
+	r.changed = f.now()
+	if name, ok := findInode(filepath.Dir(r.path), r.id.ino); ok {
+		r.name = name
+	}
+	f.log.Info("file rotated or removed, draining the old one", keyPath, r.path, keyInode, r.id.ino, keyFile, r.name)
+	t.old = append(t.old, r)
 }
 
 // retire closes a fully drained reader and remembers how far it was read, so

@@ -52,9 +52,15 @@ func TestRestart(t *testing.T) {
 				r := start(t, c, []string{path}, nil, nil)
 				// Stop mid-stream, while the writer is still writing.
 				var wg sync.WaitGroup
-				wg.Go(func() { w.lines(4000) })
+				stopped := make(chan struct{})
+				wg.Go(func() {
+					w.lines(2000)
+					<-stopped
+					w.lines(2000)
+				})
 				waitFor(t, "half the lines", func() bool { return c.distinct() >= 2500 })
 				r.stop(t)
+				close(stopped)
 				wg.Wait()
 				saved := sv.save(r, c)
 				if len(saved) == 0 {

@@ -253,6 +253,9 @@ func TestPathsAndGlobs(t *testing.T) {
 	c := newCollector()
 	logs, log := newLog()
 	r := start(t, c, patterns, nil, log)
+	// The first pass looks at every path before it reads: once line 0 is in,
+	// later.log was seen missing.
+	waitFor(t, "line 0", func() bool { return c.has(0) })
 	wantPath := map[int]string{}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -308,4 +311,35 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// TestGlobMatchesRotatedNames: a glob that also matches the rotated names
+// (auth.log*) must not read a rotated file a second time under its new name.
+func TestGlobMatchesRotatedNames(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	c := newCollector()
+	w := newWriter(t, path, 0)
+	start(t, c, []string{filepath.Join(dir, "auth.log*")}, nil, nil)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer w.close()
+		for w.next < total {
+			if !seenGen(t, w, c) {
+				return
+			}
+			w.lines(min(2999, total-w.next))
+			if err := shift(path); err != nil {
+				t.Error(err)
+				return
+			}
+			w.reopen()
+			// Let the renamed files drain and be taken up under their new
+			// names, where a naive follower would read them again.
+			time.Sleep(testQuiet / 2)
+		}
+	})
+	wg.Wait()
+	settle()
+	finish(t, c, total)
 }
