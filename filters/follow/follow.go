@@ -143,7 +143,7 @@ type Follower struct {
 	retOrder []fileID
 	badGlob  map[string]bool
 	names    map[string]bool // paths and current names of open files, for events
-	passes   atomic.Int64 // for tests: passes over the files
+	passes   atomic.Int64    // for tests: passes over the files
 }
 
 type fileID struct{ dev, ino uint64 }
