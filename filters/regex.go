@@ -376,6 +376,13 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 						cr.idx[i] = append(cr.idx[i], j)
 					}
 				}
+				// fail2ban merges alt_user, alt_user_2, … into user
+				// when user took no part in the match.
+				for j, n := range cr.re.SubexpNames() {
+					if isAltName(n, name) {
+						cr.idx[i] = append(cr.idx[i], j)
+					}
+				}
 			}
 			cr.lits = requiredLiterals(tr.goSrc)
 			return cr, nil
@@ -400,6 +407,27 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 		}
 	}
 	return cr, nil
+}
+
+// isAltName reports whether group n is an alternative of base: alt_BASE
+// or alt_BASE_N.
+func isAltName(n, base string) bool {
+	rest, ok := strings.CutPrefix(n, "alt_"+base)
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true
+	}
+	if rest[0] != '_' || len(rest) == 1 {
+		return false
+	}
+	for _, c := range rest[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // hasGroup reports whether the regex has a group with one of names.
@@ -508,7 +536,18 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 	for i, name := range groupNames {
 		grp := m.GroupByName(name)
 		if grp == nil || len(grp.Captures) == 0 {
-			continue
+			grp = nil
+			for _, n := range cr.bt.GetGroupNames() {
+				if isAltName(n, name) {
+					if alt := m.GroupByName(n); alt != nil && len(alt.Captures) > 0 {
+						grp = alt
+						break
+					}
+				}
+			}
+			if grp == nil {
+				continue
+			}
 		}
 		g.set[i], g.val[i] = true, grp.String()
 		if i == gContent {

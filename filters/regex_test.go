@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestTranslatePython(t *testing.T) {
@@ -160,6 +161,44 @@ func TestSubstituteTags(t *testing.T) {
 			}
 			if got != c.want {
 				t.Errorf("substituteTags(%q) = %q, want %q", c.in, got, c.want)
+			}
+		})
+	}
+}
+
+func TestAddressTags(t *testing.T) {
+	l := &Loader{}
+	cases := []struct {
+		name, regex, line, addr, user string
+		ok                            bool
+	}{
+		{"ipv4", `^from <HOST>$`, "from 192.0.2.1", "192.0.2.1", "", true},
+		{"bracketed ipv4", `^from <HOST>$`, "from [192.0.2.1]", "192.0.2.1", "", true},
+		{"ipv6", `^from <HOST>$`, "from 2001:db8::1", "2001:db8::1", "", true},
+		{"bracketed ipv6", `^from <HOST> port`, "from [2001:db8::1] port", "2001:db8::1", "", true},
+		{"mapped ipv4", `^from <ADDR>$`, "from ::ffff:192.0.2.1", "192.0.2.1", "", true},
+		{"ipv6 then colon", `^from <HOST>: x$`, "from 2001:db8::1: x", "2001:db8::1", "", true},
+		{"dns gives no address", `^from <HOST>$`, "from host.example.org", "", "", false},
+		{"addr refuses names", `^from <ADDR>$`, "from host.example.org", "", "", false},
+		{"ip4 tag", `^from <IP4>$`, "from 2001:db8::1", "", "", false},
+		{"fail2ban slash tag", `^from <F-IP6/>$`, "from 2001:db8::2", "2001:db8::2", "", true},
+		{"unknown slash tag is literal", `^from <ADDR><F-PORT/>$`, "from 192.0.2.1<F-PORT/>", "192.0.2.1", "", true},
+		{"alt user merged", `^(?:u=<F-USER>\w+</F-USER>|r=<F-ALT_USER>\w+</F-ALT_USER>) <HOST>$`, "r=bob 192.0.2.1", "192.0.2.1", "bob", true},
+		{"alt user merged on regexp2", `^(?=.)(?:u=<F-USER>\w+</F-USER>|r=<F-ALT_USER>\w+</F-ALT_USER>) <HOST>$`, "r=bob 192.0.2.1", "192.0.2.1", "bob", true},
+		{"invalid octet", `^from <HOST>$`, "from 192.0.2.300", "", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := l.Inline("t", []string{c.regex}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, ok := f.Match(c.line, time.Unix(0, 0))
+			if ok != c.ok {
+				t.Fatalf("Match(%q) with %q = %v, want %v", c.line, c.regex, ok, c.ok)
+			}
+			if ok && (m.Addr.String() != c.addr || m.User != c.user) {
+				t.Errorf("Match(%q) = %v %q, want %s %q", c.line, m.Addr, m.User, c.addr, c.user)
 			}
 		})
 	}

@@ -17,23 +17,30 @@ const (
 	dnsPattern = `[0-9A-Za-z_.-]*[0-9A-Za-z_]`
 
 	tagIP4    = `(?P<ip4>` + ip4Pattern + `)`
-	tagIP6    = `\[?(?P<ip6>` + ip6Pattern + `)\]?`
+	tagIP6    = `(?P<ip6>` + ip6Pattern + `)`
 	tagDNS    = `(?P<dns>` + dnsPattern + `)`
-	tagAddr   = `(?:` + tagIP4 + `|` + tagIP6 + `)`
-	tagHost   = `(?:` + tagIP4 + `|` + tagIP6 + `|` + tagDNS + `)`
 	tagCIDR   = `(?P<cidr>[0-9]{1,3})`
-	tagSubnet = tagAddr + `(?:/` + tagCIDR + `)?`
+	tagAddr   = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)\]?`
+	tagHost   = `(?:` + tagAddr + `|` + tagDNS + `)`
+	tagSubnet = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)(?:/` + tagCIDR + `)?\]?`
 )
 
-// builtinTags are the tags every filter knows.
+// builtinTags are the tags every filter knows. <F-IP4/> and the like are
+// fail2ban's spellings of the same patterns.
 var builtinTags = map[string]string{
-	"HOST":   tagHost,
-	"ADDR":   tagAddr,
-	"IP4":    tagIP4,
-	"IP6":    tagIP6,
-	"DNS":    tagDNS,
-	"CIDR":   tagCIDR,
-	"SUBNET": tagSubnet,
+	"HOST":      tagHost,
+	"ADDR":      tagAddr,
+	"IP4":       tagIP4,
+	"IP6":       tagIP6,
+	"DNS":       tagDNS,
+	"CIDR":      tagCIDR,
+	"SUBNET":    tagSubnet,
+	"F-IP4/":    tagIP4,
+	"F-IP6/":    tagIP6,
+	"F-DNS/":    tagDNS,
+	"F-ADDR/":   tagAddr,
+	"F-CIDR/":   tagCIDR,
+	"F-SUBNET/": tagSubnet,
 }
 
 // fieldGroup maps an <F-NAME> tag to its group name, as fail2ban names them.
@@ -41,9 +48,25 @@ func fieldGroup(name string) string {
 	switch name {
 	case "ID":
 		return "fid"
+	case "PORT":
+		return "fport"
 	default:
 		return strings.ToLower(name)
 	}
+}
+
+// isFieldName accepts the NAME of <F-NAME>: upper-case letters, digits, _ and -.
+func isFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // maxTagPasses bounds recursive tag substitution (and so self-reference).
@@ -120,7 +143,7 @@ func resolveTag(name, rest string, lookup func(string) (string, bool, error)) (s
 	if p, ok := builtinTags[name]; ok {
 		return p, true, nil
 	}
-	if f, ok := strings.CutPrefix(name, "F-"); ok {
+	if f, ok := strings.CutPrefix(name, "F-"); ok && isFieldName(f) {
 		g := fieldGroup(f)
 		if !strings.Contains(rest, "</"+name+">") {
 			// A lone <F-NOFAIL> (and the like) marks the match.
@@ -128,7 +151,7 @@ func resolveTag(name, rest string, lookup func(string) (string, bool, error)) (s
 		}
 		return "(?P<" + g + ">", true, nil
 	}
-	if f, ok := strings.CutPrefix(name, "/F-"); ok && f != "" {
+	if f, ok := strings.CutPrefix(name, "/F-"); ok && isFieldName(f) {
 		return ")", true, nil
 	}
 	return "", false, nil

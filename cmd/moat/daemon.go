@@ -284,6 +284,7 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		byPath  map[string][]*runJail
 		pending int
 		last    follow.Position
+		fails   []jail.Failure
 	)
 	for line := range lines {
 		if s := d.set.Load(); s != set {
@@ -295,22 +296,26 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 			byPath[line.Pos.Path] = js
 		}
 		now := time.Now()
-		failed := false
+		fails = fails[:0]
 		for _, j := range js {
 			j.m.lines.Inc()
-			m, ok := j.filter.Match(line.Text, now)
-			if !ok {
-				continue
+			if m, ok := j.filter.Match(line.Text, now); ok {
+				j.m.failures.Inc()
+				fails = append(fails, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time})
 			}
-			failed = true
-			j.m.failures.Inc()
-			ban, err := d.engine.Failure(ctx, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time}, line.Pos)
+		}
+		failed := len(fails) > 0
+		if failed {
+			// One call for all jails of the line: a checkpoint holds all
+			// of its failures or none.
+			bans, err := d.engine.Failures(ctx, fails, line.Pos)
 			if err != nil {
-				d.logger.Error("record failure", keyJail, j.cfg.Name, keyError, err)
-				continue
+				d.logger.Error("record failure", keyError, err)
 			}
-			if ban != nil {
-				j.m.latency.Observe(time.Since(now).Seconds())
+			for _, b := range bans {
+				if j := set.byName(b.Jail); j != nil {
+					j.m.latency.Observe(time.Since(now).Seconds())
+				}
 			}
 		}
 		if failed {
@@ -326,6 +331,16 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 	if pending > 0 {
 		d.engine.Advance(last)
 	}
+}
+
+// byName is the jail of that name, or nil.
+func (s *jailSet) byName(name string) *runJail {
+	for _, j := range s.jails {
+		if j.cfg.Name == name {
+			return j
+		}
+	}
+	return nil
 }
 
 // watching is the jails whose logpath matches path.
@@ -432,10 +447,8 @@ func (s service) Status(name string) ([]jail.Status, error) {
 	}
 	set := s.d.set.Load()
 	for i := range sts {
-		for _, j := range set.jails {
-			if j.cfg.Name == sts[i].Jail {
-				sts[i].Files = s.d.files(j)
-			}
+		if j := set.byName(sts[i].Jail); j != nil {
+			sts[i].Files = s.d.files(j)
 		}
 	}
 	return sts, nil
