@@ -31,7 +31,12 @@ var goldenCases = []struct{ spec, log, golden string }{
 
 func readLines(t testing.TB, name string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
+	return readLinesAt(t, filepath.Join("testdata", name))
+}
+
+func readLinesAt(t testing.TB, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

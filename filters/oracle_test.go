@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/filters/testgen"
 )
 
 // stockFilterDir is where a fail2ban install keeps its filters.
@@ -59,9 +61,27 @@ func TestAgainstFail2banRegex(t *testing.T) {
 			cases = append(cases, oracleCase{"fail2ban/" + c.spec, c.log, c.spec, arg, stock})
 		}
 	}
+	// A generated auth.log, larger and more varied than the sample.
+	gen := filepath.Join(t.TempDir(), "auth.log")
+	var buf bytes.Buffer
+	if err := testgen.GenerateAuthLog(&buf, 20000, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gen, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, oracleCase{"moat/sshd/generated", gen, "sshd", filepath.Join("builtin", "sshd.conf"), moat})
+	if _, err := os.Stat(stockFilterDir); err == nil {
+		stock := &Loader{Dirs: []string{stockFilterDir}, Location: time.UTC}
+		cases = append(cases, oracleCase{"fail2ban/sshd/generated", gen, "sshd", filepath.Join(stockFilterDir, "sshd.conf"), stock})
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cmd := exec.Command(bin, "-o", "<ip>\t<time>\t<F-USER>", filepath.Join("testdata", c.log), c.f2bArg)
+			logPath := c.log
+			if !filepath.IsAbs(logPath) {
+				logPath = filepath.Join("testdata", c.log)
+			}
+			cmd := exec.Command(bin, "-o", "<ip>\t<time>\t<F-USER>", logPath, c.f2bArg)
 			cmd.Env = append(os.Environ(), "TZ=UTC")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -74,7 +94,7 @@ func TestAgainstFail2banRegex(t *testing.T) {
 			}
 			ref := time.Now()
 			var got []string
-			for _, line := range readLines(t, c.log) {
+			for _, line := range readLinesAt(t, logPath) {
 				if m, ok := f.Match(line, ref); ok {
 					got = append(got, fmt.Sprintf("%s\t%d\t%s", m.Addr, m.Time.Unix(), m.User))
 				}
