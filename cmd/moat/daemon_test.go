@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMetrics: the opt-in metrics listener serves lines read, failures,
+// bans, active bans and the ban latency histogram per jail, and no series
+// is labelled by an address.
+func TestMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env, logPath := startInProcess(t, fmt.Sprintf("metrics:\n  listen: %s\n", addr))
+	for i := 1; i <= 5; i++ {
+		appendFile(t, logPath, sshdFailure("192.0.2.44", i)+noise(i))
+	}
+	waitFor(t, 10*time.Second, "the ban", func() bool { return len(cliBans(t, env["MOAT_SOCKET"])) == 1 })
+	if r := cli(t, env, "unban", "192.0.2.44"); r.code != 0 {
+		t.Fatalf("unban: %s", r.stderr)
+	}
+	if r := cli(t, env, "ban", "198.51.100.3", "--jail", "sshd"); r.code != 0 {
+		t.Fatalf("ban: %s", r.stderr)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		`moat_lines_read_total{jail="sshd"} 11`,
+		`moat_failures_total{jail="sshd"} 5`,
+		`moat_bans_total{jail="sshd"} 2`,
+		`moat_unbans_total{jail="sshd",reason="unban"} 1`,
+		`moat_active_bans{jail="sshd"} 1`,
+		`moat_ban_latency_seconds_count{jail="sshd"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^moat_.*(192\.0\.2|198\.51\.100|2001:db8).*$`).FindString(text); m != "" {
+		t.Errorf("a series carries an address: %s", m)
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", text)
+	}
+}
+
+// asNobody copies the test binary where uid 65534 can run it and returns a
+// command that runs `moat args...` as that user.
+func asNobody(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "moat")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"MOAT_TEST_MAIN=1", "HOME=" + dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	return cmd
+}
+
+// TestFirewallPermission: with backend nftables and no CAP_NET_ADMIN, moat
+// exits with an error naming what it needs and the way out; with auto it
+// runs on the none backend and says so loudly.
+func TestFirewallPermission(t *testing.T) {
+	needRoot(t)
+	t.Run("nftables", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, _, _ := testConfig(t, dir, "nftables", "")
+		cmd := asNobody(t, dir, "run", "--config", cfg)
+		os.Chown(cfg, 65534, 65534)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("moat run as nobody with backend nftables: %v, want exit 1\n%s", err, out)
+		}
+		for _, want := range []string{"CAP_NET_ADMIN", "backend: none"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("error does not mention %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("auto", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg, socket, _ := testConfig(t, dir, "auto", "")
+		os.Chown(cfg, 65534, 65534)
+		cmd := asNobody(t, dir, "run", "--config", cfg)
+		logs := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+		waitFor(t, 10*time.Second, "the daemon to answer", func() bool {
+			_, err := os.Stat(socket)
+			return err == nil
+		})
+		if !strings.Contains(logs.String(), "FIREWALL NOT ENFORCING") || !strings.Contains(logs.String(), "CAP_NET_ADMIN") {
+			t.Errorf("auto without permission did not say loudly that nothing is enforced:\n%s", logs.String())
+		}
+	})
+}
