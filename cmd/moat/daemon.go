@@ -116,10 +116,11 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	d.metrics = newMetrics()
 	d.cfg = cfg
 	engine, err := jail.Open(jail.Options{
-		StateDir: cfg.StateDir,
-		Firewall: fw,
-		Logger:   log.With(keyComponent, "jail"),
-		Notify:   d.metrics.event,
+		StateDir:   cfg.StateDir,
+		Firewall:   fw,
+		Logger:     log.With(keyComponent, "jail"),
+		Notify:     d.metrics.event,
+		CheckEvery: cfg.Firewall.Check,
 	})
 	if err != nil {
 		return fmt.Errorf("open state in %s: %w", cfg.StateDir, err)
