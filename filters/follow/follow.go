@@ -18,7 +18,16 @@
 //
 // Lines are delivered as they are (no decoding, NUL and invalid UTF-8 kept),
 // without the trailing '\n'. A line longer than MaxLine bytes is delivered
-// truncated to its first MaxLine bytes, so memory stays bounded.
+// truncated to its first MaxLine bytes, so memory stays bounded. A partial
+// last line is held until its newline arrives, or delivered when its file has
+// been rotated away and stayed quiet.
+//
+// What no follower can recover, and this one does not: lines that logrotate's
+// copytruncate writes between its copy and its truncate (they are in neither
+// file); a file rotated twice before it was ever opened; writes to a rotated
+// file after it stayed quiet for DrainQuiet. A glob that also matches rotated
+// names (auth.log*) is safe: a file already open under one path is not opened
+// under another, and a drained file is taken up at its end under its new name.
 package follow
 
 import (
@@ -46,8 +55,9 @@ import (
 //
 // Sum is the CRC-32C of the (up to 64) bytes just before Offset, or 0 if
 // unknown. On resume it tells the same file apart from a new file that reused
-// the inode number, or from a file truncated and rewritten while moat was
-// stopped; a Position with Sum 0 is trusted on inode and size alone.
+// the inode number (ext4 reuses a freed inode at once), or from a file
+// truncated and rewritten while moat was stopped. Store it with the rest; a
+// Position with Sum 0 is trusted on inode and size alone.
 type Position struct {
 	Path   string `json:"path"`
 	Inode  uint64 `json:"inode"`
@@ -168,7 +178,7 @@ type tracked struct {
 // reader reads one open file.
 type reader struct {
 	path    string // logical path
-	name    string // where the file was found when opened
+	name    string // where the file is: where it was opened, then its rotated name once known
 	f       *os.File
 	id      fileID
 	off     int64 // next byte to read
@@ -229,7 +239,9 @@ func (f *Follower) Files() []string {
 // drained), the position just past its last delivered line. After Run has
 // returned, and once the caller has handled every line it received, this is
 // what to save and pass to New on the next start. While Run is running it
-// reflects the last completed pass.
+// reflects the last completed pass, which may be ahead of what the consumer
+// has handled if out is buffered: to save while running, keep instead the Pos
+// of the last line handled for each (Path, Inode).
 func (f *Follower) Positions() []Position {
 	f.mu.Lock()
 	defer f.mu.Unlock()
