@@ -343,7 +343,12 @@ func (f *Follower) wait(ctx context.Context, tick <-chan time.Time) (full bool, 
 				f.watcher = nil
 				return true, nil
 			}
-			f.logErr("fsnotify", "watch error", err)
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Missed events only mean a full pass is due.
+				f.log.Debug("fsnotify queue overflow")
+			} else {
+				f.logErr("fsnotify", "watch error", err)
+			}
 			return true, nil
 		}
 	}
@@ -653,6 +658,9 @@ func (f *Follower) scan() {
 			}
 			if err := f.watcher.Add(d); err == nil {
 				f.watched[d] = true
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				// Out of inotify watches, say: polling still covers it.
+				f.logErr(d, "watch directory", err)
 			}
 		}
 	}
