@@ -31,6 +31,10 @@ import (
 //	2026/11/26 21:19:40                        nginx error log (also 2026.11.26)
 //	26/Nov/2026:21:19:40 +0000                 Common Log Format
 //	1764192000[.123]                           epoch seconds, at line start or after a leading '['
+//	@4000000069277c8000000000                  TAI64N, at line start
+//	Oct 27 2015 09:24:46                       syslog with the year before the time
+//	26-11-2026 21:19:40 [+0100]                day first
+//	261126 21:19:40                            MySQL (YYMMDD)
 //
 // A later datepattern option plugs in by replacing dateFunc in the Filter.
 
@@ -50,6 +54,9 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 		if e, t, ok := parseEpoch(line, 1); ok && e < len(line) && line[e] == ']' {
 			return 1, e, t, true
 		}
+	}
+	if e, t, ok := parseTAI64N(line, 0); ok {
+		return 0, e, t, true
 	}
 	for i := 0; i < len(line); i++ {
 		if i > 0 && isAlnum(line[i-1]) {
@@ -206,11 +213,8 @@ func validDay(y int, m time.Month, d int) bool {
 
 // parseNumericDate reads the formats that start with a digit at i.
 func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool) {
-	if y, ok := digits(s, i, 4); ok && i+4 < len(s) {
+	if y, ok := digits(s, i, 4); ok && i+4 < len(s) && (s[i+4] == '-' || s[i+4] == '/' || s[i+4] == '.') {
 		sep := s[i+4]
-		if sep != '-' && sep != '/' && sep != '.' {
-			return 0, time.Time{}, false
-		}
 		mo, ok1 := digits(s, i+5, 2)
 		d, ok2 := digits(s, i+8, 2)
 		if !ok1 || !ok2 || s[i+7] != sep || mo < 1 || mo > 12 || !validDay(y, time.Month(mo), d) {
@@ -237,6 +241,12 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 		}
 		return end, time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
 	}
+	if e, t, ok := parseDayFirst(s, i, loc); ok {
+		return e, t, true
+	}
+	if e, t, ok := parseMySQL(s, i, loc); ok {
+		return e, t, true
+	}
 	// Common Log Format: 26/Nov/2026:21:19:40 +0000
 	d, ok := digits(s, i, 2)
 	if !ok || i+2 >= len(s) || s[i+2] != '/' {
@@ -262,6 +272,90 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 		return 0, time.Time{}, false
 	}
 	return end, time.Date(y, mo, d, h, m, sec, ns, loc), true
+}
+
+// parseDayFirst reads "DD-MM-YYYY HH:MM:SS[ ±zzzz]".
+func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	d, ok1 := digits(s, i, 2)
+	mo, ok2 := digits(s, i+3, 2)
+	y, ok3 := digits(s, i+6, 4)
+	if !ok1 || !ok2 || !ok3 || s[i+2] != '-' || s[i+5] != '-' || mo < 1 || mo > 12 ||
+		!validDay(y, time.Month(mo), d) || i+10 >= len(s) || s[i+10] != ' ' {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := clock(s, i+11)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	ns, end := fraction(s, end, ".,")
+	if z, zend, ok := zone(s, end, true); ok {
+		loc, end = z, zend
+	}
+	if !boundaryAt(s, end) {
+		return 0, time.Time{}, false
+	}
+	return end, time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
+}
+
+// parseMySQL reads MySQL's "YYMMDD HH:MM:SS" (the hour may be " 9").
+func parseMySQL(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	yy, ok1 := digits(s, i, 2)
+	mo, ok2 := digits(s, i+2, 2)
+	d, ok3 := digits(s, i+4, 2)
+	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || !validDay(2000+yy, time.Month(mo), d) ||
+		i+7 >= len(s) || s[i+6] != ' ' {
+		return 0, time.Time{}, false
+	}
+	k := i + 7
+	if s[k] == ' ' {
+		k++
+	}
+	h := 0
+	if k+1 < len(s) && isDigit(s[k]) && s[k+1] == ':' {
+		// one-digit hour
+		h, k = int(s[k]-'0'), k+1
+	} else if v, ok := digits(s, k, 2); ok && v < 24 {
+		h, k = v, k+2
+	} else {
+		return 0, time.Time{}, false
+	}
+	m, ok1 := digits(s, k+1, 2)
+	sec, ok2 := digits(s, k+4, 2)
+	if !ok1 || !ok2 || s[k] != ':' || s[k+3] != ':' || m > 59 || sec > 59 || !boundaryAt(s, k+6) {
+		return 0, time.Time{}, false
+	}
+	return k + 6, time.Date(2000+yy, time.Month(mo), d, h, m, sec, 0, loc), true
+}
+
+// parseTAI64N reads "@" and 24 hex digits (djb's TAI64N, as daemontools'
+// multilog writes it); like fail2ban, the seconds are taken as Unix time.
+func parseTAI64N(s string, i int) (int, time.Time, bool) {
+	if i+25 > len(s) || s[i] != '@' || !boundaryAt(s, i+25) {
+		return 0, time.Time{}, false
+	}
+	var sec, ns int64
+	for k := i + 1; k < i+25; k++ {
+		c := s[k]
+		var v int64
+		switch {
+		case c >= '0' && c <= '9':
+			v = int64(c - '0')
+		case c >= 'a' && c <= 'f':
+			v = int64(c-'a') + 10
+		default:
+			return 0, time.Time{}, false
+		}
+		switch {
+		case k >= i+2 && k < i+17:
+			sec = sec<<4 | v
+		case k >= i+17:
+			ns = ns<<4 | v
+		}
+	}
+	if ns >= 1e9 {
+		ns = 0
+	}
+	return i + 25, time.Unix(sec, ns), true
 }
 
 // parseSyslogDate reads "[Www ]Mon dD HH:MM:SS[ YYYY]" at i.
@@ -291,13 +385,16 @@ func parseSyslogDate(s string, i int, ref time.Time, loc *time.Location) (int, t
 	if k+1 >= len(s) || s[k] != ' ' {
 		return 0, time.Time{}, false
 	}
+	year, hasYear := 0, false
+	if y, ok := digits(s, k+1, 4); ok && k+5 < len(s) && s[k+5] == ' ' {
+		year, hasYear, k = y, true, k+5
+	}
 	h, m, sec, end, ok := clock(s, k+1)
 	if !ok {
 		return 0, time.Time{}, false
 	}
 	ns, end := fraction(s, end, ".")
-	year, hasYear := 0, false
-	if end+5 <= len(s) && s[end] == ' ' {
+	if !hasYear && end+5 <= len(s) && s[end] == ' ' {
 		if y, ok := digits(s, end+1, 4); ok && boundaryAt(s, end+5) {
 			year, hasYear, end = y, true, end+5
 		}

@@ -18,7 +18,9 @@ import (
 //	                at most two non-alphanumeric characters)
 //	{^LN-BEG}PAT    PAT, only at the line's start
 //	{NONE}          no date: every line takes the reference time, nothing is cut
-//	{EPOCH}         Unix seconds (with fraction); {LEPOCH} milliseconds too
+//	{EPOCH}         Unix seconds (with fraction); {LEPOCH} milliseconds too;
+//	                EPOCH and LEPOCH without braces too, as fail2ban reads them
+//	PRE{DATE}POST   the default formats where the regex puts {DATE}
 //	PAT             a regex with strptime directives, searched anywhere
 //
 // Directives: %Y %ExY %y %m %Exm %d %Exd %e %H %ExH %k %I %l %M %ExM %S %ExS
@@ -31,6 +33,7 @@ var directives = map[string]string{
 	"Y":   `(?P<Y>\d{4})`,
 	"ExY": `(?P<Y>20\d\d)`,
 	"y":   `(?P<y>\d\d)`,
+	"Exy": `(?P<y>\d\d)`,
 	"m":   `(?P<m>1[0-2]|0?[1-9])`,
 	"Exm": `(?P<m>1[0-2]|0[1-9])`,
 	"d":   `(?P<d>3[01]|[12]\d|0?[1-9])`,
@@ -69,10 +72,6 @@ type template struct {
 	// with an unnamed group cuts that group, else the whole match); 0 is
 	// the whole match.
 	dateGroup int
-	// defaults is set for PREFIX({DATE})SUFFIX: re matches PREFIX, the
-	// default formats are read where it ends, then suffix must follow.
-	defaults bool
-	suffix   *regexp.Regexp
 }
 
 // compileDatePattern turns a datepattern option into a dateFunc.
@@ -101,23 +100,20 @@ func compileDatePattern(value string) (dateFunc, error) {
 		case "{LEPOCH}":
 			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
 		}
-		if pre, post, ok := strings.Cut(line, "{DATE}"); ok {
-			if strings.HasSuffix(pre, "(") && strings.HasPrefix(post, ")") {
-				pre, post = pre[:len(pre)-1], post[1:]
-			}
-			t.defaults = true
-			var err error
-			if t.re, err = compileGoPattern(pre); err != nil {
-				return nil, fmt.Errorf("datepattern %q: %w", line, err)
-			}
-			if post != "" {
-				if t.suffix, err = compileGoPattern("^(?:" + post + ")"); err != nil {
-					return nil, fmt.Errorf("datepattern %q: %w", line, err)
-				}
-			}
-			ts = append(ts, t)
-			continue
+		// fail2ban's "**" at either end only turns off its word-boundary
+		// check, which moat does not add: drop it.
+		line = strings.TrimSuffix(strings.TrimPrefix(line, "**"), "**")
+		switch line {
+		case "EPOCH":
+			line = `%s(?:\.(?P<f>\d{1,6}))?`
+		case "LEPOCH":
+			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
+		case "{TAI64N}", "TAI64N":
+			line = `{DATE}`
 		}
+		// {DATE} stands for the default formats: a loose regex finds the
+		// span, the default parsers read it.
+		line = strings.Replace(line, "{DATE}", "(?P<_date>"+defaultDateRegex+")", 1)
 		src, err := expandDirectives(line)
 		if err != nil {
 			return nil, fmt.Errorf("datepattern %q: %w", line, err)
@@ -196,17 +192,6 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 	if t.bt != nil {
 		return t.findBacktrack(line, ref, loc)
 	}
-	if t.defaults {
-		m := t.re.FindStringIndex(line)
-		if m == nil || (t.lineStart && !lineStartOK(line, m[1])) {
-			return 0, 0, time.Time{}, false
-		}
-		e, tm, ok := dateAt(line, m[1], ref, loc)
-		if !ok || (t.suffix != nil && !t.suffix.MatchString(line[e:])) {
-			return 0, 0, time.Time{}, false
-		}
-		return m[1], e, tm, true
-	}
 	m := t.re.FindStringSubmatchIndex(line)
 	if m == nil || (t.lineStart && !lineStartOK(line, m[0])) {
 		return 0, 0, time.Time{}, false
@@ -222,8 +207,34 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 		}
 		return line[m[2*i]:m[2*i+1]], true
 	}
+	if i, ok := t.idx["_date"]; ok && m[2*i] >= 0 {
+		tm, ok := defaultDateAt(line, m[2*i], ref, loc)
+		return start, end, tm, ok
+	}
 	tm, ok := buildTime(get, ref, loc)
 	return start, end, tm, ok
+}
+
+// defaultDateRegex finds (loosely) any of the default formats, for {DATE}.
+const defaultDateRegex = `(?:[A-Z][a-z]{2} )?[A-Z][a-z]{2} {1,2}\d{1,2}(?: \d{4})? \d{2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
+	`|\d{4}[-/.]\d{2}[-/.]\d{2}(?:T| {1,2})\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?(?:Z|[+-]\d{2}(?::?\d{2})?))?` +
+	`|\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
+	`|\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
+	`|\d{6} {1,2}\d{1,2}:\d{2}:\d{2}` +
+	`|\d{10,11}(?:\.\d{1,6})?` +
+	`|@[0-9a-f]{24}`
+
+// defaultDateAt reads a default-format date (epoch and TAI64N included)
+// starting at i.
+func defaultDateAt(line string, i int, ref time.Time, loc *time.Location) (time.Time, bool) {
+	if _, t, ok := parseEpoch(line, i); ok {
+		return t, true
+	}
+	if _, t, ok := parseTAI64N(line, i); ok {
+		return t, true
+	}
+	_, t, ok := dateAt(line, i, ref, loc)
+	return t, ok
 }
 
 // findBacktrack is find for a template that runs on regexp2.
@@ -252,6 +263,10 @@ func (t template) findBacktrack(line string, ref time.Time, loc *time.Location) 
 			return "", false
 		}
 		return g.String(), true
+	}
+	if g := m.GroupByName("_date"); g != nil && len(g.Captures) > 0 {
+		tm, ok := defaultDateAt(line, byteAt(g.Index), ref, loc)
+		return s, e, tm, ok
 	}
 	tm, ok := buildTime(get, ref, loc)
 	return s, e, tm, ok
@@ -328,15 +343,6 @@ func buildTime(get func(string) (string, bool), ref time.Time, loc *time.Locatio
 func fracNanos(f string) int {
 	ns, _ := fraction("."+f, 0, ".")
 	return ns
-}
-
-// compileGoPattern compiles a Python regex that must run on Go's regexp.
-func compileGoPattern(src string) (*regexp.Regexp, error) {
-	tr := translatePython(src)
-	if tr.backtrack {
-		return nil, fmt.Errorf("lookarounds and backreferences are not supported around {DATE}")
-	}
-	return regexp.Compile(tr.goSrc)
 }
 
 // expandDirectives replaces strptime directives in pat with regex groups.

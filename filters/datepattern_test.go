@@ -30,6 +30,11 @@ func TestDatePattern(t *testing.T) {
 		{"defaults with suffix", `^\[({DATE})\]`, `[Nov 26 21:19:40] x`, true, 1, 16, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"defaults suffix missing", `^\[({DATE})\]`, `[Nov 26 21:19:40 x`, false, 0, 0, time.Time{}},
 		{"unnamed group is the date", `at (%Y-%m-%d) now`, `at 2026-11-26 now x`, true, 3, 13, time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)},
+		{"defaults inside a group", `^[^\[]*(\[{DATE}\s*\])`, `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET /"`, true, 14, 42, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"defaults after a backreference", `^(?P<q>")?{DATE}(?(q)")`, `"2026-11-26 21:19:40" x`, true, 0, 21, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"stars dropped", `^WARNING:()**`, `WARNING: x`, true, 8, 8, time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)},
+		{"bare EPOCH", `EPOCH`, `audit(1764192000.415:4063): x`, true, 6, 20, time.Unix(1764192000, 415e6)},
+		{"exact two-digit year", `%b-%d-%Exy %H:%M:%S`, `Nov-26-26 21:19:40 x`, true, 0, 18, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"second template", "%Y.%m.%d\n%b %d %H:%M:%S", "Nov 26 21:19:40", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 	}
 	for _, c := range cases {

@@ -1,0 +1,103 @@
+package filters
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fail2banCorpus is where Debian's fail2ban package keeps the sample logs
+// of its own test suite, one per stock filter.
+const fail2banCorpus = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"
+
+// minAgreeingStockFilters is a ratchet: how many stock filters must give
+// exactly fail2ban-regex's failures on fail2ban's own sample logs (72 of
+// 93 with fail2ban 1.0.2; most of the rest need multi-line matching).
+const minAgreeingStockFilters = 72
+
+// TestStockFiltersOnFail2banCorpus runs every stock filter on fail2ban's
+// own sample log, in moat and in fail2ban-regex, and compares. It takes
+// about 30 s, so it runs only with MOAT_FAIL2BAN_CORPUS=1.
+func TestStockFiltersOnFail2banCorpus(t *testing.T) {
+	if os.Getenv("MOAT_FAIL2BAN_CORPUS") == "" {
+		t.Skip("set MOAT_FAIL2BAN_CORPUS=1 to compare every stock filter with fail2ban-regex (about 30 s)")
+	}
+	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
+		t.Skip("fail2ban-regex not installed")
+	}
+	logs := fail2banCorpus
+	ents, err := os.ReadDir(logs)
+	if err != nil {
+		t.Skipf("no fail2ban corpus: %v", err)
+	}
+	stock := &Loader{Dirs: []string{stockFilterDir}, Location: time.Local}
+	same, diff, skip := 0, 0, 0
+	for _, e := range ents {
+		name := e.Name()
+		if _, err := os.Stat(filepath.Join(stockFilterDir, name+".conf")); err != nil || e.IsDir() {
+			skip++
+			continue
+		}
+		logPath := filepath.Join(logs, name)
+		out, err := exec.Command("fail2ban-regex", "-o", "<ip>\t<time>\t<F-USER>", logPath, filepath.Join(stockFilterDir, name+".conf")).CombinedOutput()
+		if err != nil {
+			t.Logf("%s: fail2ban-regex: %v %s", name, err, strings.SplitN(string(out), "\n", 2)[0])
+			skip++
+			continue
+		}
+		want := parseOracle(t, out)
+		f, err := stock.Load(name)
+		if err != nil {
+			t.Logf("%s: moat: %v", name, err)
+			diff++
+			continue
+		}
+		ref := time.Now()
+		var got []string
+		for _, line := range readLinesAt(t, logPath) {
+			if m, ok := f.Match(line, ref); ok {
+				got = append(got, fmt.Sprintf("%s\t%d\t%s", m.Addr, m.Time.Unix(), m.User))
+			}
+		}
+		if strings.Join(got, "\n") == strings.Join(want, "\n") {
+			same++
+			continue
+		}
+		diff++
+		gs := map[string]int{}
+		for _, g := range got {
+			gs[g]++
+		}
+		ws := map[string]int{}
+		for _, w := range want {
+			ws[w]++
+		}
+		var onlyMoat, onlyF2b []string
+		for k, v := range gs {
+			if ws[k] < v {
+				onlyMoat = append(onlyMoat, k)
+			}
+		}
+		for k, v := range ws {
+			if gs[k] < v {
+				onlyF2b = append(onlyF2b, k)
+			}
+		}
+		t.Logf("%s: moat %d fail2ban %d; only moat %d %q; only f2b %d %q", name, len(got), len(want), len(onlyMoat), first(onlyMoat), len(onlyF2b), first(onlyF2b))
+	}
+	t.Logf("same %d, differ %d, skipped %d", same, diff, skip)
+	if same < minAgreeingStockFilters {
+		t.Errorf("%d stock filters agree with fail2ban-regex, want at least %d", same, minAgreeingStockFilters)
+	}
+}
+
+func first(s []string) []string {
+	if len(s) > 3 {
+		return s[:3]
+	}
+	return s
+}
