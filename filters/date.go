@@ -150,6 +150,16 @@ func clock(s string, i int) (h, m, sec, end int, ok bool) {
 	return h, m, sec, i + 8, true
 }
 
+// clock1 reads H:MM:SS (a one-digit hour) at i.
+func clock1(s string, i int) (h, m, sec, end int, ok bool) {
+	m, ok1 := digits(s, i+2, 2)
+	sec, ok2 := digits(s, i+5, 2)
+	if !isDigit(s[i]) || !ok1 || !ok2 || s[i+1] != ':' || s[i+4] != ':' || m > 59 || sec > 59 {
+		return 0, 0, 0, 0, false
+	}
+	return int(s[i] - '0'), m, sec, i + 7, true
+}
+
 // fraction reads [.,]digits at i (up to 9 used) and returns nanoseconds.
 func fraction(s string, i int, seps string) (ns, end int) {
 	if i+1 >= len(s) || (s[i] != '.' && !(s[i] == ',' && len(seps) > 1)) || !isDigit(s[i+1]) {
@@ -229,6 +239,10 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 			k++
 		}
 		h, m, sec, end, ok := clock(s, k)
+		if !ok && s[k-1] == ' ' && k+7 <= len(s) && isDigit(s[k]) && s[k+1] == ':' {
+			// "2015-10-07  8:25:38": a one-digit hour after two spaces
+			h, m, sec, end, ok = clock1(s, k)
+		}
 		if !ok {
 			return 0, time.Time{}, false
 		}

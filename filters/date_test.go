@@ -39,6 +39,7 @@ func TestFindDate(t *testing.T) {
 		{"mysql", "130324 19:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 19, 1, 39, 0, time.UTC)},
 		{"mysql one-digit hour", "130324  9:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 9, 1, 39, 0, time.UTC)},
 		{"tai64n", "@400000004c91b044077a9e94 dovecot-auth: x", time.UTC, true, 0, 25, time.Unix(0x4c91b044, 0x077a9e94)},
+		{"iso one-digit hour after two spaces", "2015-10-07  8:25:38 1398 [Warning] x", time.UTC, true, 0, 19, time.Date(2015, 10, 7, 8, 25, 38, 0, time.UTC)},
 		{"no date", "hello world 12:00", time.UTC, false, 0, 0, time.Time{}},
 		{"empty", "", time.UTC, false, 0, 0, time.Time{}},
 		{"invalid day", "Nov 31 10:00:00 host", time.UTC, false, 0, 0, time.Time{}},
