@@ -175,9 +175,12 @@ type running struct {
 	done   chan error
 }
 
-func start(t *testing.T, c *collector, patterns []string, saved []Position, log *slog.Logger) *running {
+func start(t *testing.T, c *collector, patterns []string, saved []Position, log *slog.Logger, tweak ...func(*Follower)) *running {
 	t.Helper()
 	f := New(patterns, saved, Options{Logger: log, Poll: testPoll, DrainQuiet: testQuiet})
+	for _, fn := range tweak {
+		fn(f)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan Line)
 	r := &running{f: f, cancel: cancel, done: make(chan error, 1)}

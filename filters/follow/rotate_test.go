@@ -64,12 +64,19 @@ func shift(path string) error {
 }
 
 func TestRenameCreate(t *testing.T) {
+	t.Run("fsnotify", func(t *testing.T) { testRenameCreate(t) })
+	// Without inotify (exhausted watches, some network filesystems) polling
+	// alone must lose nothing either.
+	t.Run("poll only", func(t *testing.T) { testRenameCreate(t, func(f *Follower) { f.noNotify = true }) })
+}
+
+func testRenameCreate(t *testing.T, tweak ...func(*Follower)) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "auth.log")
 	c := newCollector()
 	w := newWriter(t, path, 0)
 	logs, log := newLog()
-	start(t, c, []string{path}, nil, log)
+	start(t, c, []string{path}, nil, log, tweak...)
 	rotations := 0
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -93,6 +100,9 @@ func TestRenameCreate(t *testing.T) {
 		if c.path[n] != path {
 			t.Fatalf("line %d delivered with path %q, want the logical path %q", n, c.path[n], path)
 		}
+	}
+	if len(tweak) > 0 && logs.count("polling only") != 1 {
+		t.Errorf("poll-only run did not run without fsnotify:\n%s", logs)
 	}
 	if got := logs.count("draining"); got < rotations {
 		t.Errorf("%d draining events logged, want at least %d (one per rotation)", got, rotations)
