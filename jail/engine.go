@@ -518,10 +518,10 @@ func (e *Engine) setPosLocked(pos follow.Position) {
 	list := e.positions[pos.Path]
 	for i := range list {
 		if list[i].inode == pos.Inode {
-			if i == 0 && list[0].offset == pos.Offset {
+			if i == 0 && list[0].offset == pos.Offset && list[0].sum == pos.Sum {
 				return
 			}
-			list[i].offset = pos.Offset
+			list[i].offset, list[i].sum = pos.Offset, pos.Sum
 			if i > 0 {
 				ip := list[i]
 				copy(list[1:i+1], list[:i])
@@ -533,7 +533,7 @@ func (e *Engine) setPosLocked(pos follow.Position) {
 	}
 	n := min(len(list)+1, maxInodes)
 	next := make([]inodePos, n)
-	next[0] = inodePos{inode: pos.Inode, offset: pos.Offset}
+	next[0] = inodePos{inode: pos.Inode, offset: pos.Offset, sum: pos.Sum}
 	copy(next[1:], list)
 	e.positions[pos.Path] = next
 	e.dirtyPos[pos.Path] = struct{}{}
@@ -560,7 +560,7 @@ func (e *Engine) Positions() []follow.Position {
 	var out []follow.Position
 	for _, p := range paths {
 		for _, ip := range e.positions[p] {
-			out = append(out, follow.Position{Path: p, Inode: ip.inode, Offset: ip.offset})
+			out = append(out, follow.Position{Path: p, Inode: ip.inode, Offset: ip.offset, Sum: ip.sum})
 		}
 	}
 	return out

@@ -570,15 +570,15 @@ func TestCloseReopenKeepsBans(t *testing.T) {
 func TestPositions(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	for ino := uint64(1); ino <= 6; ino++ {
-		r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: ino, Offset: int64(ino) * 10})
+		r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: ino, Offset: int64(ino) * 10, Sum: uint32(ino)})
 	}
-	r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: 4, Offset: 99})
+	r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: 4, Offset: 99, Sum: 0xdeadbeef})
 	r.e.Advance(follow.Position{Path: "/var/log/b.log", Inode: 1, Offset: 5})
 	want := []follow.Position{
-		{Path: "/var/log/a.log", Inode: 4, Offset: 99},
-		{Path: "/var/log/a.log", Inode: 6, Offset: 60},
-		{Path: "/var/log/a.log", Inode: 5, Offset: 50},
-		{Path: "/var/log/a.log", Inode: 3, Offset: 30},
+		{Path: "/var/log/a.log", Inode: 4, Offset: 99, Sum: 0xdeadbeef},
+		{Path: "/var/log/a.log", Inode: 6, Offset: 60, Sum: 6},
+		{Path: "/var/log/a.log", Inode: 5, Offset: 50, Sum: 5},
+		{Path: "/var/log/a.log", Inode: 3, Offset: 30, Sum: 3},
 		{Path: "/var/log/b.log", Inode: 1, Offset: 5},
 	}
 	if got := r.e.Positions(); !slices.Equal(got, want) {

@@ -72,7 +72,11 @@ type countRec struct {
 type inodePos struct {
 	inode  uint64
 	offset int64
+	sum    uint32 // follow.Position.Sum: tells a reused inode from the file read
 }
+
+// posRecLen is the size of one encoded inodePos: inode, offset, sum.
+const posRecLen = 20
 
 // checkpoint is one transaction's worth of changes: the bans made or
 // lifted, the counts of bans made, and the dirty windows and positions as of
@@ -158,10 +162,11 @@ func (s *store) commit(c *checkpoint) error {
 				}
 				continue
 			}
-			v := make([]byte, 16*len(list))
+			v := make([]byte, posRecLen*len(list))
 			for i, ip := range list {
-				binary.BigEndian.PutUint64(v[16*i:], ip.inode)
-				binary.BigEndian.PutUint64(v[16*i+8:], uint64(ip.offset))
+				binary.BigEndian.PutUint64(v[posRecLen*i:], ip.inode)
+				binary.BigEndian.PutUint64(v[posRecLen*i+8:], uint64(ip.offset))
+				binary.BigEndian.PutUint32(v[posRecLen*i+16:], ip.sum)
 			}
 			if err := poss.Put([]byte(path), v); err != nil {
 				return err
@@ -236,15 +241,16 @@ func (s *store) load(bad func(bucket string, key []byte, err error)) (*loaded, e
 			return err
 		}
 		return tx.Bucket(bktPositions).ForEach(func(k, v []byte) error {
-			if len(v)%16 != 0 {
+			if len(v)%posRecLen != 0 {
 				bad("positions", k, errors.New("decode position: bad length"))
 				return nil
 			}
-			list := make([]inodePos, len(v)/16)
+			list := make([]inodePos, len(v)/posRecLen)
 			for i := range list {
 				list[i] = inodePos{
-					inode:  binary.BigEndian.Uint64(v[16*i:]),
-					offset: int64(binary.BigEndian.Uint64(v[16*i+8:])),
+					inode:  binary.BigEndian.Uint64(v[posRecLen*i:]),
+					offset: int64(binary.BigEndian.Uint64(v[posRecLen*i+8:])),
+					sum:    binary.BigEndian.Uint32(v[posRecLen*i+16:]),
 				}
 			}
 			l.positions[string(k)] = list
