@@ -214,11 +214,17 @@ func zone(s string, i int, space bool) (*time.Location, int, bool) {
 	return time.FixedZone("", off), k, true
 }
 
+var daysIn = [...]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
 func validDay(y int, m time.Month, d int) bool {
-	if d < 1 || d > 31 {
+	if m < 1 || m > 12 || d < 1 {
 		return false
 	}
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Day() == d
+	n := daysIn[m]
+	if m == 2 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		n = 29
+	}
+	return d <= n
 }
 
 // parseNumericDate reads the formats that start with a digit at i.

@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -188,12 +189,15 @@ func parseOptions(s string) (map[string]string, error) {
 
 // Filter is a compiled filter. It is immutable and safe for concurrent use.
 type Filter struct {
-	name     string
-	loc      *time.Location
-	date     dateFunc
-	pref     *compiledRegex
-	fail     []*compiledRegex
-	ignore   []*compiledRegex
+	name   string
+	loc    *time.Location
+	date   dateFunc
+	pref   *compiledRegex
+	fail   []*compiledRegex
+	ignore []*compiledRegex
+	// gate is a literal every failregex requires (nil if none): a line
+	// without it is no failure, whatever the regexes.
+	gate     []byte
 	timeouts atomic.Int64
 }
 
@@ -282,6 +286,7 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 			return nil, fmt.Errorf("%s: prefregex %q has no <F-CONTENT>", f.pref.where, f.pref.src)
 		}
 	}
+	f.gate = commonLiteral(f.fail)
 	if f.pref == nil || !f.pref.hasGroup(idGroups...) {
 		for _, r := range f.fail {
 			if !r.hasGroup(idGroups...) {
@@ -379,7 +384,13 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 			body = text[cs:ce]
 		}
 	}
+	if f.gate != nil && !bytes.Contains(body, f.gate) {
+		return
+	}
 	for i, r := range f.fail {
+		if !r.prefilter(body) {
+			continue
+		}
 		var fg groups
 		ok, _, _ := r.match(body, &fg)
 		if !ok {

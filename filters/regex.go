@@ -353,6 +353,7 @@ type compiledRegex struct {
 	where    string // file:line or index, for errors
 	engine   engine
 	lits     [][]byte // every match contains all of these
+	all      [][]byte // every required literal (for the filter gate)
 	re       *regexp.Regexp
 	bt       *regexp2.Regexp
 	super    *regexp.Regexp // RE2 superset of bt, or nil
@@ -385,6 +386,7 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 				}
 			}
 			cr.lits = requiredLiterals(tr.goSrc)
+			cr.all = allRequiredLiterals(tr.goSrc)
 			return cr, nil
 		}
 		// Valid Python that Go's parser rejects (a repeat over 1000,
@@ -404,6 +406,7 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 		if s, err := regexp.Compile(tr.superSrc); err == nil {
 			cr.super = s
 			cr.lits = requiredLiterals(tr.superSrc)
+			cr.all = allRequiredLiterals(tr.superSrc)
 		}
 	}
 	return cr, nil
@@ -428,6 +431,38 @@ func isAltName(n, base string) bool {
 		}
 	}
 	return true
+}
+
+// commonLiteral returns the longest literal that every regex of rs
+// requires, or nil: a line without it can match none of them.
+func commonLiteral(rs []*compiledRegex) []byte {
+	if len(rs) == 0 {
+		return nil
+	}
+	var best []byte
+	for _, cand := range rs[0].all {
+		if len(cand) <= len(best) {
+			continue
+		}
+		inAll := true
+		for _, r := range rs[1:] {
+			found := false
+			for _, l := range r.all {
+				if bytes.Contains(l, cand) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				inAll = false
+				break
+			}
+		}
+		if inAll {
+			best = cand
+		}
+	}
+	return best
 }
 
 // hasGroup reports whether the regex has a group with one of names.
@@ -570,11 +605,28 @@ func requiredLiterals(src string) [][]byte {
 	}
 	var lits []string
 	collectRequired(re.Simplify(), &lits)
+	return pickLiterals(lits, maxPrefilters)
+}
+
+// allRequiredLiterals is requiredLiterals without the limit.
+func allRequiredLiterals(src string) [][]byte {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	var lits []string
+	collectRequired(re.Simplify(), &lits)
+	return pickLiterals(lits, -1)
+}
+
+// pickLiterals returns up to max (all when max < 0) distinct literals of
+// two bytes or more, longest first.
+func pickLiterals(lits []string, max int) [][]byte {
 	sort.SliceStable(lits, func(i, j int) bool { return len(lits[i]) > len(lits[j]) })
 	var out [][]byte
 	seen := map[string]bool{}
 	for _, l := range lits {
-		if len(out) == maxPrefilters {
+		if len(out) == max {
 			break
 		}
 		if len(l) < 2 || seen[l] {
