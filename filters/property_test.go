@@ -48,6 +48,17 @@ func TestPrefilterNeverRejectsAMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		regexes = append(regexes, f.fail...)
+		if c.spec == "sshd" && string(f.gate) != "sshd" {
+			t.Errorf("sshd gate = %q, want \"sshd\"", f.gate)
+		}
+		// The filter-wide gate must pass every line any failregex matches.
+		for _, text := range texts {
+			for _, cr := range f.fail {
+				if rawMatch(t, cr, text) && f.gate != nil && !bytes.Contains(text, f.gate) {
+					t.Errorf("%s: gate %q rejects %q which %q matches", c.spec, f.gate, text, cr.src)
+				}
+			}
+		}
 	}
 	// Backtracking patterns in the style of fail2ban's own filters.
 	f, err := l.Inline("bt", []string{
