@@ -385,8 +385,8 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 					}
 				}
 			}
-			cr.lits = requiredLiterals(tr.goSrc)
 			cr.all = allRequiredLiterals(tr.goSrc)
+			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 			return cr, nil
 		}
 		// Valid Python that Go's parser rejects (a repeat over 1000,
@@ -405,8 +405,8 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 	if tr.superSrc != "" {
 		if s, err := regexp.Compile(tr.superSrc); err == nil {
 			cr.super = s
-			cr.lits = requiredLiterals(tr.superSrc)
 			cr.all = allRequiredLiterals(tr.superSrc)
+			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 		}
 	}
 	return cr, nil
