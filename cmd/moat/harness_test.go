@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,44 +89,12 @@ func link(t testing.TB, a, b *netNS) {
 	nftest.Veth(t, a, b, []string{"192.0.2.1/24"}, []string{"192.0.2.2/24"})
 }
 
-// serveTCP listens on addr inside ns and accepts (and closes) connections
-// until the test ends.
-func serveTCP(t testing.TB, ns *netNS, addr string) string {
-	t.Helper()
-	var ln net.Listener
-	ns.Do(t, func() {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			t.Fatalf("listen %s in %s: %v", addr, ns.Name, err)
-		}
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
-}
+// serveTCP listens on addr inside ns until the test ends.
+func serveTCP(t testing.TB, ns *netNS, addr string) string { return ns.ServeTCP(t, addr) }
 
 // canConnect reports whether a TCP connection from ns to addr opens within
 // a second.
-func canConnect(t testing.TB, ns *netNS, addr string) bool {
-	t.Helper()
-	ok := false
-	ns.Do(t, func() {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			ok = true
-		}
-	})
-	return ok
-}
+func canConnect(t testing.TB, ns *netNS, addr string) bool { return ns.CanDial(t, addr, time.Second) }
 
 // kernelBans reads the bans back from moat's nftables table in ns.
 func kernelBans(t testing.TB, ns *netNS, table string) []firewall.Ban {

@@ -2,7 +2,6 @@ package nftables_test
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strconv"
 	"testing"
@@ -19,49 +18,12 @@ func TestPacketDrop(t *testing.T) {
 	a, bns := nftest.New(t), nftest.New(t)
 	nftest.Veth(t, a, bns, []string{"192.0.2.1/24", "2001:db8::1/64"}, []string{"192.0.2.2/24", "2001:db8::2/64"})
 
-	var ln4, ln6 net.Listener
-	a.Do(t, func() {
-		var err error
-		if ln4, err = net.Listen("tcp4", "192.0.2.1:0"); err != nil {
-			panic(err)
-		}
-		if ln6, err = net.Listen("tcp6", "[2001:db8::1]:0"); err != nil {
-			panic(err)
-		}
-	})
-	for _, ln := range []net.Listener{ln4, ln6} {
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-	}
-	port4 := uint16(ln4.Addr().(*net.TCPAddr).Port)
-	port6 := uint16(ln6.Addr().(*net.TCPAddr).Port)
-
+	addr4 := a.ServeTCP(t, "192.0.2.1:0")
+	addr6 := a.ServeTCP(t, "[2001:db8::1]:0")
+	port4 := portOf(t, addr4)
+	port6 := portOf(t, addr6)
 	// dial reports whether a connection from B to addr succeeds.
-	dial := func(addr string) bool {
-		var err error
-		bns.Do(t, func() {
-			var c net.Conn
-			c, err = net.DialTimeout("tcp", addr, 300*time.Millisecond)
-			if err == nil {
-				c.Close()
-			}
-		})
-		var ne net.Error
-		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
-			t.Fatalf("dial %s: %v (want success or a timeout)", addr, err)
-		}
-		return err == nil
-	}
-	addr4 := net.JoinHostPort("192.0.2.1", strconv.Itoa(int(port4)))
-	addr6 := net.JoinHostPort("2001:db8::1", strconv.Itoa(int(port6)))
+	dial := func(addr string) bool { return bns.CanDial(t, addr, 300*time.Millisecond) }
 
 	b, err := nftables.New(nftables.Options{NetNS: a.FD()})
 	if err != nil {
@@ -117,4 +79,17 @@ func TestPacketDrop(t *testing.T) {
 			}
 		})
 	}
+}
+
+func portOf(t *testing.T, addr string) uint16 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint16(n)
 }

@@ -8,13 +8,16 @@
 package nftest
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -177,4 +180,47 @@ func Veth(t testing.TB, a, b *NetNS, addrsA, addrsB []string) {
 		}
 		end.ns.IP(t, "link", "set", end.dev, "up")
 	}
+}
+
+// ServeTCP listens on addr ("192.0.2.1:0", "[2001:db8::1]:0") inside the
+// namespace and accepts and closes connections until the test ends. It
+// returns the address it listens on.
+func (n *NetNS) ServeTCP(t testing.TB, addr string) string {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	n.Do(t, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, n.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// CanDial reports whether a TCP connection from the namespace to addr opens
+// within timeout. An error other than a timeout (a refusal, no route) fails
+// the test: a dropped packet shows as a timeout, nothing else.
+func (n *NetNS) CanDial(t testing.TB, addr string, timeout time.Duration) bool {
+	t.Helper()
+	var err error
+	n.Do(t, func() {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", addr, timeout); err == nil {
+			c.Close()
+		}
+	})
+	var ne net.Error
+	if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("dial %s from %s: %v (want success or a timeout)", addr, n.Name, err)
+	}
+	return err == nil
 }
