@@ -322,7 +322,8 @@ type Result struct {
 	// matched, or -1. A line can match and still be no failure: ignored,
 	// <F-NOFAIL>, or a host name instead of an address.
 	Failregex int
-	// Ignored is set when an ignoreregex matched a line a failregex matched.
+	// Ignored is set when an ignoreregex matched (see examine for when
+	// fail2ban checks them).
 	Ignored bool
 	// HasDate is set when a date was found in the line; Match.Time is then
 	// that date, else the reference time.
@@ -373,6 +374,19 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	text = append(text, line[e:]...)
 	*bp = text
 
+	// fail2ban checks the ignoreregexes up front, on the whole line, when
+	// there are fewer of them than failregexes less two; either way it
+	// checks them again on the text a failregex matched (the
+	// <F-CONTENT> with a prefregex). The result is the same but for
+	// counting: an ignored line is counted as ignored, not missed.
+	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+		for _, ig := range f.ignore {
+			if ig.matches(text) {
+				res.Ignored = true
+				return
+			}
+		}
+	}
 	var g groups
 	body := text
 	if f.pref != nil {
@@ -405,7 +419,7 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 			}
 		}
 		for _, ig := range f.ignore {
-			if ig.matches(text) {
+			if ig.matches(body) {
 				res.Ignored = true
 				return
 			}

@@ -274,7 +274,9 @@ func TestNoFailAndPrefregex(t *testing.T) {
 	fsys := fstest.MapFS{"p.conf": {Data: []byte("[Definition]\n" +
 		"prefregex = ^\\s*svc\\[<F-ID>\\d+</F-ID>\\]: <F-CONTENT>.+</F-CONTENT>$\n" +
 		"failregex = ^bad login from <HOST>$\n" +
-		"            ^<F-NOFAIL>hello</F-NOFAIL> from <HOST>$\n")}}
+		"            ^<F-NOFAIL>hello</F-NOFAIL> from <HOST>$\n" +
+		"ignoreregex = ^bad login from 192\\.0\\.2\\.99$\n" +
+		"              ^\\s*svc\\[13\\]\n")}}
 	f, err := loadFS(t, fsys, "p.conf", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +289,8 @@ func TestNoFailAndPrefregex(t *testing.T) {
 		{"nofail", "Nov 26 21:19:40 svc[12]: hello from 192.0.2.3", "", false},
 		{"prefix missing", "Nov 26 21:19:40 other[12]: bad login from 192.0.2.3", "", false},
 		{"caret is start of content", "Nov 26 21:19:40 svc[12]: x bad login from 192.0.2.3", "", false},
+		{"ignoreregex sees the content", "Nov 26 21:19:40 svc[12]: bad login from 192.0.2.99", "", false},
+		{"ignoreregex anchored at content", "Nov 26 21:19:40 svc[13]: bad login from 192.0.2.98", "13", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
