@@ -91,7 +91,7 @@ func (d *iniDoc) lookup(sec, key string) (*iniValue, bool) {
 // into doc. A missing .local is not an error; a missing include is.
 func readIni(doc *iniDoc, fsys fs.FS, name string, depth int) error {
 	if depth > maxIncludeDepth {
-		return fmt.Errorf("read %s: includes nested deeper than %d", name, maxIncludeDepth)
+		return fmt.Errorf("read %s: includes nested deeper than %d", displayPath(fsys, name), maxIncludeDepth)
 	}
 	files := []string{name}
 	if strings.HasSuffix(name, ".conf") {
@@ -108,7 +108,7 @@ func readIni(doc *iniDoc, fsys fs.FS, name string, depth int) error {
 			if i == 0 && errors.Is(err, fs.ErrNotExist) && len(files) > 1 {
 				continue
 			}
-			return fmt.Errorf("read %s: %w", f, err)
+			return fmt.Errorf("read %s: %w", displayPath(fsys, f), err)
 		}
 		found = true
 		if err := mergeIni(doc, fsys, f, string(data), depth); err != nil {
@@ -116,9 +116,18 @@ func readIni(doc *iniDoc, fsys fs.FS, name string, depth int) error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("read %s: %w", name, fs.ErrNotExist)
+		return fmt.Errorf("read %s: %w", displayPath(fsys, name), fs.ErrNotExist)
 	}
 	return nil
+}
+
+// displayPath is name as a user knows it: absolute for files read from
+// the OS root.
+func displayPath(fsys fs.FS, name string) string {
+	if _, ok := fsys.(rootFS); ok {
+		return "/" + name
+	}
+	return name
 }
 
 // readInclude reads an [INCLUDES] file. Like fail2ban, it skips a file
@@ -136,7 +145,7 @@ func readInclude(doc *iniDoc, fsys fs.FS, name string, depth int) error {
 // its before and after includes.
 func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
 	own := newIniDoc()
-	if err := parseIni(own, name, text); err != nil {
+	if err := parseIni(own, displayPath(fsys, name), text); err != nil {
 		return err
 	}
 	var before, after []string
@@ -157,7 +166,7 @@ func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
 	}
 	for _, f := range before {
 		if err := readInclude(doc, fsys, incPath(f), depth+1); err != nil {
-			return fmt.Errorf("include %s from %s: %w", f, name, err)
+			return fmt.Errorf("include %s from %s: %w", f, displayPath(fsys, name), err)
 		}
 	}
 	for secName, s := range own.sections {
@@ -173,7 +182,7 @@ func mergeIni(doc *iniDoc, fsys fs.FS, name, text string, depth int) error {
 	}
 	for _, f := range after {
 		if err := readInclude(doc, fsys, incPath(f), depth+1); err != nil {
-			return fmt.Errorf("include %s from %s: %w", f, name, err)
+			return fmt.Errorf("include %s from %s: %w", f, displayPath(fsys, name), err)
 		}
 	}
 	return nil

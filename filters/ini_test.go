@@ -365,3 +365,15 @@ func TestExamine(t *testing.T) {
 		t.Errorf("Failregexes() = %q", got)
 	}
 }
+
+func TestErrorsNameAbsolutePaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(path, []byte("[Definition]\nfailregex = ok <HOST>\n            bad( <HOST>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := (&Loader{}).Load(path)
+	if err == nil || !strings.Contains(err.Error(), path+":3: failregex") || !strings.Contains(err.Error(), "bad( <HOST>") {
+		t.Errorf("Load(%s) = %v, want an error naming %s:3 and the regex", path, err, path)
+	}
+}
