@@ -902,7 +902,7 @@ func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 	e.mu.Unlock()
 	for _, pb := range pend {
 		b := pb.ban
-		e.log.Info("ban", keyJail, b.Jail, keyIP, b.Prefix.String(), keyFailures, b.Failures,
+		e.log.Info("ban", keyJail, b.Jail, keyIP, netaddr.Format(b.Prefix), keyFailures, b.Failures,
 			keyCount, b.Count, keyUntil, until(b), keyReason, pb.reason)
 		pb.finish(true, fwErr)
 		if e.notify != nil {
@@ -919,7 +919,7 @@ func until(b Ban) string {
 }
 
 func (e *Engine) logLift(kind string, b Ban, reason string) {
-	e.log.Info(kind, keyJail, b.Jail, keyIP, b.Prefix.String(), keyFailures, b.Failures,
+	e.log.Info(kind, keyJail, b.Jail, keyIP, netaddr.Format(b.Prefix), keyFailures, b.Failures,
 		keyCount, b.Count, keyUntil, until(b), keyReason, reason)
 }
 

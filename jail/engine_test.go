@@ -124,8 +124,8 @@ func TestBanLogLine(t *testing.T) {
 				t.Errorf("log line %v lacks key %q", l, k)
 			}
 		}
-		if l[keyUntil] != "never" || l[keyIP] != "198.51.100.7/32" {
-			t.Errorf("log line %v: want ip 198.51.100.7/32 until never", l)
+		if l[keyUntil] != "never" || l[keyIP] != "198.51.100.7" {
+			t.Errorf("log line %v: want ip 198.51.100.7 until never", l)
 		}
 	}
 }

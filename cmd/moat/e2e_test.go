@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	dir := t.TempDir()
 	cfg, socket, logPath := testConfig(t, dir, "nftables", "")
 	appendFile(t, logPath, noise(0))
-	startDaemon(t, server, cfg, socket)
+	d := startDaemon(t, server, cfg, socket)
 	env := map[string]string{"MOAT_SOCKET": socket}
 
 	for i := 1; i <= 4; i++ {
@@ -58,6 +59,9 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	if canConnect(t, client, addr) {
 		t.Fatalf("banned client still connects to %s", addr)
 	}
+	if n := countLogLines(d.logs.String(), "ban", "192.0.2.2"); n != 1 {
+		t.Errorf("%d log lines for the ban of 192.0.2.2, want exactly 1:\n%s", n, d.logs.String())
+	}
 
 	r := cli(t, env, "unban", "192.0.2.2")
 	if r.code != 0 || !strings.Contains(r.stdout, "unbanned 192.0.2.2 in sshd") {
@@ -69,6 +73,28 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	if !canConnect(t, client, addr) {
 		t.Fatalf("unbanned client cannot connect to %s", addr)
 	}
+	if n := countLogLines(d.logs.String(), "unban", "192.0.2.2"); n != 1 {
+		t.Errorf("%d log lines for the unban of 192.0.2.2, want exactly 1", n)
+	}
+}
+
+// countLogLines counts the daemon's JSON log lines with this msg for ip
+// that carry the jail, the failure count, the ban count and the end.
+func countLogLines(logs, msg, ip string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != msg || rec["ip"] != ip {
+			continue
+		}
+		_, f := rec["failures"]
+		_, c := rec["count"]
+		_, u := rec["until"]
+		if rec["jail"] == "sshd" && f && c && u {
+			n++
+		}
+	}
+	return n
 }
 
 // TestEndToEndCrashRestart: `kill -9` while lines are being written, then a

@@ -51,3 +51,17 @@ func Overlaps(p netip.Prefix, ps []netip.Prefix) bool {
 	}
 	return false
 }
+
+// Format writes a single-host prefix as the bare address ("192.0.2.7") and
+// a wider one in CIDR form ("198.51.100.0/24"), as moat shows bans to people
+// and scripts; "" for the zero Prefix.
+func Format(p netip.Prefix) string {
+	switch {
+	case !p.IsValid():
+		return ""
+	case p.IsSingleIP():
+		return p.Addr().String()
+	default:
+		return p.String()
+	}
+}

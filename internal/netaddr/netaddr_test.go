@@ -90,3 +90,17 @@ func FuzzParsePrefix(f *testing.F) {
 		}
 	})
 }
+
+func TestFormat(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7/32": "192.0.2.7", "2001:db8::1/128": "2001:db8::1",
+		"198.51.100.0/24": "198.51.100.0/24", "2001:db8::/64": "2001:db8::/64",
+	} {
+		if got := Format(netip.MustParsePrefix(in)); got != want {
+			t.Errorf("Format(%s) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Format(netip.Prefix{}); got != "" {
+		t.Errorf("Format(zero) = %q, want empty", got)
+	}
+}

@@ -125,15 +125,7 @@ type statusJSON struct {
 
 // FormatPrefix writes p the way the control API and the CLI show it: the bare
 // address for a single host, CIDR form for a wider prefix.
-func FormatPrefix(p netip.Prefix) string {
-	if !p.IsValid() {
-		return ""
-	}
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
-}
+func FormatPrefix(p netip.Prefix) string { return netaddr.Format(p) }
 
 // EncodeBans writes bs to w as a JSON array in the control API's shape (the
 // shape `moat bans --json` prints), indented for a terminal.
