@@ -135,3 +135,42 @@ func TestFirewallPermission(t *testing.T) {
 		}
 	})
 }
+
+// TestDefaultConfigAsUser is the README's first command as an ordinary
+// user: no config file, no root. moat runs on its embedded default, keeps
+// its state and socket in the user's directories, enforces nothing, and
+// says what it watches and what is missing.
+func TestDefaultConfigAsUser(t *testing.T) {
+	needRoot(t) // to become uid 65534
+	if _, err := os.Stat("/etc/moat/moat.yaml"); err == nil {
+		t.Skip("/etc/moat/moat.yaml exists on this machine: the embedded default is not used")
+	}
+	dir := t.TempDir()
+	cmd := asNobody(t, dir, "run")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	socket := filepath.Join(dir, ".local/state/moat/moat.sock")
+	waitFor(t, 10*time.Second, "the daemon to answer at "+socket, func() bool {
+		return cli(t, map[string]string{"MOAT_SOCKET": socket}, "status").code == 0
+	})
+	st := cli(t, map[string]string{"MOAT_SOCKET": socket}, "status", "sshd")
+	if st.code != 0 || !strings.Contains(st.stdout, "Status for the jail: sshd") {
+		t.Errorf("status sshd: exit %d, %q %q", st.code, st.stdout, st.stderr)
+	}
+	out := logs.String()
+	for _, want := range []string{"(embedded default)", "/var/log/auth.log", `"firewall":"none"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start log does not say %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat("/var/log/auth.log"); os.IsNotExist(err) && !strings.Contains(out, "no such log file yet") {
+		t.Errorf("start log does not say the log file is missing:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".local/state/moat/moat.db")); err != nil {
+		t.Errorf("state not kept in the user's state directory: %v", err)
+	}
+}
