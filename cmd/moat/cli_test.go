@@ -65,6 +65,8 @@ func TestCLIBanRefusals(t *testing.T) {
 		{"bad duration", []string{"ban", "192.0.2.7", "--jail", "sshd", "--for", "soon"}, nil, 2, "soon"},
 		{"own ssh session", []string{"ban", "203.0.113.9", "--jail", "sshd"},
 			map[string]string{"SSH_CONNECTION": "203.0.113.9 51000 192.0.2.1 22"}, 1, "your own SSH session"},
+		{"own ssh session over link-local", []string{"ban", "fe80::9", "--jail", "sshd"},
+			map[string]string{"SSH_CONNECTION": "fe80::9%eth0 51000 fe80::1%eth0 22"}, 1, "your own SSH session"},
 		{"own ssh session inside a prefix", []string{"ban", "203.0.113.0/24", "--jail", "sshd"},
 			map[string]string{"SSH_CONNECTION": "203.0.113.9 51000 192.0.2.1 22"}, 1, "your own SSH session"},
 	}

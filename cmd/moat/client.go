@@ -189,8 +189,9 @@ func refuseOwnSession(target, sshConn string) error {
 	if err != nil {
 		return nil // the daemon reports the malformed address
 	}
-	if p.Contains(client.Unmap()) {
-		return fmt.Errorf("refusing to ban %s: it covers your own SSH session from %s (add --force if you mean it)", target, client.Unmap())
+	client = client.Unmap().WithZone("")
+	if p.Contains(client) {
+		return fmt.Errorf("refusing to ban %s: it covers your own SSH session from %s (add --force if you mean it)", target, client)
 	}
 	return nil
 }

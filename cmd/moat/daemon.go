@@ -36,9 +36,6 @@ const (
 	keyJail      = "jail"
 )
 
-// shutdownGrace bounds the cleanup after the context is cancelled.
-const shutdownGrace = 10 * time.Second
-
 func cmdRun(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default /etc/moat/moat.yaml, else the embedded default)")
@@ -49,13 +46,18 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: run takes no arguments, got %q", errUsage, pos)
 	}
+	// Catch SIGHUP from the start: a reload sent while moat is still
+	// starting (a logrotate postrotate, say) must not kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger := newLogger(io)
 	cfg, err := loadConfig(*path, io)
 	if err != nil {
 		printConfigError(io, err)
 		return errors.New("configuration is not valid; nothing started")
 	}
-	d := &daemon{io: io, cfgPath: *path, logger: logger}
+	d := &daemon{io: io, cfgPath: *path, logger: logger, hup: hup}
 	return d.run(ctx, cfg)
 }
 
@@ -79,8 +81,9 @@ type daemon struct {
 	io      stdio
 	cfgPath string
 	logger  *slog.Logger
+	hup     <-chan os.Signal // SIGHUP: reload
 
-	cfg     *configs.Config // the configuration in force
+	cfg     *configs.Config // the configuration moat started with (its state_dir, socket, firewall and metrics stay)
 	engine  *jail.Engine
 	metrics *metrics
 
@@ -247,10 +250,13 @@ func (d *daemon) describe(set *jailSet) {
 // the engine's positions, so no line is read twice.
 func (d *daemon) follow(ctx context.Context) error {
 	for {
+		// The set is read and the follower's cancel stored under mu, where
+		// reload swaps the set: a reload either sees this follower and
+		// stops it, or happened before and its set is the one used here.
+		d.mu.Lock()
 		set := d.set.Load()
 		fctx, cancel := context.WithCancel(ctx)
 		f := follow.New(set.patterns, d.engine.Positions(), follow.Options{Logger: d.logger.With(keyComponent, "follow")})
-		d.mu.Lock()
 		d.follower, d.stopFollower = f, cancel
 		d.mu.Unlock()
 
@@ -263,6 +269,11 @@ func (d *daemon) follow(ctx context.Context) error {
 		d.dispatch(ctx, lines)
 		err := <-errc
 		cancel()
+		// Every line delivered has been dispatched: hand the follower's
+		// final positions over, so the next follower starts exactly there.
+		for _, p := range f.Positions() {
+			d.engine.Advance(p)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -279,14 +290,26 @@ const advanceEvery = 256
 
 // dispatch matches each line against the jails that watch its file, and
 // hands failures and positions to the engine, until lines is closed.
+//
+// A line with a failure goes to the engine with its position. The positions
+// of lines without one are kept per file and handed over every advanceEvery
+// lines, whenever the queue runs dry, and at the end; since a file's lines
+// come in order, no position is handed over ahead of a failure before it.
 func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 	var (
 		set     *jailSet
 		byPath  map[string][]*runJail
-		pending int
-		last    follow.Position
+		pending = map[fileKey]follow.Position{}
+		count   int
 		fails   []jail.Failure
 	)
+	flush := func() {
+		for k, p := range pending {
+			d.engine.Advance(p)
+			delete(pending, k)
+		}
+		count = 0
+	}
 	for line := range lines {
 		if s := d.set.Load(); s != set {
 			set, byPath = s, map[string][]*runJail{}
@@ -305,33 +328,42 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 				fails = append(fails, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time})
 			}
 		}
-		failed := len(fails) > 0
-		if failed {
-			// One call for all jails of the line: a checkpoint holds all
-			// of its failures or none.
-			bans, err := d.engine.Failures(ctx, fails, line.Pos)
-			if err != nil {
-				d.logger.Error("record failure", keyError, err)
+		key := fileKey{line.Pos.Path, line.Pos.Inode}
+		if len(fails) == 0 {
+			pending[key] = line.Pos
+			if count++; count >= advanceEvery || len(lines) == 0 {
+				flush()
 			}
+			continue
+		}
+		// One call for all jails of the line: a checkpoint holds all of its
+		// failures or none.
+		delete(pending, key)
+		bans, err := d.engine.Failures(ctx, fails, line.Pos)
+		switch {
+		case errors.Is(err, jail.ErrUnknownJail):
+			// A jail removed by a reload, before the new set is in place.
+			d.logger.Debug("failure for a jail being removed", keyError, err)
+		case err != nil:
+			d.logger.Error("record failure", keyError, err)
+		default:
 			for _, b := range bans {
 				if j := set.byName(b.Jail); j != nil {
-					j.m.latency.Observe(time.Since(now).Seconds())
+					j.m.latency.Observe(time.Since(line.Read).Seconds())
 				}
 			}
 		}
-		if failed {
-			pending = 0
-			continue
-		}
-		last, pending = line.Pos, pending+1
-		if pending >= advanceEvery || len(lines) == 0 {
-			d.engine.Advance(last)
-			pending = 0
+		if len(lines) == 0 {
+			flush()
 		}
 	}
-	if pending > 0 {
-		d.engine.Advance(last)
-	}
+	flush()
+}
+
+// fileKey is one file: the path it was found at and its inode.
+type fileKey struct {
+	path  string
+	inode uint64
 }
 
 // byName is the jail of that name, or nil.
@@ -369,14 +401,11 @@ func matchesAny(patterns []string, path string) bool {
 
 // reloadOnHUP reloads the configuration on each SIGHUP.
 func (d *daemon) reloadOnHUP(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
+		case <-d.hup:
 			if err := d.reload(ctx); err != nil {
 				d.logger.Error("reload refused; the configuration in force stays", keyError, err)
 			}
@@ -395,26 +424,31 @@ func (d *daemon) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	old := d.cfg
-	if cfg.StateDir != old.StateDir || cfg.Socket != old.Socket || cfg.Firewall != old.Firewall || cfg.Metrics != old.Metrics {
+	if old := d.cfg; cfg.StateDir != old.StateDir || cfg.Socket != old.Socket || cfg.Firewall != old.Firewall || cfg.Metrics != old.Metrics {
 		d.logger.Warn("state_dir, socket, firewall and metrics changes take effect at the next start; the running values stay")
-	}
-	if err := d.engine.Configure(ctx, jailConfigs(set)); err != nil {
-		return fmt.Errorf("configure jails: %w", err)
-	}
-	prev := d.set.Swap(set)
-	d.cfg = cfg
-	if !slices.Equal(prev.patterns, set.patterns) {
-		d.mu.Lock()
-		if d.stopFollower != nil {
-			d.stopFollower()
-		}
-		d.mu.Unlock()
 	}
 	names := make([]string, len(set.jails))
 	for i, j := range set.jails {
 		names[i] = j.cfg.Name
 	}
+	if err := d.engine.Configure(ctx, jailConfigs(set)); err != nil {
+		// Configure changes nothing on a validation error; past that
+		// (a firewall sync that failed) the engine runs the new jails,
+		// and the daemon must follow it. Run retries the sync.
+		got := d.engine.Jails()
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(names))
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("configure jails: %w", err)
+		}
+		d.logger.Error("reload applied, but the firewall sync failed; it is retried", keyError, err)
+	}
+	d.mu.Lock()
+	prev := d.set.Swap(set)
+	if !slices.Equal(prev.patterns, set.patterns) && d.stopFollower != nil {
+		d.stopFollower()
+	}
+	d.mu.Unlock()
 	d.logger.Info("configuration reloaded", "config", cfg.File, "jails", strings.Join(names, ","))
 	d.describe(set)
 	return nil

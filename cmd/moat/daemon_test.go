@@ -20,15 +20,10 @@ import (
 // bans, active bans and the ban latency histogram per jail, and no series
 // is labelled by an address.
 func TestMetrics(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	env, logPath := startInProcess(t, fmt.Sprintf("metrics:\n  listen: %s\n", addr))
 	for i := 1; i <= 5; i++ {
-		appendFile(t, logPath, sshdFailure("192.0.2.44", i)+noise(i))
+		appendFile(t, logPath, noise(i)+sshdFailure("192.0.2.44", i))
 	}
 	waitFor(t, 10*time.Second, "the ban", func() bool { return len(cliBans(t, env["MOAT_SOCKET"])) == 1 })
 	if r := cli(t, env, "unban", "192.0.2.44"); r.code != 0 {
@@ -37,13 +32,7 @@ func TestMetrics(t *testing.T) {
 	if r := cli(t, env, "ban", "198.51.100.3", "--jail", "sshd"); r.code != 0 {
 		t.Fatalf("ban: %s", r.stderr)
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	text := string(body)
+	text := scrape(t, addr)
 	for _, want := range []string{
 		`moat_lines_read_total{jail="sshd"} 11`,
 		`moat_failures_total{jail="sshd"} 5`,
@@ -62,6 +51,32 @@ func TestMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("metrics:\n%s", text)
 	}
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrape fetches the metrics text served at addr.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return string(body)
 }
 
 // asNobody copies the test binary where uid 65534 can run it and returns a

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -36,7 +38,9 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		appendFile(t, logPath, sshdFailure("192.0.2.2", i)+noise(i))
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 10*time.Second, "4 failures counted", func() bool {
+		return strings.Contains(cli(t, env, "status", "sshd").stdout, "Total failed:\t4\n")
+	})
 	if bans := cliBans(t, socket); len(bans) != 0 {
 		t.Fatalf("after 4 failures (maxretry 5): bans = %+v, want none", bans)
 	}
@@ -246,45 +250,86 @@ func TestEndToEndFlushRestored(t *testing.T) {
 	t.Logf("restored %s after the flush", time.Since(flushed).Round(time.Millisecond))
 }
 
-// TestEndToEndReload: SIGHUP adds a jail and keeps the bans of an unchanged
-// one; a broken configuration is refused and the old one stays in force.
+// TestEndToEndReload: SIGHUP adds a jail (which restarts the follower on
+// the new set of logs) and keeps the bans and the failure counts of an
+// unchanged one without reading a line twice; two SIGHUPs in a row are
+// fine; a broken configuration is refused and the old one stays in force;
+// removing a jail lifts its bans.
 func TestEndToEndReload(t *testing.T) {
 	dir := t.TempDir()
-	cfg, socket, _ := testConfig(t, dir, "none", "")
+	metrics := "metrics:\n  listen: " + freeAddr(t) + "\n"
+	cfg, socket, authLog := testConfig(t, dir, "none", metrics)
+	appendFile(t, authLog, noise(0))
 	d := startDaemon(t, nil, cfg, socket)
 	env := map[string]string{"MOAT_SOCKET": socket}
+	hup := func() {
+		t.Helper()
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if r := cli(t, env, "ban", "198.51.100.9", "--jail", "sshd"); r.code != 0 {
 		t.Fatalf("moat ban: %s", r.stderr)
 	}
-	webLog := dir + "/access.log"
+	var text strings.Builder
+	for i := 1; i <= 4; i++ {
+		text.WriteString(sshdFailure("203.0.113.77", i) + noise(i))
+	}
+	for i := 0; i < 3000; i++ {
+		text.WriteString(noise(i))
+	}
+	appendFile(t, authLog, text.String())
+	counted := func(n int) func() bool {
+		return func() bool {
+			return strings.Contains(cli(t, env, "status", "sshd").stdout, fmt.Sprintf("Total failed:\t%d\n", n))
+		}
+	}
+	waitFor(t, 10*time.Second, "4 sshd failures counted", counted(4))
+
+	webLog := filepath.Join(dir, "access.log")
 	_, _, _ = testConfig(t, dir, "none", fmt.Sprintf(`  web:
     filter:
       failregex: '^<HOST> .* "GET /wp-login\.php'
     logpath: %s
     maxretry: 2
-`, webLog))
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+`, webLog)+metrics)
+	hup()
+	hup()
 	waitFor(t, 10*time.Second, "jail web after reload", func() bool {
 		return strings.Contains(cli(t, env, "status").stdout, "web")
 	})
+	// The follower restarted on the new logs: auth.log is not read again
+	// (its 4 failures would count 8 and ban 203.0.113.77).
+	time.Sleep(300 * time.Millisecond)
 	if bans := cliBans(t, socket); len(bans) != 1 || bans[0].IP != "198.51.100.9" {
-		t.Fatalf("bans after reload = %+v, want the sshd ban kept", bans)
+		t.Fatalf("bans after reload = %+v, want the sshd ban kept and nothing else", bans)
 	}
+	if !counted(4)() {
+		t.Fatalf("after reload: %s; want the 4 failures kept and none read twice", cli(t, env, "status", "sshd").stdout)
+	}
+	const written = 1 + 8 + 3000
+	if m := fmt.Sprintf(`moat_lines_read_total{jail="sshd"} %d`+"\n", written); !strings.Contains(scrape(t, metricsAddr(metrics)), m) {
+		got := regexp.MustCompile(`moat_lines_read_total.*`).FindAllString(scrape(t, metricsAddr(metrics)), -1)
+		t.Errorf("after reload the sshd jail did not read exactly the %d lines written (no line twice): %q", written, got)
+	}
+	// The failure count survived: one more failure bans.
+	appendFile(t, authLog, sshdFailure("203.0.113.77", 5))
+	waitFor(t, 10*time.Second, "203.0.113.77 banned on its 5th failure", func() bool { return len(cliBans(t, socket)) == 2 })
 	// The new jail works.
 	line := fmt.Sprintf(`203.0.113.5 - - [%s] "GET /wp-login.php HTTP/1.1" 404 153 "-" "curl/8"`+"\n", time.Now().Format("02/Jan/2006:15:04:05 -0700"))
 	appendFile(t, webLog, line+line)
 	waitFor(t, 10*time.Second, "203.0.113.5 banned by jail web", func() bool {
-		return len(cliBans(t, socket)) == 2
+		return len(cliBans(t, socket)) == 3
 	})
 
+	good, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(cfg, []byte("jails:\n  sshd:\n    maxretry: many\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	hup()
 	waitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
 		return strings.Contains(d.logs.String(), "reload refused")
 	})
@@ -292,7 +337,21 @@ func TestEndToEndReload(t *testing.T) {
 		t.Errorf("the refusal does not name the bad field:\n%s", d.logs.String())
 	}
 	st := cli(t, env, "status")
-	if st.code != 0 || !strings.Contains(st.stdout, "web") || len(cliBans(t, socket)) != 2 {
+	if st.code != 0 || !strings.Contains(st.stdout, "web") || len(cliBans(t, socket)) != 3 {
 		t.Fatalf("after a refused reload: status %q (exit %d); want both jails and bans in force", st.stdout, st.code)
 	}
+
+	// Removing jail web lifts its ban.
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(good), string(good[strings.Index(string(good), "  web:"):strings.Index(string(good), "metrics:")]), "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	waitFor(t, 10*time.Second, "jail web gone with its ban", func() bool {
+		return !strings.Contains(cli(t, env, "status").stdout, "web") && len(cliBans(t, socket)) == 2
+	})
+}
+
+// metricsAddr is the address in a "metrics:\n  listen: ADDR\n" snippet.
+func metricsAddr(snippet string) string {
+	return strings.TrimSpace(snippet[strings.LastIndex(snippet, " ")+1:])
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -156,7 +157,9 @@ func startDaemon(t testing.TB, ns *netNS, cfg, socket string) *daemonProc {
 	return p
 }
 
-// stop sends SIGTERM and waits for the process to end.
+// stop sends SIGTERM and waits for the process to end; the daemon must
+// exit 0 and its log must hold no data race report (the test binary, and so
+// the daemon, may be built with -race).
 func (p *daemonProc) stop(t testing.TB) {
 	select {
 	case <-p.done:
@@ -170,6 +173,13 @@ func (p *daemonProc) stop(t testing.TB) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		t.Errorf("daemon did not stop within 20s of SIGTERM")
+		return
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("daemon exited %d after SIGTERM, want 0", code)
+	}
+	if strings.Contains(p.logs.String(), "DATA RACE") {
+		t.Errorf("data race in the daemon")
 	}
 }
 

@@ -74,6 +74,8 @@ type Position struct {
 type Line struct {
 	Text string
 	Pos  Position
+	// Read is when the line was read from the file (for latency figures).
+	Read time.Time
 }
 
 // MaxLine is the longest line delivered. The bytes of a longer line past the
@@ -784,7 +786,7 @@ func (f *Follower) drain(ctx context.Context, r *reader, out chan<- Line) (more,
 		return false, false, nil
 	}
 	if len(r.partial) > 0 {
-		if err := send(ctx, out, Line{Text: string(r.partial), Pos: Position{Path: r.path, Inode: r.id.ino, Offset: r.off, Sum: r.sum()}}); err != nil {
+		if err := send(ctx, out, Line{Text: string(r.partial), Pos: Position{Path: r.path, Inode: r.id.ino, Offset: r.off, Sum: r.sum()}, Read: f.now()}); err != nil {
 			return false, false, err
 		}
 		r.partial = r.partial[:0]
@@ -823,7 +825,7 @@ func (f *Follower) read(ctx context.Context, r *reader, out chan<- Line) (more b
 		n, err := r.f.ReadAt(f.buf, r.off)
 		if n > 0 {
 			r.changed = f.now()
-			if err := r.lines(ctx, f.buf[:n], out); err != nil {
+			if err := r.lines(ctx, f.buf[:n], f.now(), out); err != nil {
 				return false, err
 			}
 			budget -= n
@@ -854,8 +856,9 @@ func (r *reader) reset() {
 	r.partial = r.partial[:0]
 }
 
-// lines splits chunk, read at r.off, into lines and sends the whole ones.
-func (r *reader) lines(ctx context.Context, chunk []byte, out chan<- Line) error {
+// lines splits chunk, read at r.off at time read, into lines and sends the
+// whole ones.
+func (r *reader) lines(ctx context.Context, chunk []byte, read time.Time, out chan<- Line) error {
 	base := r.off
 	start := 0
 	for {
@@ -887,7 +890,7 @@ func (r *reader) lines(ctx context.Context, chunk []byte, out chan<- Line) error
 			need := min(fpSize-(end+1), r.fpn)
 			sum = crc32.Update(crc32.Checksum(r.fp[r.fpn-need:r.fpn], castagnoli), castagnoli, chunk[:end+1])
 		}
-		if err := send(ctx, out, Line{Text: text, Pos: Position{Path: r.path, Inode: r.id.ino, Offset: off, Sum: sum}}); err != nil {
+		if err := send(ctx, out, Line{Text: text, Pos: Position{Path: r.path, Inode: r.id.ino, Offset: off, Sum: sum}, Read: read}); err != nil {
 			return err
 		}
 		r.lineOff, r.lineSum = off, sum

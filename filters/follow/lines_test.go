@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"strings"
 	"testing"
+	"time"
 )
 
 // splitRef is the reference: the whole lines of data, each cut to MaxLine,
@@ -37,7 +38,7 @@ func feed(data []byte, cuts []int) []Line {
 			n = min(max(cuts[0], 1), len(data))
 			cuts = cuts[1:]
 		}
-		if err := r.lines(context.Background(), data[:n], out); err != nil {
+		if err := r.lines(context.Background(), data[:n], time.Time{}, out); err != nil {
 			panic(err)
 		}
 		data = data[n:]
