@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,7 +43,7 @@ func BenchmarkBanLatency(b *testing.B) {
 	for iter := 0; iter < b.N; iter++ {
 		lat = lat[:0]
 		for i := 0; i < n; i++ {
-			addr := fmt.Sprintf("2001:db8:%x:%x::%x", iter, i/256, i%256+1)
+			addr := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::%x", iter, i/256, i%256+1)).String()
 			appendFile(b, logPath, sshdFailure(addr, 1)+sshdFailure(addr, 2))
 			time.Sleep(5 * time.Millisecond)
 			start := time.Now()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +86,13 @@ func TestCLIBanRefusals(t *testing.T) {
 				t.Errorf("error is not one line: %q", r.stderr)
 			}
 		})
+	}
+	// One of this host's own addresses, if it has one besides loopback.
+	if own := ownAddr(t); own != "" {
+		r := cli(t, env, "ban", own, "--jail", "sshd")
+		if r.code != 1 || !strings.Contains(r.stderr, "own addresses") {
+			t.Errorf("ban of the host's own %s: exit %d, %q; want a refusal", own, r.code, r.stderr)
+		}
 	}
 	if bans := cliBans(t, env["MOAT_SOCKET"]); len(bans) != 0 {
 		t.Errorf("refused bans left bans behind: %+v", bans)
@@ -189,6 +198,14 @@ func TestCLICheck(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "bad.yaml:4") || !strings.Contains(r.stderr, "findtime") || !strings.Contains(r.stderr, "10x") {
 		t.Errorf("check of a bad config: exit %d, stderr %q; want file:line, field and value", r.code, r.stderr)
 	}
+	nofilter := filepath.Join(dir, "nofilter.yaml")
+	if err := os.WriteFile(nofilter, []byte("jails:\n  sshd:\n    logpath: /var/log/auth.log\n    filter: nosuchfilter\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = cli(t, nil, "check", "--config", nofilter)
+	if r.code != 1 || !strings.Contains(r.stderr, "nofilter.yaml:4") || !strings.Contains(r.stderr, "nosuchfilter") {
+		t.Errorf("check of a config naming a missing filter: exit %d, stderr %q; want file:line and the name", r.code, r.stderr)
+	}
 	r = cli(t, nil, "check", "--config", filepath.Join(dir, "missing.yaml"))
 	if r.code != 1 || !strings.Contains(r.stderr, "missing.yaml") {
 		t.Errorf("check of a missing file: exit %d, %q", r.code, r.stderr)
@@ -211,4 +228,18 @@ func TestCLIUsage(t *testing.T) {
 			t.Errorf("moat %v: exit %d, stderr %q; want usage error 2", args, r.code, r.stderr)
 		}
 	}
+}
+
+// ownAddr is a non-loopback address of this host, or "".
+func ownAddr(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() {
+			return p.Addr().String()
+		}
+	}
+	return ""
 }
