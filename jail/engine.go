@@ -190,7 +190,6 @@ type Engine struct {
 	pending     []*pendingBan
 	counts      map[winKey]countRec
 	positions   map[string][]inodePos
-	dirtyWin    map[winKey]struct{}
 	dirtyPos    map[string]struct{}
 	dirtyCounts map[winKey]struct{}
 }
@@ -222,7 +221,6 @@ func Open(opts Options) (*Engine, error) {
 		pendingKeys: make(map[winKey]int),
 		counts:      make(map[winKey]countRec),
 		positions:   make(map[string][]inodePos),
-		dirtyWin:    make(map[winKey]struct{}),
 		dirtyPos:    make(map[string]struct{}),
 		dirtyCounts: make(map[winKey]struct{}),
 	}
@@ -246,8 +244,6 @@ func Open(opts Options) (*Engine, error) {
 		maxTracked = 1_000_000
 	}
 	e.tr = newTracker(maxTracked)
-	e.tr.onEvict = e.dropWinLocked
-	e.tr.onDiskNow = func(k winKey) bool { _, ok := e.dirtyWin[k]; return ok }
 
 	db, err := memdb.NewMemDB(schema)
 	if err != nil {
@@ -290,10 +286,8 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.counts = l.counts
 	e.positions = l.positions
-	for k, times := range l.windows {
-		if !e.tr.load(k, times) {
-			e.dirtyWin[k] = struct{}{}
-		}
+	for _, sw := range l.windows {
+		e.tr.load(sw.k, sw.times)
 	}
 	e.st = st
 	return e, nil
@@ -407,32 +401,27 @@ func (e *Engine) Configure(ctx context.Context, jails []Config) error {
 	}
 
 	e.mu.Lock()
-	drop := e.dropWinLocked
 	next := make(map[string]*jailState, len(cfgs))
 	for _, c := range cfgs {
 		js := &jailState{cfg: c, findtime: int64(c.FindTime)}
 		if old := e.jails[c.Name]; old != nil {
 			js.totalFailed, js.totalBanned = old.totalFailed, old.totalBanned
 			if old.cfg.IPv6Prefix != c.IPv6Prefix {
-				e.tr.removeJail(c.Name, drop)
+				e.tr.removeJail(c.Name)
 			}
 		}
 		next[c.Name] = js
 	}
 	for name := range e.jails {
 		if next[name] == nil {
-			e.tr.removeJail(name, drop)
+			e.tr.removeJail(name)
 		}
 	}
 	// Windows loaded from the state db for jails that are not configured.
-	var stray []string
-	for name, n := range e.tr.perJail {
-		if next[name] == nil && n > 0 {
-			stray = append(stray, name)
+	for _, name := range e.tr.jailsHeld() {
+		if next[name] == nil {
+			e.tr.removeJail(name)
 		}
-	}
-	for _, name := range stray {
-		e.tr.removeJail(name, drop)
 	}
 	e.jails = next
 	e.self = self
@@ -652,12 +641,11 @@ func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 		return nil, nil
 	}
 	n := e.tr.add(k, f.Time.UnixNano(), js.findtime)
-	e.dirtyWin[k] = struct{}{}
 	js.totalFailed++
 	if n < js.cfg.MaxRetry {
 		return nil, nil
 	}
-	e.dropWinLocked(k, e.tr.remove(k))
+	e.tr.remove(k)
 	return e.decideLocked(js, k, n, now, 0, "failures"), nil
 }
 
@@ -705,18 +693,6 @@ func (e *Engine) rebuildWideLocked() {
 		if js := e.jails[k.jail]; js != nil && isWide(js, k.prefix) {
 			e.wide[k.jail] = append(e.wide[k.jail], wideBan{p: k.prefix, exp: exp})
 		}
-	}
-}
-
-// dropWinLocked records that k's window is gone: the next checkpoint
-// deletes it if the state db may hold it; otherwise there is nothing to
-// write. This keeps the dirty set within twice MaxTracked under a flood of
-// distinct addresses. mu held.
-func (e *Engine) dropWinLocked(k winKey, onDisk bool) {
-	if onDisk {
-		e.dirtyWin[k] = struct{}{}
-	} else {
-		delete(e.dirtyWin, k)
 	}
 }
 
@@ -796,18 +772,7 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 		}
 		clear(e.dirtyCounts)
 	}
-	if len(e.dirtyWin) > 0 {
-		c.windows = make(map[winKey][]int64, len(e.dirtyWin))
-		for k := range e.dirtyWin {
-			if w := e.tr.get(k); w != nil {
-				c.windows[k] = slices.Clone(w.times)
-				w.onDisk = true
-			} else {
-				c.windows[k] = nil
-			}
-		}
-		clear(e.dirtyWin)
-	}
+	e.tr.snapshot(&c.windows)
 	if len(e.dirtyPos) > 0 {
 		c.positions = make(map[string][]inodePos, len(e.dirtyPos))
 		for p := range e.dirtyPos {
@@ -825,9 +790,7 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 		for k := range c.counts {
 			e.dirtyCounts[k] = struct{}{}
 		}
-		for k := range c.windows {
-			e.dirtyWin[k] = struct{}{}
-		}
+		e.tr.restore(&c.windows)
 		for p := range c.positions {
 			e.dirtyPos[p] = struct{}{}
 		}
@@ -999,7 +962,7 @@ func (e *Engine) Ban(ctx context.Context, jail string, p netip.Prefix, d time.Du
 		return Ban{}, &RefusedError{Prefix: p, Reason: why}
 	}
 	k := winKey{jail, p}
-	e.dropWinLocked(k, e.tr.remove(k))
+	e.tr.remove(k)
 	pb := e.decideLocked(js, k, 0, e.now(), d, "manual")
 	e.mu.Unlock()
 	b, err := e.await(ctx, pb)
@@ -1134,7 +1097,7 @@ func (e *Engine) Status(jail string) ([]Status, error) {
 		out[i] = Status{
 			Jail:            n,
 			Files:           []string{},
-			CurrentlyFailed: e.tr.perJail[n],
+			CurrentlyFailed: e.tr.count(n),
 			TotalFailed:     js.totalFailed,
 			TotalBanned:     js.totalBanned,
 		}
@@ -1220,7 +1183,7 @@ func (e *Engine) sweep(ctx context.Context) error {
 			return 0, false
 		}
 		return js.findtime, true
-	}, e.dropWinLocked)
+	})
 	e.mu.Unlock()
 
 	e.wmu.Lock()

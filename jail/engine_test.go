@@ -783,7 +783,7 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 	for i := range 200 {
 		r.fail("sshd", fmt.Sprintf("198.51.100.%d", i), t0, follow.Position{})
 	}
-	if n := len(r.e.dirtyWin); n > 4 {
+	if n := r.e.tr.pendingWrites(); n > 4 {
 		t.Errorf("dirty set holds %d keys, want at most 2*MaxTracked", n)
 	}
 	if err := r.e.Checkpoint(ctx); err != nil {
@@ -793,7 +793,7 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 	r.open()
 	var got []string
 	for k := range r.e.tr.m {
-		got = append(got, k.prefix.String())
+		got = append(got, k.prefix().String())
 	}
 	slices.Sort(got)
 	if want := []string{"198.51.100.198/32", "198.51.100.199/32"}; !slices.Equal(got, want) {

@@ -1,14 +1,14 @@
 package jail
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -16,10 +16,13 @@ import (
 
 // The state database holds, in one bbolt file (<StateDir>/moat.db):
 //
-//	bans       jail \x00 prefix → JSON Ban          (active bans)
-//	counts     jail \x00 prefix → count, last ban   (escalation; kept after unban)
-//	windows    jail \x00 prefix → failure times     (checkpointed windows)
-//	positions  path             → (inode, offset)…  (newest inode first)
+//	bans       key → JSON Ban                        (active bans)
+//	counts     key → count, last ban                 (escalation; kept after unban)
+//	windows    key → failure times                   (checkpointed windows)
+//	positions  path → (inode, offset, sum)…          (newest inode first)
+//
+// A key is the jail name, a 0 byte, the 16-byte address (IPv4 mapped) and
+// the prefix length counted in 128 bits (dbKey); numbers are big-endian.
 var (
 	bktBans      = []byte("bans")
 	bktCounts    = []byte("counts")
@@ -85,29 +88,73 @@ type checkpoint struct {
 	putBans   []Ban
 	delBans   []winKey
 	counts    map[winKey]countRec
-	windows   map[winKey][]int64 // nil: delete
+	windows   winBatch
 	positions map[string][]inodePos
+}
+
+// winBatch is a checkpoint's windows, encoded: one buffer holds every key
+// and value, so a flood of a million dirty windows costs two allocations
+// here, not two per window.
+type winBatch struct {
+	buf  []byte
+	ents []winEnt
+}
+
+// winEnt is one window of a winBatch: key buf[k0:k1], value buf[k1:v1]
+// (big-endian Unix nanoseconds); an empty value deletes the key.
+type winEnt struct {
+	k0, k1, v1 uint32
+}
+
+// sort orders the entries by key: bbolt inserts in key order append to
+// its nodes, where random order moves half a node per insert.
+func (b *winBatch) sort() {
+	buf := b.buf
+	slices.SortFunc(b.ents, func(x, y winEnt) int {
+		return bytes.Compare(buf[x.k0:x.k1], buf[y.k0:y.k1])
+	})
 }
 
 func (c *checkpoint) empty() bool {
 	return len(c.putBans) == 0 && len(c.delBans) == 0 && len(c.counts) == 0 &&
-		len(c.windows) == 0 && len(c.positions) == 0
+		len(c.windows.ents) == 0 && len(c.positions) == 0
 }
 
+// dbKey is the state db key of k: jail name, 0, the 16-byte address (IPv4
+// mapped) and the prefix length counted in 128 bits (an IPv4 /32 is 128).
+// The windows bucket uses the same form (tracker.appendDBKey).
 func dbKey(k winKey) []byte {
-	return []byte(k.jail + "\x00" + k.prefix.String())
+	b := make([]byte, 0, len(k.jail)+18)
+	b = append(b, k.jail...)
+	b = append(b, 0)
+	a := k.prefix.Addr().As16()
+	b = append(b, a[:]...)
+	return append(b, prefixBits(k.prefix))
+}
+
+// decodeDBKey is the inverse of dbKey.
+func decodeDBKey(b []byte) (winKey, bool) {
+	if len(b) < 18 || b[len(b)-18] != 0 {
+		return winKey{}, false
+	}
+	j := len(b) - 18
+	tk := tkey{addr: [16]byte(b[j+1 : j+17]), bits: b[j+17]}
+	if tk.bits > 128 {
+		return winKey{}, false
+	}
+	p := tk.prefix()
+	if p != p.Masked() {
+		return winKey{}, false
+	}
+	return winKey{jail: string(b[:j]), prefix: p}, true
 }
 
 func parseDBKey(b []byte) (winKey, error) {
-	jail, p, ok := strings.Cut(string(b), "\x00")
+	k, ok := decodeDBKey(b)
 	if !ok {
 		return winKey{}, fmt.Errorf("bad key %q", b)
 	}
-	pfx, err := netip.ParsePrefix(p)
-	if err != nil {
-		return winKey{}, fmt.Errorf("bad key %q: %w", b, err)
-	}
-	return winKey{jail: jail, prefix: pfx}, nil
+	return k, nil
 }
 
 // commit writes c in one fsynced transaction.
@@ -140,18 +187,21 @@ func (s *store) commit(c *checkpoint) error {
 				return err
 			}
 		}
-		for k, times := range c.windows {
-			if times == nil {
-				if err := wins.Delete(dbKey(k)); err != nil {
+		// Keys arrive in order: pack the pages fuller than bbolt's half
+		// (most of a flood's keys are new).
+		wins.FillPercent = 0.9
+		c.windows.sort()
+		buf := c.windows.buf
+		for _, e := range c.windows.ents {
+			k := buf[e.k0:e.k1:e.k1]
+			if e.v1 == e.k1 {
+				if err := wins.Delete(k); err != nil {
 					return err
 				}
 				continue
 			}
-			v := make([]byte, 8*len(times))
-			for i, t := range times {
-				binary.BigEndian.PutUint64(v[8*i:], uint64(t))
-			}
-			if err := wins.Put(dbKey(k), v); err != nil {
+			// bbolt keeps the value until the commit: buf outlives it.
+			if err := wins.Put(k, buf[e.k1:e.v1:e.v1]); err != nil {
 				return err
 			}
 		}
@@ -184,8 +234,14 @@ func (s *store) commit(c *checkpoint) error {
 type loaded struct {
 	bans      []Ban
 	counts    map[winKey]countRec
-	windows   map[winKey][]int64
+	windows   []savedWin
 	positions map[string][]inodePos
+}
+
+// savedWin is one window read back.
+type savedWin struct {
+	k     winKey
+	times []int64
 }
 
 // load reads the whole state. Entries that cannot be decoded are skipped
@@ -193,7 +249,6 @@ type loaded struct {
 func (s *store) load(bad func(bucket string, key []byte, err error)) (*loaded, error) {
 	l := &loaded{
 		counts:    make(map[winKey]countRec),
-		windows:   make(map[winKey][]int64),
 		positions: make(map[string][]inodePos),
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -234,7 +289,7 @@ func (s *store) load(bad func(bucket string, key []byte, err error)) (*loaded, e
 			for i := range times {
 				times[i] = int64(binary.BigEndian.Uint64(v[8*i:]))
 			}
-			l.windows[key] = times
+			l.windows = append(l.windows, savedWin{key, times})
 			return nil
 		})
 		if err != nil {

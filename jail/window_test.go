@@ -17,7 +17,7 @@ func key(i uint32) winKey {
 func TestTrackerEvictsLeastRecentlyFailed(t *testing.T) {
 	tr := newTracker(3)
 	var evicted []winKey
-	tr.onEvict = func(k winKey, _ bool) { evicted = append(evicted, k) }
+	tr.onEvict = func(k winKey) { evicted = append(evicted, k) }
 	ft := int64(time.Hour)
 	tr.add(key(1), 1, ft)
 	tr.add(key(2), 2, ft)
@@ -30,8 +30,8 @@ func TestTrackerEvictsLeastRecentlyFailed(t *testing.T) {
 	if len(evicted) != 3 || evicted[0] != want[0] || evicted[1] != want[1] || evicted[2] != want[2] {
 		t.Errorf("evicted %v, want %v", evicted, want)
 	}
-	if tr.len() != 3 || tr.perJail["sshd"] != 3 {
-		t.Errorf("len %d perJail %d, want 3", tr.len(), tr.perJail["sshd"])
+	if tr.len() != 3 || tr.count("sshd") != 3 {
+		t.Errorf("len %d count %d, want 3", tr.len(), tr.count("sshd"))
 	}
 }
 
@@ -41,10 +41,9 @@ func TestTrackerExpireOld(t *testing.T) {
 	tr.add(key(1), 10, ft)
 	tr.add(key(2), 500, ft)
 	tr.add(key(3), 20, ft) // older but more recent in arrival: kept until it reaches the tail
-	var dropped []winKey
-	tr.expireOld(550, func(string) (int64, bool) { return ft, true }, func(k winKey, _ bool) { dropped = append(dropped, k) })
-	if len(dropped) != 1 || dropped[0] != key(1) || tr.len() != 2 {
-		t.Errorf("dropped %v, len %d; want key 1 only", dropped, tr.len())
+	tr.expireOld(550, func(string) (int64, bool) { return ft, true })
+	if tr.get(key(1)) != nil || tr.get(key(2)) == nil || tr.get(key(3)) == nil || tr.len() != 2 {
+		t.Errorf("len %d after expiry; want key 1 only dropped", tr.len())
 	}
 }
 
@@ -54,7 +53,7 @@ func TestTrackerBoundedAtMillion(t *testing.T) {
 	for i := uint32(0); i < n; i++ {
 		tr.add(key(i+1<<24), int64(i), int64(time.Hour))
 	}
-	if tr.len() != max || len(tr.m) != max || tr.perJail["sshd"] != max {
+	if tr.len() != max || len(tr.m) != max || tr.count("sshd") != max {
 		t.Errorf("tracker holds %d (map %d), want %d", tr.len(), len(tr.m), max)
 	}
 	// The newest survive.
