@@ -792,8 +792,8 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 	r.e.Close()
 	r.open()
 	var got []string
-	for k := range r.e.tr.m {
-		got = append(got, k.prefix().String())
+	for _, k := range r.e.tr.keys() {
+		got = append(got, k.prefix.String())
 	}
 	slices.Sort(got)
 	if want := []string{"198.51.100.198/32", "198.51.100.199/32"}; !slices.Equal(got, want) {

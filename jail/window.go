@@ -2,7 +2,10 @@ package jail
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // winKey names one failure window (or ban, or ban count): a jail and the
@@ -25,102 +28,80 @@ type tkey struct {
 }
 
 // inlTimes is how many failure times a window holds without a separate
-// allocation: enough for maxretry up to inlTimes+1.
-const inlTimes = 5
+// allocation: enough for maxretry up to inlTimes+1 (fail2ban's default
+// maxretry is 5).
+const inlTimes = 4
+
+// Window flags.
+const (
+	// fOnDisk: the state db may hold a value for the key (it was
+	// checkpointed, or loaded): a removed window must then be deleted at
+	// the next checkpoint.
+	fOnDisk = 1 << iota
+	// fDirty: the window changed since the last checkpoint.
+	fDirty
+	// fMore: the times are in tracker.more, not inl.
+	fMore
+)
 
 // window holds the failure times (Unix nanoseconds, log time) of one key
 // that lie within the jail's find time of the newest one. It is a node of
-// the tracker's recency list. It is 96 bytes: key and flags, newest, the
-// inline times, the overflow pointer and the list links.
+// the tracker's recency list, held in the tracker's slab and linked by
+// slab index (0: none). It is 64 bytes and holds no pointer, so the
+// garbage collector never scans the slab.
 type window struct {
-	key tkey
-	// n is the number of times in inl (when more is nil).
-	n uint8
-	// onDisk says the state db may hold a value for key (it was
-	// checkpointed, or loaded): a removed window must then be deleted at
-	// the next checkpoint.
-	onDisk bool
-	// dirty says the window is in the tracker's dirty list and changed
-	// since the last checkpoint.
-	dirty  bool
-	newest int64
-	inl    [inlTimes]int64
-	// more holds every time instead of inl once there are more than
-	// inlTimes.
-	more *[]int64
+	key   tkey
+	n     uint8 // times in inl
+	flags uint8
+	inl   [inlTimes]int64
 
-	prev, next *window // prev: more recent, next: less recent
+	prev, next uint32 // prev: more recent, next: less recent; free list: next
 }
 
-// times returns the window's failure times; the slice aliases the window.
-func (w *window) times() []int64 {
-	if w.more != nil {
-		return *w.more
-	}
-	return w.inl[:w.n]
-}
+// slabShift sets the slab's chunk size (4096 windows, 256 KiB).
+const slabShift = 12
 
-// setTimes stores ts (which may alias w's own storage).
-func (w *window) setTimes(ts []int64) {
-	if len(ts) <= inlTimes {
-		n := copy(w.inl[:], ts)
-		w.n = uint8(n)
-		w.more = nil
-		return
-	}
-	if w.more == nil || &(*w.more)[0] != &ts[0] {
-		c := append([]int64(nil), ts...)
-		w.more = &c
-		return
-	}
-	*w.more = ts
-}
-
-// appendTime adds one time.
-func (w *window) appendTime(at int64) {
-	if w.more == nil && int(w.n) < inlTimes {
-		w.inl[w.n] = at
-		w.n++
-		return
-	}
-	if w.more == nil {
-		c := make([]int64, inlTimes, 2*inlTimes)
-		copy(c, w.inl[:])
-		w.more = &c
-	}
-	*w.more = append(*w.more, at)
-}
-
-// tracker holds the failure windows of every jail in a plain map bounded by
-// max entries. Entries sit in a list ordered by the arrival of their last
-// failure (most recent first).
+// tracker holds the failure windows of every jail, bounded by max entries.
+// Entries sit in a list ordered by the arrival of their last failure (most
+// recent first).
 //
-// When the map is full, a failure for a new key evicts the entry that has
-// gone longest without a new failure: the tail of the list, whose newest
-// failure arrived before every other entry's. Eviction is O(1): no scan,
-// and the evicted node is reused for the new key.
+// When the tracker is full, a failure for a new key evicts the entry that
+// has gone longest without a new failure: the tail of the list, whose
+// newest failure arrived before every other entry's. Eviction is O(1): no
+// scan, and the evicted slot is reused for the new key.
+//
+// Memory: the windows live in a slab of fixed chunks (never moved, no
+// pointers); an open-addressing hash table of 4-byte slab indices (linear
+// probing, seeded hash, load at most 3/4) finds them. That is about 72
+// bytes per tracked key.
 //
 // The tracker also keeps what the next checkpoint must write: the windows
-// changed since the last one (a flag and a list of nodes, so the dirty set
-// holds no second copy of the keys) and the keys of removed windows the
-// state db may hold.
+// changed since the last one and the keys of removed windows the state db
+// may hold. A change moves its window to the front, so the changed windows
+// are a prefix of the list, each flagged dirty: the dirty set costs no
+// memory of its own.
 //
 // A tracker is not safe for concurrent use; the engine guards it with its
 // mutex.
 type tracker struct {
-	max  int
-	m    map[tkey]*window
-	head *window
-	tail *window
+	max int
+
+	slab   []*[1 << slabShift]window
+	used   uint32 // slots handed out so far (slot 0 is never used)
+	free   uint32 // head of the free list (0: empty)
+	n      int    // live windows
+	tab    []uint32
+	seed   maphash.Seed
+	more   map[uint32][]int64 // times of the windows flagged fMore
+	head   uint32
+	tail   uint32
+	ndirty int // windows flagged dirty: the first ndirty of the list
 
 	// names and ids intern jail names; an id is never reused.
 	names   []string
 	ids     map[string]uint16
 	perJail []int // by jail id
 
-	// dirty lists the nodes whose dirty flag is set (and nodes removed
-	// since they were listed, whose flag was cleared).
-	dirty []*window
 	// del holds the keys of removed windows the state db may hold.
 	del map[tkey]struct{}
 
@@ -129,7 +110,164 @@ type tracker struct {
 }
 
 func newTracker(max int) *tracker {
-	return &tracker{max: max, m: make(map[tkey]*window), ids: make(map[string]uint16), del: make(map[tkey]struct{})}
+	return &tracker{
+		max:  max,
+		tab:  make([]uint32, 64),
+		seed: maphash.MakeSeed(),
+		more: make(map[uint32][]int64),
+		ids:  make(map[string]uint16),
+		del:  make(map[tkey]struct{}),
+		used: 1,
+	}
+}
+
+// at returns the window in slot i (i > 0).
+func (t *tracker) at(i uint32) *window {
+	return &t.slab[i>>slabShift][i&(1<<slabShift-1)]
+}
+
+// alloc returns a free slot.
+func (t *tracker) alloc() uint32 {
+	if i := t.free; i != 0 {
+		t.free = t.at(i).next
+		*t.at(i) = window{}
+		return i
+	}
+	i := t.used
+	if int(i>>slabShift) == len(t.slab) {
+		t.slab = append(t.slab, new([1 << slabShift]window))
+	}
+	t.used++
+	return i
+}
+
+func (t *tracker) release(i uint32) {
+	if t.at(i).flags&fMore != 0 {
+		delete(t.more, i)
+	}
+	*t.at(i) = window{next: t.free}
+	t.free = i
+}
+
+func (t *tracker) hash(k *tkey) uint64 {
+	var b [19]byte
+	copy(b[:16], k.addr[:])
+	b[16], b[17], b[18] = byte(k.jail), byte(k.jail>>8), k.bits
+	return maphash.Bytes(t.seed, b[:])
+}
+
+// find returns the slot of k and its position in tab, or slot 0 and the
+// empty position where k would go.
+func (t *tracker) find(k *tkey) (slot uint32, pos int) {
+	mask := len(t.tab) - 1
+	p := int(t.hash(k)) & mask
+	for {
+		i := t.tab[p]
+		if i == 0 || t.at(i).key == *k {
+			return i, p
+		}
+		p = (p + 1) & mask
+	}
+}
+
+// insert puts slot i (holding a key not in tab) into tab.
+func (t *tracker) insert(i uint32) {
+	if 4*(t.n+1) > 3*len(t.tab) {
+		t.grow()
+	}
+	_, p := t.find(&t.at(i).key)
+	t.tab[p] = i
+	t.n++
+}
+
+func (t *tracker) grow() {
+	old := t.tab
+	t.tab = make([]uint32, 2*len(old))
+	mask := len(t.tab) - 1
+	for _, i := range old {
+		if i == 0 {
+			continue
+		}
+		p := int(t.hash(&t.at(i).key)) & mask
+		for t.tab[p] != 0 {
+			p = (p + 1) & mask
+		}
+		t.tab[p] = i
+	}
+}
+
+// unindex removes the entry at position p of tab (backward-shift
+// deletion: no tombstones).
+func (t *tracker) unindex(p int) {
+	mask := len(t.tab) - 1
+	for q := (p + 1) & mask; t.tab[q] != 0; q = (q + 1) & mask {
+		home := int(t.hash(&t.at(t.tab[q]).key)) & mask
+		// Move q's entry into the hole at p unless its home lies
+		// cyclically in (p, q].
+		if (q > p && (home <= p || home > q)) || (q < p && home <= p && home > q) {
+			t.tab[p] = t.tab[q]
+			p = q
+		}
+	}
+	t.tab[p] = 0
+	t.n--
+}
+
+// times returns the failure times of the window in slot i; the slice may
+// alias the window.
+func (t *tracker) times(i uint32) []int64 {
+	w := t.at(i)
+	if w.flags&fMore != 0 {
+		return t.more[i]
+	}
+	return w.inl[:w.n]
+}
+
+// setTimes stores ts (which may alias the window's own storage).
+func (t *tracker) setTimes(i uint32, ts []int64) {
+	w := t.at(i)
+	if len(ts) <= inlTimes {
+		w.n = uint8(copy(w.inl[:], ts))
+		if w.flags&fMore != 0 {
+			w.flags &^= fMore
+			delete(t.more, i)
+		}
+		return
+	}
+	if w.flags&fMore == 0 {
+		ts = append([]int64(nil), ts...)
+		w.flags |= fMore
+		w.n = 0
+	}
+	t.more[i] = ts
+}
+
+// appendTime adds one time to the window in slot i.
+func (t *tracker) appendTime(i uint32, at int64) {
+	w := t.at(i)
+	if w.flags&fMore == 0 && int(w.n) < inlTimes {
+		w.inl[w.n] = at
+		w.n++
+		return
+	}
+	if w.flags&fMore == 0 {
+		c := make([]int64, inlTimes, 2*inlTimes)
+		copy(c, w.inl[:])
+		t.more[i] = c
+		w.flags |= fMore
+		w.n = 0
+	}
+	t.more[i] = append(t.more[i], at)
+}
+
+// newest returns the latest failure time of the window in slot i.
+func (t *tracker) newest(i uint32) int64 {
+	ts := t.times(i)
+	m := ts[0]
+	for _, x := range ts[1:] {
+		m = max(m, x)
+	}
+	return m
 }
 
 // jailID returns the id of a jail name, interning it.
@@ -193,21 +331,25 @@ func (t *tracker) appendDBKey(b []byte, k tkey) []byte {
 	return append(b, k.bits)
 }
 
-// markDirty lists w for the next checkpoint.
-func (t *tracker) markDirty(w *window) {
-	if !w.dirty {
-		w.dirty = true
-		t.dirty = append(t.dirty, w)
+// markDirty flags the window in slot i, which is at the front of the list.
+func (t *tracker) markDirty(i uint32) {
+	if w := t.at(i); w.flags&fDirty == 0 {
+		w.flags |= fDirty
+		t.ndirty++
 	}
 }
 
-// forget records that w's key left memory: the next checkpoint deletes it
-// if the state db may hold it.
-func (t *tracker) forget(w *window) {
-	if w.onDisk {
+// forget records that the window in slot i left memory: the next
+// checkpoint deletes its key if the state db may hold it.
+func (t *tracker) forget(i uint32) {
+	w := t.at(i)
+	if w.flags&fOnDisk != 0 {
 		t.del[w.key] = struct{}{}
 	}
-	w.dirty = false
+	if w.flags&fDirty != 0 {
+		w.flags &^= fDirty
+		t.ndirty--
+	}
 }
 
 // add records a failure at (Unix nanoseconds, log time) for k, drops the
@@ -215,53 +357,41 @@ func (t *tracker) forget(w *window) {
 // many remain. Times may arrive out of order.
 func (t *tracker) add(k winKey, at, findtime int64) int {
 	tk := t.tk(k)
-	w := t.m[tk]
-	if w == nil {
-		if len(t.m) >= t.max && t.tail != nil {
-			w = t.tail
-			t.unlink(w)
-			delete(t.m, w.key)
-			t.perJail[w.key.jail]--
+	i, _ := t.find(&tk)
+	if i == 0 {
+		if t.n >= t.max && t.tail != 0 {
+			old := t.tail
 			if t.onEvict != nil {
-				t.onEvict(t.winKey(w.key))
+				t.onEvict(t.winKey(t.at(old).key))
 			}
-			dirty := w.dirty
-			t.forget(w)
-			// The node stays listed in dirty if it was: it is marked
-			// again just below, so it is not listed twice.
-			*w = window{dirty: dirty}
-		} else {
-			w = &window{}
+			t.removeSlot(old)
 		}
+		i = t.alloc()
+		w := t.at(i)
 		w.key = tk
-		// A delete of this key still pending: the put below replaces it.
+		// A delete of this key still pending: the put replaces it.
 		if _, ok := t.del[tk]; ok {
 			delete(t.del, tk)
-			w.onDisk = true
+			w.flags |= fOnDisk
 		}
-		t.m[tk] = w
+		t.insert(i)
 		t.perJail[tk.jail]++
-		t.pushFront(w)
-	} else if t.head != w {
-		t.unlink(w)
-		t.pushFront(w)
+		t.pushFront(i)
+	} else if t.head != i {
+		t.unlink(i)
+		t.pushFront(i)
 	}
-	// Listed already when dirty (an evicted node reused, or a change
-	// since the last checkpoint).
-	t.markDirty(w)
-	w.appendTime(at)
-	if at > w.newest || len(w.times()) == 1 {
-		w.newest = at
-	}
-	cut := w.newest - findtime
-	ts := w.times()
+	t.markDirty(i)
+	t.appendTime(i, at)
+	cut := t.newest(i) - findtime
+	ts := t.times(i)
 	kept := ts[:0]
 	for _, x := range ts {
 		if x >= cut {
 			kept = append(kept, x)
 		}
 	}
-	w.setTimes(kept)
+	t.setTimes(i, kept)
 	return len(kept)
 }
 
@@ -272,63 +402,69 @@ func (t *tracker) load(k winKey, times []int64) bool {
 		return false
 	}
 	tk := t.tk(k)
-	if len(t.m) >= t.max {
-		if t.m[tk] == nil {
-			t.del[tk] = struct{}{}
-		}
+	if old, _ := t.find(&tk); old != 0 {
+		t.removeSlot(old)
+	}
+	if t.n >= t.max {
+		t.del[tk] = struct{}{}
 		return false
 	}
-	if old := t.m[tk]; old != nil {
-		t.removeNode(old)
-	}
 	delete(t.del, tk)
-	w := &window{key: tk, onDisk: true}
-	w.setTimes(times)
-	for _, x := range times {
-		if x > w.newest {
-			w.newest = x
-		}
-	}
-	t.m[tk] = w
+	i := t.alloc()
+	w := t.at(i)
+	w.key, w.flags = tk, fOnDisk
+	t.setTimes(i, times)
+	t.insert(i)
 	t.perJail[tk.jail]++
-	t.pushFront(w)
+	t.pushFront(i)
 	return true
 }
 
-// get returns the window of k, or nil.
-func (t *tracker) get(k winKey) *window {
+// get returns the failure times of k (aliasing the tracker's storage), or
+// nil when no window of k is held.
+func (t *tracker) get(k winKey) []int64 {
 	tk, ok := t.lookupKey(k)
 	if !ok {
 		return nil
 	}
-	return t.m[tk]
+	if i, _ := t.find(&tk); i != 0 {
+		return t.times(i)
+	}
+	return nil
 }
 
 // remove drops k's window (the next checkpoint deletes it from the state
 // db if needed).
 func (t *tracker) remove(k winKey) {
-	if w := t.get(k); w != nil {
-		t.removeNode(w)
+	tk, ok := t.lookupKey(k)
+	if !ok {
+		return
+	}
+	if i, _ := t.find(&tk); i != 0 {
+		t.removeSlot(i)
 	}
 }
 
-func (t *tracker) removeNode(w *window) {
-	t.unlink(w)
-	delete(t.m, w.key)
+func (t *tracker) removeSlot(i uint32) {
+	w := t.at(i)
+	_, p := t.find(&w.key)
+	t.unindex(p)
+	t.unlink(i)
 	t.perJail[w.key.jail]--
-	t.forget(w)
+	t.forget(i)
+	t.release(i)
 }
 
 // expireOld drops entries from the least recent end while their newest
 // failure is older than their jail's find time before now, stopping at the
 // first fresh one (so the cost is proportional to what is dropped).
 func (t *tracker) expireOld(now int64, findtime func(jail string) (int64, bool)) {
-	for w := t.tail; w != nil; w = t.tail {
-		ft, ok := findtime(t.names[w.key.jail])
-		if ok && w.newest >= now-ft {
+	for i := t.tail; i != 0; i = t.tail {
+		ft, ok := findtime(t.names[t.at(i).key.jail])
+		if ok && t.newest(i) >= now-ft {
 			return
 		}
-		t.removeNode(w)
+		t.removeSlot(i)
 	}
 }
 
@@ -338,10 +474,12 @@ func (t *tracker) removeJail(jail string) {
 	if !ok || t.perJail[id] == 0 {
 		return
 	}
-	for k, w := range t.m {
-		if k.jail == id {
-			t.removeNode(w)
+	for i := t.head; i != 0; {
+		next := t.at(i).next
+		if t.at(i).key.jail == id {
+			t.removeSlot(i)
 		}
+		i = next
 	}
 }
 
@@ -364,75 +502,90 @@ func (t *tracker) jailsHeld() []string {
 	return out
 }
 
-func (t *tracker) len() int { return len(t.m) }
+func (t *tracker) len() int { return t.n }
+
+// keys returns every held key, most recent first.
+func (t *tracker) keys() []winKey {
+	out := make([]winKey, 0, t.n)
+	for i := t.head; i != 0; i = t.at(i).next {
+		out = append(out, t.winKey(t.at(i).key))
+	}
+	return out
+}
 
 // pendingWrites is how many keys the next checkpoint writes or deletes.
 func (t *tracker) pendingWrites() int {
-	n := len(t.del)
-	for _, w := range t.dirty {
-		if w.dirty {
-			n++
-		}
-	}
-	return n
+	return len(t.del) + t.ndirty
 }
 
 // snapshot moves the dirty windows and pending deletes into b (encoded
-// state db keys and values) and clears them.
+// state db keys and values) and clears them. The commit sorts b, outside
+// the engine's mutex.
 func (t *tracker) snapshot(b *winBatch) {
-	n, size := len(t.del), 0
-	for _, w := range t.dirty {
-		if w.dirty {
-			n++
-			size += len(t.names[w.key.jail]) + 18 + 8*len(w.times())
-		}
+	n, size := len(t.del)+t.ndirty, 0
+	if n == 0 {
+		return
+	}
+	for i := t.head; i != 0 && t.at(i).flags&fDirty != 0; i = t.at(i).next {
+		size += len(t.names[t.at(i).key.jail]) + 18 + 8*len(t.times(i))
 	}
 	for k := range t.del {
 		size += len(t.names[k.jail]) + 18
 	}
+	// The jails' ranks in name order make the sort's first comparison.
+	ids := make([]uint16, len(t.names))
+	for i := range ids {
+		ids[i] = uint16(i)
+	}
+	slices.SortFunc(ids, func(a, b uint16) int { return strings.Compare(t.names[a], t.names[b]) })
+	rank := make([]uint16, len(t.names))
+	for r, id := range ids {
+		rank[id] = uint16(r)
+	}
 	b.buf = make([]byte, 0, size)
 	b.ents = make([]winEnt, 0, n)
-	for _, w := range t.dirty {
-		if !w.dirty {
-			continue
-		}
-		k0 := len(b.buf)
-		b.buf = t.appendDBKey(b.buf, w.key)
-		k1 := len(b.buf)
-		for _, x := range w.times() {
-			b.buf = binary.BigEndian.AppendUint64(b.buf, uint64(x))
-		}
-		b.ents = append(b.ents, winEnt{k0: uint32(k0), k1: uint32(k1), v1: uint32(len(b.buf))})
-		w.dirty = false
-		w.onDisk = true
-	}
-	for k := range t.del {
-		k0 := len(b.buf)
+	add := func(k tkey, ts []int64) {
+		k0 := uint32(len(b.buf))
 		b.buf = t.appendDBKey(b.buf, k)
 		k1 := uint32(len(b.buf))
-		b.ents = append(b.ents, winEnt{k0: uint32(k0), k1: k1, v1: k1})
+		for _, x := range ts {
+			b.buf = binary.BigEndian.AppendUint64(b.buf, uint64(x))
+		}
+		b.ents = append(b.ents, winEnt{
+			hi: binary.BigEndian.Uint64(k.addr[:8]), rank: rank[k.jail],
+			k0: k0, k1: k1, v1: uint32(len(b.buf)),
+		})
 	}
-	clear(t.dirty)
-	t.dirty = t.dirty[:0]
-	if cap(t.dirty) > 1024 {
-		t.dirty = nil // do not keep a flood's worth of list
+	for i := t.head; i != 0 && t.at(i).flags&fDirty != 0; i = t.at(i).next {
+		w := t.at(i)
+		add(w.key, t.times(i))
+		w.flags = w.flags&^fDirty | fOnDisk
+	}
+	t.ndirty = 0
+	for k := range t.del {
+		add(k, nil)
 	}
 	clear(t.del)
 	if n > 1024 {
-		t.del = make(map[tkey]struct{})
+		t.del = make(map[tkey]struct{}) // do not keep a flood's worth of map
 	}
 }
 
 // restore marks again what a failed checkpoint of b did not write: a key
-// whose window is held is dirty again, any other key is deleted.
+// whose window is held is dirty again (and moved to the front, where the
+// dirty windows are), any other key is deleted.
 func (t *tracker) restore(b *winBatch) {
 	for _, e := range b.ents {
 		k, ok := t.parseDBKey(b.buf[e.k0:e.k1])
 		if !ok {
 			continue
 		}
-		if w := t.m[k]; w != nil {
-			t.markDirty(w)
+		if i, _ := t.find(&k); i != 0 {
+			if t.head != i {
+				t.unlink(i)
+				t.pushFront(i)
+			}
+			t.markDirty(i)
 		} else {
 			t.del[k] = struct{}{}
 		}
@@ -448,28 +601,30 @@ func (t *tracker) parseDBKey(b []byte) (tkey, bool) {
 	return t.tk(k), true
 }
 
-func (t *tracker) pushFront(w *window) {
-	w.prev = nil
+func (t *tracker) pushFront(i uint32) {
+	w := t.at(i)
+	w.prev = 0
 	w.next = t.head
-	if t.head != nil {
-		t.head.prev = w
+	if t.head != 0 {
+		t.at(t.head).prev = i
 	}
-	t.head = w
-	if t.tail == nil {
-		t.tail = w
+	t.head = i
+	if t.tail == 0 {
+		t.tail = i
 	}
 }
 
-func (t *tracker) unlink(w *window) {
-	if w.prev != nil {
-		w.prev.next = w.next
+func (t *tracker) unlink(i uint32) {
+	w := t.at(i)
+	if w.prev != 0 {
+		t.at(w.prev).next = w.next
 	} else {
 		t.head = w.next
 	}
-	if w.next != nil {
-		w.next.prev = w.prev
+	if w.next != 0 {
+		t.at(w.next).prev = w.prev
 	} else {
 		t.tail = w.prev
 	}
-	w.prev, w.next = nil, nil
+	w.prev, w.next = 0, 0
 }

@@ -3,7 +3,9 @@ package jail
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,8 +55,8 @@ func TestTrackerBoundedAtMillion(t *testing.T) {
 	for i := uint32(0); i < n; i++ {
 		tr.add(key(i+1<<24), int64(i), int64(time.Hour))
 	}
-	if tr.len() != max || len(tr.m) != max || tr.count("sshd") != max {
-		t.Errorf("tracker holds %d (map %d), want %d", tr.len(), len(tr.m), max)
+	if tr.len() != max || len(tr.keys()) != max || tr.count("sshd") != max {
+		t.Errorf("tracker holds %d (list %d), want %d", tr.len(), len(tr.keys()), max)
 	}
 	// The newest survive.
 	if tr.get(key(n-1+1<<24)) == nil || tr.get(key(1<<24)) != nil {
@@ -139,5 +141,73 @@ func BenchmarkBanDurable(b *testing.B) {
 		if _, err := e.Ban(ctx, "sshd", p, time.Hour); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTrackerMatchesModel runs random adds, removes and expiries against a
+// plain map and compares every key's times: it exercises the hash table's
+// probing, growth and backward-shift deletion, the slab's free list, and
+// windows that outgrow their inline times.
+func TestTrackerMatchesModel(t *testing.T) {
+	const ft = 50
+	rnd := rand.New(rand.NewPCG(1, 2))
+	tr := newTracker(1 << 20)
+	model := map[winKey][]int64{}
+	jails := []string{"sshd", "web", "mail"}
+	keyOf := func() winKey {
+		i := rnd.IntN(300)
+		if i%2 == 0 {
+			return winKey{jails[i%3], netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 32)}
+		}
+		return winKey{jails[i%3], netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}), 128)}
+	}
+	now := int64(1000)
+	for step := range 50_000 {
+		now++
+		k := keyOf()
+		switch op := rnd.IntN(10); {
+		case op < 7:
+			at := now - int64(rnd.IntN(30))
+			ts := append(model[k], at)
+			newest := slices.Max(ts)
+			ts = slices.DeleteFunc(ts, func(x int64) bool { return x < newest-ft })
+			model[k] = ts
+			if n := tr.add(k, at, ft); n != len(ts) {
+				t.Fatalf("step %d: add(%v) = %d, want %d", step, k, n, len(ts))
+			}
+		case op < 9:
+			delete(model, k)
+			tr.remove(k)
+		default:
+			// Expire everything whose newest time is older than now-ft,
+			// as the tracker does from its tail.
+			tr.expireOld(now, func(string) (int64, bool) { return ft, true })
+			for mk, ts := range model {
+				if tr.get(mk) == nil {
+					if slices.Max(ts) >= now-ft {
+						t.Fatalf("step %d: expiry dropped fresh %v", step, mk)
+					}
+					delete(model, mk)
+				}
+			}
+		}
+		if tr.len() != len(model) {
+			t.Fatalf("step %d: len %d, model %d", step, tr.len(), len(model))
+		}
+	}
+	for k, ts := range model {
+		got := slices.Clone(tr.get(k))
+		slices.Sort(got)
+		slices.Sort(ts)
+		if !slices.Equal(got, ts) {
+			t.Errorf("%v: times %v, want %v", k, got, ts)
+		}
+	}
+	if n := tr.count("sshd") + tr.count("web") + tr.count("mail"); n != len(model) {
+		t.Errorf("per-jail counts sum to %d, want %d", n, len(model))
+	}
+	// The slab holds no more slots than keys ever live at once, plus one.
+	if int(tr.used) > 301 {
+		t.Errorf("slab used %d slots for 300 keys", tr.used)
 	}
 }
