@@ -526,8 +526,14 @@ func (t *tracker) snapshot(b *winBatch) {
 	if n == 0 {
 		return
 	}
-	for i := t.head; i != 0 && t.at(i).flags&fDirty != 0; i = t.at(i).next {
-		size += len(t.names[t.at(i).key.jail]) + 18 + 8*len(t.times(i))
+	// The dirty windows are the front of the list; the count, not the
+	// first clean window, ends the walks, so a window flagged elsewhere
+	// would cost a longer walk, never a lost write.
+	for i, seen := t.head, 0; i != 0 && seen < t.ndirty; i = t.at(i).next {
+		if t.at(i).flags&fDirty != 0 {
+			size += len(t.names[t.at(i).key.jail]) + 18 + 8*len(t.times(i))
+			seen++
+		}
 	}
 	for k := range t.del {
 		size += len(t.names[k.jail]) + 18
@@ -556,10 +562,12 @@ func (t *tracker) snapshot(b *winBatch) {
 			k0: k0, k1: k1, v1: uint32(len(b.buf)),
 		})
 	}
-	for i := t.head; i != 0 && t.at(i).flags&fDirty != 0; i = t.at(i).next {
-		w := t.at(i)
-		add(w.key, t.times(i))
-		w.flags = w.flags&^fDirty | fOnDisk
+	for i, seen := t.head, 0; i != 0 && seen < t.ndirty; i = t.at(i).next {
+		if w := t.at(i); w.flags&fDirty != 0 {
+			add(w.key, t.times(i))
+			w.flags = w.flags&^fDirty | fOnDisk
+			seen++
+		}
 	}
 	t.ndirty = 0
 	for k := range t.del {
