@@ -457,6 +457,8 @@ func (e *Engine) Configure(ctx context.Context, jails []Config) error {
 }
 
 // rowsLocked returns the active ban rows of a jail ("" all), in id order.
+// It reads a go-memdb snapshot: callers hold a lock only for consistency
+// with their own writes (Bans holds none).
 func (e *Engine) rowsLocked(jail string) []*banRow {
 	txn := e.db.Txn(false)
 	defer txn.Abort()
@@ -1043,21 +1045,10 @@ func (e *Engine) UnbanAll(ctx context.Context) (int, error) {
 // Bans returns the active bans of a jail ("" all), sorted by jail then
 // prefix. It reads a go-memdb snapshot and takes no lock.
 func (e *Engine) Bans(jail string) []Ban {
-	txn := e.db.Txn(false)
-	defer txn.Abort()
-	var it memdb.ResultIterator
-	var err error
-	if jail == "" {
-		it, err = txn.Get("bans", "id")
-	} else {
-		it, err = txn.Get("bans", "jail", jail)
-	}
-	if err != nil {
-		return nil
-	}
-	out := []Ban{}
-	for o := it.Next(); o != nil; o = it.Next() {
-		out = append(out, o.(*banRow).Ban)
+	rows := e.rowsLocked(jail)
+	out := make([]Ban, len(rows))
+	for i, r := range rows {
+		out[i] = r.Ban
 	}
 	sortBans(out)
 	return out
