@@ -48,6 +48,8 @@ Usage:
   moat bans    [--jail J] [--json]             list active bans
   moat ban     ADDR --jail J [--for DURATION] [--force]
   moat unban   ADDR [--jail J] | --all
+  moat client  fail2ban-client's forms: status [JAIL] | set JAIL banip|unbanip ADDR... |
+               unban --all|ADDR... | banned [ADDR...] | get JAIL banned [ADDR...]
   moat version
 
 The CLI finds the daemon through --socket PATH, $MOAT_SOCKET, or the default
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, io stdio) int {
 		err = cmdBan(ctx, rest, io)
 	case "unban":
 		err = cmdUnban(ctx, rest, io)
+	case "client":
+		err = cmdClient(ctx, rest, io)
 	case "version", "--version", "-version":
 		fmt.Fprintf(io.stdout, "moat %s\n", moatVersion())
 	case "help", "-h", "--help", "-help":
@@ -81,11 +85,16 @@ func run(ctx context.Context, args []string, io stdio) int {
 	default:
 		err = fmt.Errorf("%w: unknown command %q (see moat help)", errUsage, cmd)
 	}
+	var exit *exitError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &exit):
+		// fail2ban-client prints a NOK answer on standard output.
+		fmt.Fprintln(io.stdout, exit.msg)
+		return exit.code
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(io.stderr, "moat: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
 		return 2

@@ -15,7 +15,12 @@ import (
 // process and returns the environment that points the CLI at it.
 func startInProcess(t *testing.T, extra string) (env map[string]string, logPath string) {
 	t.Helper()
-	dir := t.TempDir()
+	return startInProcessWith(t, t.TempDir(), extra)
+}
+
+// startInProcessWith is startInProcess with its files in dir.
+func startInProcessWith(t *testing.T, dir, extra string) (env map[string]string, logPath string) {
+	t.Helper()
 	cfg, socket, logPath := testConfig(t, dir, "none", extra)
 	appendFile(t, logPath, noise(0))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/moatproj/moat/internal/netaddr"
+	"github.com/moatproj/moat/jail"
+	"github.com/moatproj/moat/jail/control"
+)
+
+// exitError carries an exit code other than 1, with the message to print on
+// standard output (fail2ban-client prints a NOK answer there and exits 255).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// cmdClient speaks fail2ban-client's common forms, with its output layout,
+// so that operators' scripts keep working:
+//
+//	moat client status [JAIL]
+//	moat client set JAIL banip ADDR...
+//	moat client set JAIL unbanip [--report-absent] ADDR...
+//	moat client unban --all | ADDR...
+//	moat client banned [ADDR...]
+//	moat client get JAIL banned [ADDR...]
+func cmdClient(ctx context.Context, args []string, io stdio) error {
+	fs := flag.NewFlagSet("client", flag.ContinueOnError)
+	socket := socketFlag(fs, io)
+	s := fs.String("s", "", "control socket (fail2ban-client's -s)")
+	fs.String("c", "", "fail2ban configuration directory (accepted and ignored)")
+	fs.SetOutput(io.stderr)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	path := socket()
+	if *s != "" {
+		path = *s
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
+	defer cancel()
+	c := &f2bClient{c: control.NewClient(path), io: io}
+	a := fs.Args()
+	switch {
+	case len(a) == 0:
+		return fmt.Errorf("%w: client needs a command: status, set, unban, banned, get", errUsage)
+	case a[0] == "status" && len(a) <= 2:
+		return c.status(ctx, a[1:])
+	case a[0] == "set" && len(a) >= 4 && a[2] == "banip":
+		return c.banip(ctx, a[1], a[3:])
+	case a[0] == "set" && len(a) >= 4 && a[2] == "unbanip":
+		return c.unbanip(ctx, a[1], a[3:])
+	case a[0] == "unban" && len(a) >= 2:
+		return c.unban(ctx, a[1:])
+	case a[0] == "banned":
+		return c.banned(ctx, a[1:])
+	case a[0] == "get" && len(a) >= 3 && a[2] == "banned":
+		return c.getBanned(ctx, a[1], a[3:])
+	}
+	return fmt.Errorf("%w: client: unsupported command %q (moat speaks status, set JAIL banip|unbanip, unban, banned, get JAIL banned)", errUsage, strings.Join(a, " "))
+}
+
+type f2bClient struct {
+	c  *control.Client
+	io stdio
+}
+
+// nok turns the daemon's refusal into fail2ban-client's NOK exit.
+func nok(err error) error {
+	var api *control.APIError
+	if errors.As(err, &api) {
+		if api.Status == http.StatusNotFound && strings.Contains(api.Message, "jail") {
+			return &exitError{255, api.Message}
+		}
+		return &exitError{255, api.Error()}
+	}
+	return err
+}
+
+func (c *f2bClient) status(ctx context.Context, a []string) error {
+	name := ""
+	if len(a) == 1 {
+		name = a[0]
+	}
+	sts, err := c.c.Status(ctx, name)
+	if err != nil {
+		if name != "" {
+			var api *control.APIError
+			if errors.As(err, &api) && api.Status == http.StatusNotFound {
+				return &exitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
+			}
+		}
+		return err
+	}
+	if name == "" {
+		names := make([]string, len(sts))
+		for i, s := range sts {
+			names[i] = s.Jail
+		}
+		fmt.Fprintf(c.io.stdout, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
+		return nil
+	}
+	for _, s := range sts {
+		writeJailStatus(c.io, s)
+	}
+	return nil
+}
+
+// jailBans is the set of banned prefixes of one jail, as formatted strings.
+func (c *f2bClient) jailBans(ctx context.Context, name string) (map[string]bool, []jail.Ban, error) {
+	bans, err := c.c.Bans(ctx, name)
+	if err != nil {
+		var api *control.APIError
+		if errors.As(err, &api) && api.Status == http.StatusNotFound {
+			return nil, nil, &exitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
+		}
+		return nil, nil, err
+	}
+	set := map[string]bool{}
+	for _, b := range bans {
+		set[prefixString(b.Prefix)] = true
+	}
+	return set, bans, nil
+}
+
+// banip bans each address not banned yet and prints how many it banned.
+func (c *f2bClient) banip(ctx context.Context, name string, addrs []string) error {
+	have, _, err := c.jailBans(ctx, name)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, a := range addrs {
+		if p, err := netaddr.ParsePrefix(a); err == nil && have[prefixString(p)] {
+			continue
+		}
+		if _, err := c.c.Ban(ctx, name, a, 0); err != nil {
+			return nok(err)
+		}
+		n++
+	}
+	fmt.Fprintln(c.io.stdout, n)
+	return nil
+}
+
+// unbanip lifts each address's ban in the jail and prints how many it lifted.
+func (c *f2bClient) unbanip(ctx context.Context, name string, addrs []string) error {
+	report := false
+	if len(addrs) > 0 && addrs[0] == "--report-absent" {
+		report, addrs = true, addrs[1:]
+	}
+	if _, _, err := c.jailBans(ctx, name); err != nil {
+		return err
+	}
+	n := 0
+	var absent []string
+	for _, a := range addrs {
+		lifted, err := c.c.Unban(ctx, a, name)
+		var api *control.APIError
+		switch {
+		case errors.As(err, &api) && api.Status == http.StatusNotFound:
+			absent = append(absent, a)
+		case err != nil:
+			return nok(err)
+		default:
+			n += len(lifted)
+		}
+	}
+	if report && len(absent) > 0 {
+		return &exitError{255, "not banned: " + pyList(absent)}
+	}
+	fmt.Fprintln(c.io.stdout, n)
+	return nil
+}
+
+// unban lifts bans in every jail: all of them, or those of the addresses.
+func (c *f2bClient) unban(ctx context.Context, a []string) error {
+	if len(a) == 1 && a[0] == "--all" {
+		n, err := c.c.UnbanAll(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.io.stdout, n)
+		return nil
+	}
+	n := 0
+	for _, addr := range a {
+		lifted, err := c.c.Unban(ctx, addr, "")
+		var api *control.APIError
+		switch {
+		case errors.As(err, &api) && api.Status == http.StatusNotFound:
+		case err != nil:
+			return nok(err)
+		default:
+			n += len(lifted)
+		}
+	}
+	fmt.Fprintln(c.io.stdout, n)
+	return nil
+}
+
+// banned prints every jail's bans as a Python list of dicts, or, given
+// addresses, the jails each is banned in.
+func (c *f2bClient) banned(ctx context.Context, addrs []string) error {
+	sts, err := c.c.Status(ctx, "")
+	if err != nil {
+		return err
+	}
+	bans, err := c.c.Bans(ctx, "")
+	if err != nil {
+		return err
+	}
+	byJail := map[string][]string{}
+	for _, b := range bans {
+		byJail[b.Jail] = append(byJail[b.Jail], prefixString(b.Prefix))
+	}
+	var parts []string
+	if len(addrs) == 0 {
+		for _, s := range sts {
+			parts = append(parts, "{"+pyStr(s.Jail)+": "+pyList(byJail[s.Jail])+"}")
+		}
+	} else {
+		for _, a := range addrs {
+			var in []string
+			for _, s := range sts {
+				for _, b := range byJail[s.Jail] {
+					if b == a {
+						in = append(in, s.Jail)
+					}
+				}
+			}
+			parts = append(parts, pyList(in))
+		}
+	}
+	fmt.Fprintln(c.io.stdout, "["+strings.Join(parts, ", ")+"]")
+	return nil
+}
+
+// getBanned prints a jail's bans as a Python list, or, given addresses, 1 or
+// 0 for each.
+func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) error {
+	have, bans, err := c.jailBans(ctx, name)
+	if err != nil {
+		return err
+	}
+	if len(addrs) == 0 {
+		list := make([]string, len(bans))
+		for i, b := range bans {
+			list[i] = prefixString(b.Prefix)
+		}
+		fmt.Fprintln(c.io.stdout, pyList(list))
+		return nil
+	}
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = "0"
+		if have[a] {
+			out[i] = "1"
+		}
+	}
+	if len(out) == 1 {
+		fmt.Fprintln(c.io.stdout, out[0])
+	} else {
+		fmt.Fprintln(c.io.stdout, "["+strings.Join(out, ", ")+"]")
+	}
+	return nil
+}
+
+// pyStr and pyList write strings and lists of strings as Python's repr
+// does, as fail2ban-client prints them.
+func pyStr(s string) string {
+	q := strconv.Quote(s)
+	return "'" + strings.ReplaceAll(q[1:len(q)-1], `'`, `\'`) + "'"
+}
+
+func pyList(ss []string) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = pyStr(s)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
