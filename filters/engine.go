@@ -199,6 +199,9 @@ type Filter struct {
 	// without it is no failure, whatever the regexes.
 	gate     []byte
 	timeouts atomic.Int64
+	// maxLines is the filter's maxlines: how many lines a multi-line
+	// failregex sees at once (1: single-line).
+	maxLines int
 }
 
 // Name is the filter's name (the built-in or file name, without options).
@@ -216,6 +219,20 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	}
 	v := vars{doc: doc, sec: "Definition", opts: opts}
 	lookup := func(key string) (string, bool, error) { return v.get(key) }
+	f.maxLines = 1
+	if ml, ok, err := v.get("maxlines"); err != nil {
+		return nil, err
+	} else if ok && strings.TrimSpace(ml) != "" {
+		if ml, err = substituteTags(ml, lookup); err != nil {
+			return nil, fmt.Errorf("maxlines: %w", err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(ml))
+		if err != nil || n < 1 || n > maxMaxLines {
+			return nil, fmt.Errorf("maxlines %q: want a whole number from 1 to %d", ml, maxMaxLines)
+		}
+		f.maxLines = n
+	}
+	multiline := false
 	list := func(key string) ([]*compiledRegex, error) {
 		raw, iv, ok := v.raw(key)
 		if !ok {
@@ -246,7 +263,7 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 				if one = strings.TrimSpace(one); one == "" {
 					continue
 				}
-				cr, err := compileRegex(item, one, where, &f.timeouts)
+				cr, err := compileRegexML(item, one, where, &f.timeouts, multiline)
 				if err != nil {
 					return nil, err
 				}
@@ -256,7 +273,10 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 		return out, nil
 	}
 	var err error
-	if f.fail, err = list("failregex"); err != nil {
+	multiline = f.maxLines > 1
+	f.fail, err = list("failregex")
+	multiline = false
+	if err != nil {
 		return nil, err
 	}
 	if len(f.fail) == 0 {
@@ -296,6 +316,13 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	}
 	return f, nil
 }
+
+// maxMaxLines bounds a filter's maxlines (the lines a Stream buffers).
+const maxMaxLines = 1000
+
+// MaxLines is the filter's maxlines: how many lines its failregexes see at
+// once. Above 1, only a Stream matches across lines.
+func (f *Filter) MaxLines() int { return f.maxLines }
 
 // lineBuf holds the date-stripped copy of a line.
 var lineBuf = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

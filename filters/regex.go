@@ -331,7 +331,7 @@ func superClass(cls string) string {
 }
 
 // groupNames are the groups a match result reads.
-var groupNames = [...]string{"ip4", "ip6", "dns", "cidr", "user", "fid", "nofail", "content", "mlfgained"}
+var groupNames = [...]string{"ip4", "ip6", "dns", "cidr", "user", "fid", "nofail", "content", "mlfgained", "mlfid", "mlfforget"}
 
 const (
 	gIP4 = iota
@@ -343,29 +343,47 @@ const (
 	gNoFail
 	gContent
 	gMLFGained
+	gMLFID
+	gMLFForget
 	nGroups
 )
 
 // compiledRegex is one failregex, ignoreregex or prefregex ready to run.
 // It is safe for concurrent use.
 type compiledRegex struct {
-	src      string // as written in the file, tags unexpanded
-	where    string // file:line or index, for errors
-	engine   engine
-	lits     [][]byte // every match contains all of these
-	all      [][]byte // every required literal (for the filter gate)
-	re       *regexp.Regexp
-	bt       *regexp2.Regexp
-	super    *regexp.Regexp // RE2 superset of bt, or nil
-	idx      [nGroups][]int // Go: submatch indexes of each named group
-	timeouts *atomic.Int64
+	src     string // as written in the file, tags unexpanded
+	where   string // file:line or index, for errors
+	engine  engine
+	lits    [][]byte // every match contains all of these
+	all     [][]byte // every required literal (for the filter gate)
+	re      *regexp.Regexp
+	bt      *regexp2.Regexp
+	super   *regexp.Regexp // RE2 superset of bt, or nil
+	idx     [nGroups][]int // Go: submatch indexes of each named group
+	skipIdx []int          // Go: submatch indexes of the <SKIPLINES> groups
+	// multiline is set for a failregex of a filter with maxlines > 1: it
+	// runs on several lines joined by '\n', with ^ and $ at each line.
+	multiline bool
+	timeouts  *atomic.Int64
 }
 
 // compileRegex translates and compiles expanded (the regex with its tags
 // substituted); src and where only label errors.
 func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compiledRegex, error) {
+	return compileRegexML(src, expanded, where, timeouts, false)
+}
+
+// compileRegexML is compileRegex; multiline compiles with Python's
+// re.MULTILINE, as fail2ban does a filter's failregexes when maxlines > 1.
+func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multiline bool) (*compiledRegex, error) {
 	tr := translatePython(expanded)
-	cr := &compiledRegex{src: src, where: where, timeouts: timeouts}
+	if multiline {
+		tr.goSrc, tr.btSrc = "(?m)"+tr.goSrc, "(?m)"+tr.btSrc
+		if tr.superSrc != "" {
+			tr.superSrc = "(?m)" + tr.superSrc
+		}
+	}
+	cr := &compiledRegex{src: src, where: where, timeouts: timeouts, multiline: multiline}
 	var goErr error
 	if !tr.backtrack {
 		cr.re, goErr = regexp.Compile(tr.goSrc)
@@ -383,6 +401,11 @@ func compileRegex(src, expanded, where string, timeouts *atomic.Int64) (*compile
 					if isAltName(n, name) {
 						cr.idx[i] = append(cr.idx[i], j)
 					}
+				}
+			}
+			for j, n := range cr.re.SubexpNames() {
+				if n == skipGroup {
+					cr.skipIdx = append(cr.skipIdx, j)
 				}
 			}
 			cr.all = allRequiredLiterals(tr.goSrc)
@@ -492,6 +515,10 @@ var idGroups = []string{"ip4", "ip6", "dns", "fid", "mlfid"}
 type groups struct {
 	set [nGroups]bool
 	val [nGroups]string
+	// start and end are the byte span of the whole match, and skips the
+	// spans of its <SKIPLINES> groups; set only for multiline regexes.
+	start, end int
+	skips      [][2]int
 }
 
 // merge copies into g the groups o has that g lacks.
@@ -544,6 +571,14 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		if loc == nil {
 			return false, cs, ce
 		}
+		if cr.multiline {
+			g.start, g.end = loc[0], loc[1]
+			for _, j := range cr.skipIdx {
+				if a, b := loc[2*j], loc[2*j+1]; a >= 0 {
+					g.skips = append(g.skips, [2]int{a, b})
+				}
+			}
+		}
 		for i, idxs := range cr.idx {
 			for _, j := range idxs {
 				if a, b := loc[2*j], loc[2*j+1]; a >= 0 {
@@ -567,6 +602,16 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 	}
 	if m == nil {
 		return false, cs, ce
+	}
+	if cr.multiline {
+		runes := []rune(string(text))
+		off := func(r int) int { return len(string(runes[:r])) }
+		g.start, g.end = off(m.Index), off(m.Index+m.Length)
+		if sk := m.GroupByName(skipGroup); sk != nil {
+			for _, c := range sk.Captures {
+				g.skips = append(g.skips, [2]int{off(c.Index), off(c.Index + c.Length)})
+			}
+		}
 	}
 	for i, name := range groupNames {
 		grp := m.GroupByName(name)

@@ -23,7 +23,14 @@ const (
 	tagAddr   = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)\]?`
 	tagHost   = `(?:` + tagAddr + `|` + tagDNS + `)`
 	tagSubnet = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)(?:/` + tagCIDR + `)?\]?`
+	// tagSkipLines stands for any number of whole lines between two
+	// parts of a multi-line failregex (maxlines > 1); the lines it spans
+	// stay in the buffer for later matches.
+	tagSkipLines = `\n(?P<` + skipGroup + `>(?:(?:.*\n)*?))`
 )
+
+// skipGroup names the groups <SKIPLINES> expands to.
+const skipGroup = "skiplines"
 
 // builtinTags are the tags every filter knows. <F-IP4/> and the like are
 // fail2ban's spellings of the same patterns.
@@ -35,6 +42,7 @@ var builtinTags = map[string]string{
 	"DNS":       tagDNS,
 	"CIDR":      tagCIDR,
 	"SUBNET":    tagSubnet,
+	"SKIPLINES": tagSkipLines,
 	"F-IP4/":    tagIP4,
 	"F-IP6/":    tagIP6,
 	"F-DNS/":    tagDNS,
