@@ -50,6 +50,7 @@ Usage:
   moat unban   ADDR [--jail J] | --all
   moat client  fail2ban-client's forms: status [JAIL] | set JAIL banip|unbanip ADDR... |
                unban --all|ADDR... | banned [ADDR...] | get JAIL banned [ADDR...]
+  moat regex   [OPTIONS] LOG FILTER [IGNOREREGEX]  test a filter as fail2ban-regex does
   moat version
 
 The CLI finds the daemon through --socket PATH, $MOAT_SOCKET, or the default
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, io stdio) int {
 		err = cmdBan(ctx, rest, io)
 	case "unban":
 		err = cmdUnban(ctx, rest, io)
+	case "regex":
+		err = cmdRegex(rest, io)
 	case "client":
 		err = cmdClient(ctx, rest, io)
 	case "version", "--version", "-version":

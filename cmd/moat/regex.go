@@ -1,0 +1,674 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moatproj/moat/filters"
+)
+
+// regexOpts are the options of `moat regex`, named as fail2ban-regex names
+// them.
+type regexOpts struct {
+	config        string
+	datepattern   string
+	maxlines      int
+	raw           bool
+	out           string
+	allMatched    bool
+	allMissed     bool
+	allIgnored    bool
+	noMissed      bool
+	noIgnored     bool
+	verbose       bool
+	printLimit    int
+	hasIgnoreArgs bool
+}
+
+// cmdRegex is `moat regex [OPTIONS] LOG FILTER [IGNOREREGEX]`: it runs a
+// filter over a log file (or one log line) and prints what fail2ban-regex
+// prints for the same arguments: the Results block, or with -o one line per
+// failure.
+func cmdRegex(args []string, io stdio) error {
+	fs := flag.NewFlagSet("moat regex", flag.ContinueOnError)
+	var o regexOpts
+	str := func(p *string, def, usage string, names ...string) {
+		for _, n := range names {
+			fs.StringVar(p, n, def, usage)
+		}
+	}
+	boolean := func(p *bool, usage string, names ...string) {
+		for _, n := range names {
+			fs.BoolVar(p, n, false, usage)
+		}
+	}
+	str(&o.config, "/etc/fail2ban", "configuration directory: filters are looked up in `DIR`/filter.d, then among moat's built-ins", "c", "config")
+	str(&o.datepattern, "", "date pattern of the log lines (the filter's datepattern syntax)", "d", "datepattern")
+	fs.IntVar(&o.maxlines, "L", 0, "lines buffered for multi-line regexes (moat's engine matches single lines only)")
+	fs.IntVar(&o.maxlines, "maxlines", 0, "same as -L")
+	boolean(&o.raw, "take a host name a regex captured as it is (no lookup): it counts as matched", "r", "raw")
+	str(&o.out, "", "print only failures: id, fid, ip, row, msg, a tag name (user, ip4, …) or a template such as '<fid>\\t<time>'", "o", "out")
+	boolean(&o.allMatched, "print all matched lines", "print-all-matched")
+	boolean(&o.allMissed, "print all missed lines, however many", "print-all-missed")
+	boolean(&o.allIgnored, "print all ignored lines, however many", "print-all-ignored")
+	boolean(&o.noMissed, "print no missed lines", "print-no-missed")
+	boolean(&o.noIgnored, "print no ignored lines", "print-no-ignored")
+	boolean(&o.verbose, "list every regex with the failures it found", "v", "verbose")
+	pos, err := parseArgs(fs, args, io)
+	if err != nil {
+		return err
+	}
+	if o.noMissed && o.allMissed {
+		return fmt.Errorf("%w: --print-no-missed and --print-all-missed are mutually exclusive", errUsage)
+	}
+	if o.noIgnored && o.allIgnored {
+		return fmt.Errorf("%w: --print-no-ignored and --print-all-ignored are mutually exclusive", errUsage)
+	}
+	if len(pos) != 2 && len(pos) != 3 {
+		return fmt.Errorf("%w: regex wants LOG FILTER [IGNOREREGEX]", errUsage)
+	}
+	o.printLimit = 20
+	if o.maxlines > 0 {
+		o.printLimit = o.maxlines
+	}
+	var ignore *string
+	if len(pos) == 3 {
+		ignore = &pos[2]
+	}
+	return runRegex(io.stdout, o, pos[0], pos[1], ignore, time.Now)
+}
+
+// regexStats counts what fail2ban-regex counts.
+type regexStats struct {
+	tested, matched, missed, ignored     int
+	matchedLines, missedLines, ignLines  []string
+	failHits, ignoreHits                 []int
+	failHitList                          [][]regexHit
+	prefMatched                          int
+	elapsed                              time.Duration
+	failregexes, ignoreregexes           []string
+	headerFilter, headerOpts, headerLine []string
+}
+
+// regexHit is one failure a failregex found, for -v.
+type regexHit struct {
+	fid string
+	t   time.Time
+}
+
+// filterNameRE is what fail2ban-regex takes for a filter name or file
+// (possibly with options) rather than a regex.
+var filterNameRE = regexp.MustCompile(`(?s)^/{0,3}[\w/\-.]+(?:\[.*\])?$`)
+
+// loadRegexFilter resolves FILTER as fail2ban-regex does and returns the
+// filter and the "Use …" header lines.
+func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter, []string, error) {
+	var header []string
+	var extra []string
+	if o.datepattern != "" {
+		q, err := quoteOption(o.datepattern)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-d: %w", err)
+		}
+		extra = append(extra, "datepattern="+q)
+	}
+	if filterNameRE.MatchString(spec) {
+		name, opts, _ := strings.Cut(spec, "[")
+		opts = strings.TrimSuffix(opts, "]")
+		if ignore != nil {
+			q, err := quoteOption(escapePercent(*ignore))
+			if err != nil {
+				return nil, nil, fmt.Errorf("ignoreregex: %w", err)
+			}
+			extra = append(extra, "ignoreregex="+q)
+		}
+		all := opts
+		if len(extra) > 0 {
+			if strings.TrimSpace(all) != "" {
+				all += ", "
+			}
+			all += strings.Join(extra, ", ")
+		}
+		withOpts := func(n string) string {
+			if all == "" {
+				return n
+			}
+			return n + "[" + all + "]"
+		}
+		optLine := func() {
+			if strings.TrimSpace(opts) != "" {
+				header = append(header, "Use   filter options : "+pyOptions(opts))
+			}
+		}
+		if strings.Contains(name, "/") {
+			tries := []string{name}
+			if tail := name[max(0, len(name)-6):]; !strings.Contains(tail, ".") {
+				tries = append(tries, name+".conf", name+".local")
+			}
+			for _, p := range tries {
+				if st, err := os.Stat(p); err != nil || st.IsDir() {
+					continue
+				}
+				l := &filters.Loader{}
+				if filepath.Base(filepath.Dir(p)) == "filter.d" {
+					base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(p), ".conf"), ".local")
+					header = append(header, fmt.Sprintf("Use %11s filter file : %s, basedir: %s", "failregex", base, filepath.Dir(filepath.Dir(p))))
+				} else {
+					header = append(header, fmt.Sprintf("Use %11s file : %s", "failregex", name))
+				}
+				optLine()
+				f, err := l.Load(withOpts(p))
+				return f, header, err
+			}
+		} else {
+			dir := filepath.Join(o.config, "filter.d")
+			if filepath.Base(o.config) == "filter.d" {
+				dir = o.config
+			}
+			l := &filters.Loader{Dirs: []string{dir}}
+			f, err := l.Load(withOpts(name))
+			switch {
+			case err == nil:
+				basedir := o.config
+				if filepath.Base(basedir) == "filter.d" {
+					basedir = filepath.Dir(basedir)
+				}
+				header = append(header, fmt.Sprintf("Use %11s filter file : %s, basedir: %s", "failregex", name, basedir))
+				optLine()
+				return f, header, nil
+			case !errors.Is(err, filters.ErrNoFilter):
+				return nil, nil, err
+			}
+		}
+	}
+	// A regex.
+	header = append(header, fmt.Sprintf("Use %11s line : %s", "failregex", shortstr(spec)))
+	var ig []string
+	if ignore != nil {
+		ig = []string{escapePercent(*ignore)}
+	}
+	var f *filters.Filter
+	var err error
+	if o.datepattern == "" {
+		f, err = (&filters.Loader{}).Inline("regex", []string{escapePercent(spec)}, ig)
+	} else {
+		f, err = loadInlineWithDate(spec, ignore, o.datepattern)
+	}
+	return f, header, err
+}
+
+// loadInlineWithDate writes the regexes and the date pattern to a temporary
+// filter file (Inline takes no date pattern) and loads it.
+func loadInlineWithDate(spec string, ignore *string, datepattern string) (*filters.Filter, error) {
+	dir, err := os.MkdirTemp("", "moat-regex-")
+	if err != nil {
+		return nil, fmt.Errorf("regex filter: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	var b strings.Builder
+	b.WriteString("[Definition]\n")
+	fmt.Fprintf(&b, "failregex = %s\n", escapePercent(spec))
+	if ignore != nil {
+		fmt.Fprintf(&b, "ignoreregex = %s\n", escapePercent(*ignore))
+	}
+	fmt.Fprintf(&b, "datepattern = %s\n", escapePercent(datepattern))
+	p := filepath.Join(dir, "regex.conf")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("regex filter: %w", err)
+	}
+	return (&filters.Loader{}).Load(p)
+}
+
+func escapePercent(s string) string { return strings.ReplaceAll(s, "%", "%%") }
+
+// quoteOption quotes v for a name[key=value] option list.
+func quoteOption(v string) (string, error) {
+	switch {
+	case !strings.Contains(v, `"`):
+		return `"` + v + `"`, nil
+	case !strings.Contains(v, `'`):
+		return `'` + v + `'`, nil
+	}
+	return "", fmt.Errorf("value %q has both kinds of quote", v)
+}
+
+// pyOptions renders "k=v, k2=v2" as Python prints the dict of them.
+func pyOptions(s string) string {
+	var parts []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		k, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			break
+		}
+		rest = strings.TrimSpace(rest)
+		var v string
+		if rest != "" && (rest[0] == '"' || rest[0] == '\'') {
+			end := strings.IndexByte(rest[1:], rest[0])
+			if end < 0 {
+				end = len(rest) - 1
+			}
+			v, rest = rest[1:end+1], rest[min(len(rest), end+2):]
+		} else {
+			c := strings.IndexByte(rest, ',')
+			if c < 0 {
+				c = len(rest)
+			}
+			v, rest = strings.TrimSpace(rest[:c]), rest[c:]
+		}
+		s = strings.TrimPrefix(strings.TrimSpace(rest), ",")
+		parts = append(parts, pyRepr(strings.TrimSpace(k))+": "+pyRepr(v))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// pyRepr is Python's repr of a str (for the texts moat prints).
+func pyRepr(s string) string {
+	q := "'"
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		q = `"`
+	}
+	var b strings.Builder
+	b.WriteString(q)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case string(r) == q:
+			b.WriteString(`\` + q)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteString(q)
+	return b.String()
+}
+
+// shortstr shortens s to 53 characters as fail2ban-regex does.
+func shortstr(s string) string {
+	if len(s) > 53 {
+		return s[:50] + "..."
+	}
+	return s
+}
+
+// pyTime prints t as fail2ban-regex prints a failure's time: whole
+// seconds, as an int when the line wrote a zone and as a float (from
+// mktime) when the date was read in the local zone.
+func pyTime(t time.Time) string {
+	sec := strconv.FormatInt(t.Unix(), 10)
+	if t.Location() == time.Local {
+		return sec + ".0"
+	}
+	return sec
+}
+
+// failure is one failure found in a line, as -o prints it.
+type failure struct {
+	fid, host, user string
+	t               time.Time
+	line            string
+}
+
+// lineVerdict is what fail2ban-regex makes of a line.
+type lineVerdict int
+
+const (
+	verdictMissed lineVerdict = iota
+	verdictMatched
+	verdictIgnored
+)
+
+// classify turns a filters.Result into fail2ban-regex's verdict: an
+// ignoreregex or a <F-NOFAIL>/<F-MLFGAINED> match is "ignored"; a host name
+// (never resolved) or an unspecified address is "missed" unless -r.
+func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
+	if r.Ignored {
+		return verdictIgnored, nil
+	}
+	if r.Failregex < 0 {
+		return verdictMissed, nil
+	}
+	if r.Failure {
+		fid := r.Match.Addr.String()
+		if r.Match.ID != "" {
+			fid = r.Match.ID
+		}
+		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line}
+	}
+	if r.Host == "" {
+		return verdictIgnored, nil
+	}
+	a, err := netip.ParseAddr(r.Host)
+	if err != nil {
+		a, err = netip.ParseAddr(strings.TrimSuffix(r.Host, ":"))
+	}
+	switch {
+	case err == nil && !a.IsUnspecified():
+		return verdictIgnored, nil // <F-NOFAIL> or <F-MLFGAINED>
+	case err != nil && (raw || looksLikeAddr(r.Host)):
+		// fail2ban takes an address it cannot parse ("999.1.2.3") as
+		// written, and a host name too with -r.
+		return verdictMatched, &failure{fid: r.Host, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line}
+	}
+	return verdictMissed, nil
+}
+
+// looksLikeAddr reports whether s is written like an IP address (digits and
+// dots, or hex digits and colons) even if it is not a valid one.
+func looksLikeAddr(s string) bool {
+	if s == "" {
+		return false
+	}
+	colon := strings.Contains(s, ":")
+	for _, c := range s {
+		switch {
+		case c >= '0' && c <= '9', c == '.':
+		case colon && (c == ':' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')):
+		default:
+			return false
+		}
+	}
+	return !colon || strings.Count(s, ":") >= 2
+}
+
+// logLines returns the lines of LOG (a file, or the argument itself) and
+// the header lines that describe it.
+func logLines(log string) ([]string, []string, error) {
+	if st, err := os.Stat(log); err == nil && !st.IsDir() {
+		data, err := os.ReadFile(log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read log: %w", err)
+		}
+		var lines []string
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 64*1024), 16<<20)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read log: %w", err)
+		}
+		return lines, []string{"Use         log file : " + log, "Use         encoding : UTF-8"}, nil
+	}
+	if !strings.Contains(log, "\n") {
+		return []string{log}, []string{"Use      single line : " + shortstr(log)}, nil
+	}
+	lines := strings.Split(log, "\n")
+	header := []string{fmt.Sprintf("Use      multi line : %d line(s)", len(lines))}
+	for i, l := range lines {
+		if i >= 5 {
+			header = append(header, "| ...")
+			break
+		}
+		n := strconv.Itoa(i + 1)
+		if len(n) < 2 {
+			n = " " + n
+		}
+		header = append(header, fmt.Sprintf("| %s: %s", n[:2], shortstr(l)))
+	}
+	header = append(header, "`-")
+	return lines, header, nil
+}
+
+// runRegex is the body of `moat regex`, with the clock injected.
+func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now func() time.Time) error {
+	bw := bufio.NewWriterSize(w, 64*1024)
+	defer bw.Flush()
+	out := func(s string) { bw.WriteString(s); bw.WriteByte('\n') }
+	if o.out == "" {
+		out("")
+		out("Running tests")
+		out("=============")
+		out("")
+	}
+	f, header, err := loadRegexFilter(o, spec, ignore)
+	if err != nil {
+		return fmt.Errorf("regex: %w", err)
+	}
+	lines, logHeader, err := logLines(log)
+	if err != nil {
+		return fmt.Errorf("regex: %w", err)
+	}
+	if o.out == "" {
+		for _, h := range header {
+			out(h)
+		}
+		if ignore != nil {
+			out(fmt.Sprintf("Use %11s line : %s", "ignoreregex", shortstr(*ignore)))
+		}
+		if o.maxlines > 0 {
+			out(fmt.Sprintf("Use         maxlines : %d", o.maxlines))
+		}
+		for _, h := range logHeader {
+			out(h)
+		}
+		out("")
+	}
+	st := regexStats{failregexes: f.Failregexes(), ignoreregexes: f.Ignoreregexes()}
+	if ignore != nil {
+		st.ignoreregexes = []string{*ignore}
+	}
+	st.failHits = make([]int, len(st.failregexes))
+	st.failHitList = make([][]regexHit, len(st.failregexes))
+	st.ignoreHits = make([]int, len(st.ignoreregexes))
+	emit := outputFunc(o.out, out)
+	start := time.Now()
+	ref := now()
+	for _, line := range lines {
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		r := f.Examine(line, ref)
+		v, fl := classify(r, line, o.raw)
+		if o.out != "" {
+			if v == verdictMatched {
+				emit(fl)
+			}
+			continue
+		}
+		if r.Failregex >= 0 && !r.Ignored && (v != verdictMissed) {
+			st.failHits[r.Failregex]++
+			if fl != nil {
+				st.failHitList[r.Failregex] = append(st.failHitList[r.Failregex], regexHit{fl.fid, fl.t})
+			} else if r.Host != "" {
+				st.failHitList[r.Failregex] = append(st.failHitList[r.Failregex], regexHit{r.Host, r.Match.Time})
+			}
+		}
+		if r.Ignored && len(st.ignoreHits) > 0 {
+			// The API does not say which ignoreregex matched: the first
+			// one is credited.
+			st.ignoreHits[0]++
+		}
+		switch v {
+		case verdictIgnored:
+			st.ignored++
+			if !o.noIgnored && (o.allIgnored || st.ignored <= o.printLimit+1) {
+				st.ignLines = append(st.ignLines, line)
+			}
+		case verdictMatched:
+			st.matched++
+			if o.allMatched {
+				st.matchedLines = append(st.matchedLines, line)
+			}
+		default:
+			st.missed++
+			if !o.noMissed && (o.allMissed || st.missed <= o.printLimit+1) {
+				st.missedLines = append(st.missedLines, line)
+			}
+		}
+		st.tested++
+	}
+	st.elapsed = time.Since(start)
+	if o.out == "" {
+		printRegexStats(out, o, &st)
+	}
+	return nil
+}
+
+// outputFunc returns what -o prints for one failure.
+func outputFunc(ofmt string, out func(string)) func(*failure) {
+	switch {
+	case ofmt == "id" || ofmt == "fid" || ofmt == "ip":
+		return func(fl *failure) { out(fl.fid) }
+	case ofmt == "msg":
+		return func(fl *failure) { out(fl.line) }
+	case ofmt == "row":
+		return func(fl *failure) {
+			out(fmt.Sprintf("[%s,\t%s,\t%s],", pyRepr(fl.fid), pyTime(fl.t), fl.rowData()))
+		}
+	case !strings.Contains(ofmt, "<"):
+		return func(fl *failure) { out(fl.tag(ofmt)) }
+	}
+	return func(fl *failure) { out(expandTemplate(ofmt, fl)) }
+}
+
+// tag is the value fail2ban-regex prints for -o TAG (Python's None when
+// the failure has no such value).
+func (fl *failure) tag(name string) string {
+	a, err := netip.ParseAddr(fl.host)
+	switch name {
+	case "user":
+		if fl.user != "" {
+			return fl.user
+		}
+	case "ip4":
+		if err == nil && a.Is4() {
+			return fl.host
+		}
+	case "ip6":
+		if err == nil && a.Is6() {
+			return fl.host
+		}
+	case "dns":
+		if err != nil && fl.host != "" {
+			return fl.host
+		}
+	case "matches":
+		return fl.line
+	}
+	return "None"
+}
+
+// rowData approximates the data dict of fail2ban's row output with the
+// values moat knows.
+func (fl *failure) rowData() string {
+	var parts []string
+	if fl.user != "" {
+		parts = append(parts, "'user': "+pyRepr(fl.user))
+	}
+	for _, k := range []string{"ip4", "ip6", "dns"} {
+		v := fl.tag(k)
+		if v == "None" {
+			parts = append(parts, pyRepr(k)+": None")
+		} else {
+			parts = append(parts, pyRepr(k)+": "+pyRepr(v))
+		}
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+var templateTagRE = regexp.MustCompile(`<([^<>\s]+)>`)
+
+// expandTemplate substitutes the tags fail2ban's actions know in a -o
+// template; others stay as written.
+func expandTemplate(tmpl string, fl *failure) string {
+	return templateTagRE.ReplaceAllStringFunc(tmpl, func(m string) string {
+		switch m[1 : len(m)-1] {
+		case "ip", "fid":
+			return fl.fid
+		case "time":
+			return pyTime(fl.t)
+		case "msg", "matches":
+			return fl.line
+		case "F-USER":
+			if fl.user != "" {
+				return fl.user
+			}
+		}
+		return m
+	})
+}
+
+// pprintList prints a list as fail2ban-regex does.
+func pprintList(out func(string), l []string, header string) {
+	if len(l) == 0 {
+		return
+	}
+	s := ""
+	if header != "" {
+		s = "|- " + header + "\n"
+	}
+	out(s + "|  " + strings.Join(l, "\n|  ") + "\n`-")
+}
+
+func printRegexStats(out func(string), o regexOpts, st *regexStats) {
+	out("")
+	out("Results")
+	out("=======")
+	list := func(title string, res []string, hits []int, hitList [][]regexHit) {
+		total := 0
+		var l []string
+		for i, re := range res {
+			total += hits[i]
+			if hits[i] > 0 || o.verbose {
+				l = append(l, fmt.Sprintf("%2d) [%d] %s", i+1, hits[i], re))
+			}
+			if o.verbose && hitList != nil {
+				for _, h := range hitList[i] {
+					l = append(l, fmt.Sprintf("    %s  %s", h.fid, h.t.Local().Format("Mon Jan 02 15:04:05 2006")))
+				}
+			}
+		}
+		out(fmt.Sprintf("\n%s: %d total", title, total))
+		pprintList(out, l, " #) [# of hits] regular expression")
+	}
+	list("Failregex", st.failregexes, st.failHits, st.failHitList)
+	list("Ignoreregex", st.ignoreregexes, st.ignoreHits, nil)
+	out(fmt.Sprintf("\nLines: %d lines, %d ignored, %d matched, %d missed", st.tested, st.ignored, st.matched, st.missed))
+	out(fmt.Sprintf("[processed in %.2f sec]", st.elapsed.Seconds()))
+	out("")
+	print := func(kind string, n int, l []string, all bool) {
+		if n == 0 {
+			return
+		}
+		header := strings.ToUpper(kind[:1]) + kind[1:] + " line(s):"
+		if n < o.printLimit || all {
+			trimmed := make([]string, len(l))
+			for i, s := range l {
+				trimmed[i] = strings.TrimRight(s, " \t\r\n\v\f")
+			}
+			pprintList(out, trimmed, header)
+			return
+		}
+		out(fmt.Sprintf("%s too many to print.  Use --print-all-%s to print all %d lines", header, kind, n))
+	}
+	if o.allMatched {
+		print("matched", st.matched, st.matchedLines, true)
+	}
+	if !o.noIgnored {
+		print("ignored", st.ignored, st.ignLines, o.allIgnored)
+	}
+	if !o.noMissed {
+		print("missed", st.missed, st.missedLines, o.allMissed)
+	}
+}

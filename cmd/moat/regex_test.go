@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// regexLog is a small log with a failure, an ignored line and a missed one.
+const regexLog = `2026-11-26 21:00:01 host app: login failed for alice from 192.0.2.7
+2026-11-26 21:00:02 host app: login failed for bob from 198.51.100.9
+# a comment: neither counted nor matched
+
+2026-11-26 21:00:03 host app: login failed for probe from 203.0.113.5
+2026-11-26 21:00:04 host app: all good
+`
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// localEpoch is how moat regex prints the time of a date read in time.Local.
+func localEpoch(y int, mo time.Month, d, h, m, s int) string {
+	return strconv.FormatInt(time.Date(y, mo, d, h, m, s, 0, time.Local).Unix(), 10) + ".0"
+}
+
+func TestRegexOutputs(t *testing.T) {
+	dir := t.TempDir()
+	log := writeFile(t, dir, "app.log", regexLog)
+	const failre = `login failed for <F-USER>\S+</F-USER> from <HOST>$`
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ip", []string{"-o", "ip", log, failre}, "192.0.2.7\n198.51.100.9\n203.0.113.5\n"},
+		{"fid with ignoreregex", []string{"-o", "fid", log, failre, "for probe "}, "192.0.2.7\n198.51.100.9\n"},
+		{"user tag", []string{"-o", "user", log, failre}, "alice\nbob\nprobe\n"},
+		{"absent tag is None", []string{"-o", "ip6", log, failre}, "None\nNone\nNone\n"},
+		{"msg", []string{"-o", "msg", log, failre, "probe|bob"},
+			"2026-11-26 21:00:01 host app: login failed for alice from 192.0.2.7\n"},
+		{"template", []string{"-o", `<fid>\t<time> <F-USER> <nosuch>`, log, failre, "bob|probe"},
+			"192.0.2.7\\t" + localEpoch(2026, 11, 26, 21, 0, 1) + " alice <nosuch>\n"},
+		{"single line", []string{"-o", "ip", "Nov 26 21:00:00 h app: login failed for x from 2001:db8::5", failre}, "2001:db8::5\n"},
+		{"single line missed", []string{"-o", "ip", "Nov 26 21:00:00 h app: all good", failre}, ""},
+		{"flags after positionals", []string{log, failre, "-o", "ip", "-r"}, "192.0.2.7\n198.51.100.9\n203.0.113.5\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := cli(t, nil, append([]string{"regex"}, c.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if r.stdout != c.want {
+				t.Errorf("stdout:\n%q\nwant\n%q", r.stdout, c.want)
+			}
+		})
+	}
+}
+
+func TestRegexResults(t *testing.T) {
+	dir := t.TempDir()
+	log := writeFile(t, dir, "app.log", regexLog)
+	const failre = `login failed for \S+ from <HOST>$`
+	r := cli(t, nil, "regex", "--print-all-matched", log, failre, "for probe ")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"\nRunning tests\n=============\n\nUse   failregex line : login failed for \\S+ from <HOST>$\nUse ignoreregex line : for probe \nUse         log file : " + log + "\nUse         encoding : UTF-8\n\n",
+		"\nResults\n=======\n\nFailregex: 2 total\n|-  #) [# of hits] regular expression\n|   1) [2] " + failre + "\n`-\n",
+		"\nIgnoreregex: 1 total\n|-  #) [# of hits] regular expression\n|   1) [1] for probe \n`-\n",
+		"\nLines: 4 lines, 1 ignored, 2 matched, 1 missed\n[processed in ",
+		"|- Matched line(s):\n|  2026-11-26 21:00:01 host app: login failed for alice from 192.0.2.7\n|  2026-11-26 21:00:02 host app: login failed for bob from 198.51.100.9\n`-\n",
+		"|- Ignored line(s):\n|  2026-11-26 21:00:03 host app: login failed for probe from 203.0.113.5\n`-\n",
+		"|- Missed line(s):\n|  2026-11-26 21:00:04 host app: all good\n`-\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks\n%s\n--- output:\n%s", want, r.stdout)
+		}
+	}
+	// --print-no-missed/-ignored drop the lists; -L lowers the print limit.
+	r = cli(t, nil, "regex", "--print-no-missed", "--print-no-ignored", log, failre, "for probe ")
+	if strings.Contains(r.stdout, "Missed line(s)") || strings.Contains(r.stdout, "Ignored line(s)") {
+		t.Errorf("--print-no-*: still lists lines:\n%s", r.stdout)
+	}
+	r = cli(t, nil, "regex", "-L", "1", log, failre)
+	if !strings.Contains(r.stdout, "Use         maxlines : 1\n") ||
+		!strings.Contains(r.stdout, "Missed line(s): too many to print.  Use --print-all-missed to print all 1 lines") {
+		t.Errorf("-L 1:\n%s", r.stdout)
+	}
+	// -v lists every regex and the failures it found.
+	r = cli(t, nil, "regex", "-v", log, failre+"|never <HOST> here")
+	if !strings.Contains(r.stdout, "    192.0.2.7  "+time.Date(2026, 11, 26, 21, 0, 1, 0, time.Local).Format("Mon Jan 02 15:04:05 2006")) {
+		t.Errorf("-v lacks the failure list:\n%s", r.stdout)
+	}
+}
+
+func TestRegexFilterLookup(t *testing.T) {
+	cfg := t.TempDir()
+	writeFile(t, cfg, "filter.d/myapp.conf", `[Init]
+who = \S+
+[Definition]
+failregex = login failed for %(who)s from <HOST>$
+`)
+	log := writeFile(t, t.TempDir(), "app.log", regexLog)
+	cases := []struct {
+		name, spec string
+		extra      []string
+		header     string
+		lines      string
+	}{
+		{"name in -c DIR", "myapp", nil, "Use   failregex filter file : myapp, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
+		{"name with options", "myapp[who=alice]", nil, "Use   filter options : {'who': 'alice'}\n", "Lines: 4 lines, 0 ignored, 1 matched, 3 missed"},
+		{"file path", filepath.Join(cfg, "filter.d", "myapp.conf"), nil, "Use   failregex filter file : myapp, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
+		{"built-in", "sshd", nil, "Use   failregex filter file : sshd, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 0 matched, 4 missed"},
+		{"regex with a date pattern", `failed for \S+ from <HOST>`, []string{"-d", "^%Y-%m-%d %H:%M:%S"}, "Use   failregex line : failed for \\S+ from <HOST>\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"regex", "-c", cfg}, c.extra...)
+			r := cli(t, nil, append(args, log, c.spec)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stdout, c.header) || !strings.Contains(r.stdout, "\n"+c.lines+"\n") {
+				t.Errorf("want %q and %q in:\n%s", c.header, c.lines, r.stdout)
+			}
+		})
+	}
+	// A name that is neither a filter nor a regex with a host is an error.
+	if r := cli(t, nil, "regex", "-c", cfg, log, "nosuchfilter"); r.code != 1 || !strings.Contains(r.stderr, "nosuchfilter") {
+		t.Errorf("unknown filter: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := cli(t, nil, "regex", log); r.code != 2 {
+		t.Errorf("missing FILTER: exit %d, want 2", r.code)
+	}
+}
+
+// TestRegexAgainstFail2banRegex runs the real fail2ban-regex on the sample
+// logs, with moat's built-in filter files (copied into a filter.d) and with
+// the stock ones, and requires moat regex to print the same -o ip and
+// -o '<fid>\t<time>' output and the same Lines: summary.
+func TestRegexAgainstFail2banRegex(t *testing.T) {
+	bin, err := exec.LookPath("fail2ban-regex")
+	if err != nil {
+		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+	}
+	if testing.Short() {
+		t.Skip("short: runs a Python process per case")
+	}
+	testdata := filepath.Join("..", "..", "filters", "testdata")
+	builtin := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(builtin, "filter.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	confs, _ := filepath.Glob(filepath.Join("..", "..", "filters", "builtin", "*.conf"))
+	for _, c := range confs {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, builtin, filepath.Join("filter.d", filepath.Base(c)), string(b))
+	}
+	type tc struct{ cfg, spec, log string }
+	var cases []tc
+	for _, s := range []struct{ spec, log string }{
+		{"sshd", "sshd.log"}, {"sshd[mode=aggressive]", "sshd.log"}, {"sshd[mode=ddos]", "sshd.log"},
+		{"sshd[mode=extra]", "sshd.log"},
+		{"nginx-http-auth", "nginx-http-auth.log"}, {"nginx-limit-req", "nginx-limit-req.log"},
+		{"nginx-limit-req[zones=login]", "nginx-limit-req.log"}, {"nginx-botsearch", "nginx-botsearch.log"},
+	} {
+		if !strings.Contains(s.spec, "zones") && !strings.Contains(s.spec, "extra") {
+			if _, err := os.Stat("/etc/fail2ban/filter.d/sshd.conf"); err == nil {
+				cases = append(cases, tc{"/etc/fail2ban", s.spec, s.log})
+			}
+		}
+		if s.spec != "sshd[mode=extra]" {
+			cases = append(cases, tc{builtin, s.spec, s.log})
+		}
+	}
+	if _, err := os.Stat("/etc/fail2ban/filter.d/sshd.conf"); err == nil {
+		cases = append(cases, tc{"/etc/fail2ban", "sshd[mode=extra]", "sshd.log"})
+	}
+	// Known differences: fail2ban-regex without -o tries every failregex
+	// on a line and counts it ignored when any match is <F-NOFAIL>;
+	// filters.Examine reports only the first match. In sshd.log the line
+	// "Failed publickey for invalid user git" matches a failure regex
+	// and then a <F-NOFAIL> one.
+	knownLinesDiff := map[string]bool{"/etc/fail2ban sshd": true, "/etc/fail2ban sshd[mode=aggressive]": true,
+		"/etc/fail2ban sshd[mode=ddos]": true, "/etc/fail2ban sshd[mode=extra]": true}
+	for _, c := range cases {
+		name := c.cfg + " " + c.spec
+		t.Run(strings.ReplaceAll(name, "/", "_"), func(t *testing.T) {
+			t.Parallel()
+			log := filepath.Join(testdata, c.log)
+			f2b := func(args ...string) string {
+				cmd := exec.Command(bin, append([]string{"-c", c.cfg}, args...)...)
+				var out, errb bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := cmd.Run(); err != nil {
+					t.Fatalf("fail2ban-regex %q: %v: %s%s", args, err, out.String(), errb.String())
+				}
+				return out.String()
+			}
+			moat := func(args ...string) string {
+				r := cli(t, nil, append([]string{"regex", "-c", c.cfg}, args...)...)
+				if r.code != 0 {
+					t.Fatalf("moat regex %q: exit %d: %s", args, r.code, r.stderr)
+				}
+				return r.stdout
+			}
+			for _, o := range []string{"ip", `<fid>\t<time>`} {
+				want, got := f2b("-o", o, log, c.spec), moat("-o", o, log, c.spec)
+				if want == "" {
+					t.Errorf("-o %s: fail2ban-regex found nothing: the sample exercises nothing", o)
+				}
+				if got != want {
+					t.Errorf("-o %s differs:\nmoat:\n%s\nfail2ban-regex:\n%s", o, got, want)
+				}
+			}
+			summary := func(s string) string {
+				for _, l := range strings.Split(s, "\n") {
+					if strings.HasPrefix(l, "Lines: ") {
+						return l
+					}
+				}
+				return "(no Lines: line)"
+			}
+			want, got := summary(f2b(log, c.spec)), summary(moat(log, c.spec))
+			switch {
+			case got == want && knownLinesDiff[name]:
+				t.Logf("Lines: now identical (%s): drop it from knownLinesDiff", got)
+			case got != want && knownLinesDiff[name]:
+				t.Logf("known difference (all-regex counting):\nmoat:           %s\nfail2ban-regex: %s", got, want)
+			case got != want:
+				t.Errorf("summary differs:\nmoat:           %s\nfail2ban-regex: %s", got, want)
+			}
+		})
+	}
+}
