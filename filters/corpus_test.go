@@ -15,9 +15,9 @@ import (
 const fail2banCorpus = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"
 
 // minAgreeingStockFilters is a ratchet: how many stock filters must give
-// exactly fail2ban-regex's failures on fail2ban's own sample logs (75 of
+// exactly fail2ban-regex's failures on fail2ban's own sample logs (78 of
 // 93 with fail2ban 1.0.2, matched through a Stream).
-const minAgreeingStockFilters = 75
+const minAgreeingStockFilters = 78
 
 // TestStockFiltersOnFail2banCorpus runs every stock filter on fail2ban's
 // own sample log, in moat and in fail2ban-regex, and compares. It takes
@@ -60,6 +60,9 @@ func TestStockFiltersOnFail2banCorpus(t *testing.T) {
 		var got []string
 		st := f.Stream()
 		for _, line := range readLinesAt(t, logPath) {
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue // fail2ban-regex skips them (they matter to maxlines)
+			}
 			if m, ok := st.Match(line, ref); ok {
 				got = append(got, fmt.Sprintf("%s\t%d\t%s", m.Addr, m.Time.Unix(), m.User))
 			}

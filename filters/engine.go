@@ -391,7 +391,9 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	line = strings.TrimRight(line, "\r\n")
 	s, e, t, ok := f.date(line, ref, f.loc)
 	res.HasDate = ok
-	if !ok {
+	if !ok || s == e {
+		// An optional date pattern that matched nothing: fail2ban
+		// takes the line as undated.
 		t = ref
 	}
 	res.Match.Time = t

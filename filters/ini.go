@@ -282,7 +282,20 @@ func (v vars) resolve(key string) (string, *iniValue, vars, bool) {
 		if cur == nil {
 			cur, _ = v.doc.lookup(v.sec, known)
 		}
-		if cur == nil || cur.known == nil {
+		prev := (*iniValue)(nil)
+		if cur != nil {
+			prev = cur.known
+			if prev == nil && v.shadow[known] == nil {
+				// A section's own value overrides [DEFAULT]'s: known/
+				// there is the [DEFAULT] value.
+				if sec := v.doc.sections[v.sec]; sec != nil && sec.vals[known] == cur {
+					if d := v.doc.sections["DEFAULT"]; d != nil && v.sec != "DEFAULT" {
+						prev = d.vals[known]
+					}
+				}
+			}
+		}
+		if prev == nil {
 			// fail2ban reads a known/ name without an earlier value as
 			// empty rather than failing.
 			return "", nil, v, true
@@ -292,8 +305,8 @@ func (v vars) resolve(key string) (string, *iniValue, vars, bool) {
 		for k, sv := range v.shadow {
 			scope.shadow[k] = sv
 		}
-		scope.shadow[known] = cur.known
-		return cur.known.val, cur.known, scope, true
+		scope.shadow[known] = prev
+		return prev.val, prev, scope, true
 	}
 	if s, ok := v.opts[key]; ok {
 		return s, nil, v, true

@@ -84,8 +84,8 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 	line = strings.TrimRight(line, "\r\n")
 	ds, de, t, ok := f.date(line, ref, f.loc)
 	res.HasDate = ok
-	if !ok {
-		t = ref
+	if !ok || ds == de {
+		t = ref // an optional date pattern that matched nothing
 	}
 	res.Match.Time = t
 	text := line[:ds] + line[de:]
