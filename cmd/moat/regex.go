@@ -123,6 +123,9 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 		}
 		extra = append(extra, "datepattern="+q)
 	}
+	if o.maxlines > 0 {
+		extra = append(extra, "maxlines="+strconv.Itoa(o.maxlines))
+	}
 	if filterNameRE.MatchString(spec) {
 		name, opts, _ := strings.Cut(spec, "[")
 		opts = strings.TrimSuffix(opts, "]")
@@ -200,17 +203,17 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 	}
 	var f *filters.Filter
 	var err error
-	if o.datepattern == "" {
+	if o.datepattern == "" && o.maxlines == 0 {
 		f, err = (&filters.Loader{}).Inline("regex", []string{escapePercent(spec)}, ig)
 	} else {
-		f, err = loadInlineWithDate(spec, ignore, o.datepattern)
+		f, err = loadInlineFile(spec, ignore, o)
 	}
 	return f, header, err
 }
 
-// loadInlineWithDate writes the regexes and the date pattern to a temporary
-// filter file (Inline takes no date pattern) and loads it.
-func loadInlineWithDate(spec string, ignore *string, datepattern string) (*filters.Filter, error) {
+// loadInlineFile writes the regexes, the date pattern and maxlines to a
+// temporary filter file (Inline takes neither) and loads it.
+func loadInlineFile(spec string, ignore *string, o regexOpts) (*filters.Filter, error) {
 	dir, err := os.MkdirTemp("", "moat-regex-")
 	if err != nil {
 		return nil, fmt.Errorf("regex filter: %w", err)
@@ -222,7 +225,12 @@ func loadInlineWithDate(spec string, ignore *string, datepattern string) (*filte
 	if ignore != nil {
 		fmt.Fprintf(&b, "ignoreregex = %s\n", escapePercent(*ignore))
 	}
-	fmt.Fprintf(&b, "datepattern = %s\n", escapePercent(datepattern))
+	if o.datepattern != "" {
+		fmt.Fprintf(&b, "datepattern = %s\n", escapePercent(o.datepattern))
+	}
+	if o.maxlines > 0 {
+		fmt.Fprintf(&b, "maxlines = %d\n", o.maxlines)
+	}
 	p := filepath.Join(dir, "regex.conf")
 	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("regex filter: %w", err)
@@ -449,14 +457,19 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		return fmt.Errorf("regex: %w", err)
 	}
 	if o.out == "" {
+		if o.maxlines > 0 {
+			out(fmt.Sprintf("Use         maxlines : %d", o.maxlines))
+		}
+		if o.datepattern != "" {
+			// fail2ban-regex adds a description of the pattern, which
+			// moat does not write.
+			out("Use      datepattern : " + o.datepattern)
+		}
 		for _, h := range header {
 			out(h)
 		}
 		if ignore != nil {
 			out(fmt.Sprintf("Use %11s line : %s", "ignoreregex", shortstr(*ignore)))
-		}
-		if o.maxlines > 0 {
-			out(fmt.Sprintf("Use         maxlines : %d", o.maxlines))
 		}
 		for _, h := range logHeader {
 			out(h)
@@ -473,13 +486,21 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	emit := outputFunc(o.out, out)
 	start := time.Now()
 	ref := now()
+	// A Stream keeps what fail2ban keeps between lines: connection
+	// groups (<F-MLFID>) and the last maxlines lines.
+	stream := f.Stream()
 	for _, line := range lines {
 		line = strings.TrimRight(line, "\r\n")
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		r := f.Examine(line, ref)
+		r := stream.Examine(line, ref)
 		v, fl := classify(r, line, o.raw)
+		if fl != nil && fl.t.IsZero() {
+			// Stream.Examine leaves Match zero when the host is no
+			// address; Filter.Examine still gives the line's time.
+			fl.t = f.Examine(line, ref).Match.Time
+		}
 		if o.out != "" {
 			if v == verdictMatched {
 				emit(fl)
