@@ -76,6 +76,7 @@ type f2bJail struct {
 	actions        []string
 	actionPort     map[string]string // action name → its port option
 	filter         string
+	logPattern     string // logpath after interpolation, as JailsReader has it
 	secondsByField map[string]float64
 }
 
@@ -149,6 +150,44 @@ func TestAcceptanceAgainstFail2banClient(t *testing.T) {
 	}
 }
 
+// TestAllStockJailsAgainstFail2ban enables every jail of the installed
+// jail.conf and compares each one's effective values with fail2ban's:
+// this exercises the interpolation of paths-*.conf and every jail's own
+// overrides.
+func TestAllStockJailsAgainstFail2ban(t *testing.T) {
+	client, err := exec.LookPath("fail2ban-client")
+	if err != nil {
+		t.Skip("fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
+	}
+	if _, err := os.Stat(filepath.Join(installedDir, "jail.conf")); err != nil {
+		t.Skipf("no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
+	}
+	py := fail2banPython(t)
+	dir := filepath.Join(t.TempDir(), "fail2ban")
+	copyTree(t, installedDir, dir)
+	writeFile(t, filepath.Join(dir, "jail.local"), "[DEFAULT]\nenabled = true\n")
+	res, err := Load(dir, Options{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := runFail2banClient(t, client, py, dir)
+	if len(want) < 50 {
+		t.Fatalf("fail2ban-client enabled only %d jails", len(want))
+	}
+	if len(res.Jails) != len(want) {
+		t.Fatalf("%d jails, fail2ban-client %d", len(res.Jails), len(want))
+	}
+	for i, j := range res.Jails {
+		w := want[i]
+		if j.Name != w.name {
+			t.Fatalf("jail %d is %s, fail2ban-client: %s", i, j.Name, w.name)
+		}
+		t.Run(j.Name, func(t *testing.T) {
+			compareJail(t, j, w, res.Warnings)
+		})
+	}
+}
+
 func compareJail(t *testing.T, j Jail, w *f2bJail, warns []Warning) {
 	if j.Backend != w.backend {
 		t.Errorf("backend %q, fail2ban %q", j.Backend, w.backend)
@@ -211,6 +250,19 @@ func compareJail(t *testing.T, j Jail, w *f2bJail, warns []Warning) {
 	}
 	if !slices.Equal(ips, wantIPs) {
 		t.Errorf("ignoreip %v, fail2ban %v", ips, wantIPs)
+	}
+	var patterns []string
+	for _, l := range strings.Split(w.logPattern, "\n") {
+		l = strings.TrimSpace(l)
+		if i := strings.LastIndexByte(l, ' '); i >= 0 && (l[i+1:] == "head" || l[i+1:] == "tail") {
+			l = strings.TrimSpace(l[:i])
+		}
+		if l != "" && !strings.HasPrefix(j.Backend, "systemd") {
+			patterns = append(patterns, l)
+		}
+	}
+	if !slices.Equal(j.LogPath, patterns) {
+		t.Errorf("logpath %q, fail2ban %q", j.LogPath, patterns)
 	}
 	if got := expandGlobs(j.LogPath); !slices.Equal(got, w.logPaths) {
 		t.Errorf("logpath %v (files %v), fail2ban %v", j.LogPath, got, w.logPaths)
@@ -358,7 +410,8 @@ func runFail2banClient(t *testing.T, client, py, dir string) []*f2bJail {
 	}
 	filters := jailFilters(t, py, dir)
 	for i := range jails {
-		jails[i].filter = filters[jails[i].name]
+		jails[i].filter = filters[jails[i].name][0]
+		jails[i].logPattern = filters[jails[i].name][1]
 	}
 	return jails
 }
@@ -389,21 +442,21 @@ for l in sys.stdin.read().split("\n"):
 	return res
 }
 
-func jailFilters(t *testing.T, py, dir string) map[string]string {
+func jailFilters(t *testing.T, py, dir string) map[string][2]string {
 	t.Helper()
 	script := `import sys, json
 from fail2ban.client.jailsreader import JailsReader
 r = JailsReader(basedir=sys.argv[1])
 r.read()
 r.getOptions()
-print(json.dumps({j.getName(): j.options.get("filter", "") for j in r.jails}))`
+print(json.dumps({j.getName(): [j.options.get("filter", ""), j.options.get("logpath") or ""] for j in r.jails}))`
 	cmd := exec.Command(py, "-c", script, dir)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("read filters with fail2ban's JailsReader: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	m := map[string]string{}
+	m := map[string][2]string{}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &m); err != nil {
 		t.Fatalf("JailsReader output %q: %v", out, err)
 	}
