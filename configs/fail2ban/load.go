@@ -73,6 +73,7 @@ type Warning struct {
 	Reason string
 }
 
+// String is the warning as one log line: "jail J: option = value: reason".
 func (w Warning) String() string {
 	return fmt.Sprintf("jail %s: %s = %s: %s", w.Jail, w.Option, w.Value, w.Reason)
 }
@@ -425,7 +426,7 @@ var banActionPrefixes = []string{"iptables", "ip6tables", "nftables", "firewallc
 
 func isBanAction(name string) bool {
 	for _, p := range banActionPrefixes {
-		if name == p || strings.HasPrefix(name, p+"-") || strings.HasPrefix(name, p) && len(name) > len(p) && name[len(p)] == '[' {
+		if name == p || strings.HasPrefix(name, p+"-") {
 			return true
 		}
 	}

@@ -297,8 +297,8 @@ func compareJail(t *testing.T, j Jail, w *f2bJail, warns []Warning) {
 	}
 }
 
-// parsePrefixForTest normalises an ignoreip entry the way Load does, via
-// ParsePorts' sibling: an address becomes a /32 or /128.
+// parsePrefixForTest normalises one ignoreip entry as fail2ban printed it
+// the way Load reads entries: an address becomes a /32 or /128.
 func parsePrefixForTest(s string) (string, error) {
 	dir := fmt.Sprintf("[DEFAULT]\nignoreip = %s\n", s)
 	doc, err := parseINI("x", dir+"[j]\n")
