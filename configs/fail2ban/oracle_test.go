@@ -58,6 +58,11 @@ logpath    = TMP/log/fail2ban.log
 ignoreip   = 198.51.100.0/24 203.0.113.7
 ignoreself = false
 bantime.increment = false
+
+# A journal jail: fail2ban ignores its logpath, moat warns.
+[postfix]
+enabled  = true
+backend  = systemd
 `
 
 // acceptanceJailD is a jail.d pair: the .conf is overridden by jail.local,
@@ -191,6 +196,11 @@ func TestAllStockJailsAgainstFail2ban(t *testing.T) {
 func compareJail(t *testing.T, j Jail, w *f2bJail, warns []Warning) {
 	if j.Backend != w.backend {
 		t.Errorf("backend %q, fail2ban %q", j.Backend, w.backend)
+	}
+	if strings.HasPrefix(w.backend, "systemd") {
+		if !j.Journal || !slices.ContainsFunc(warns, func(x Warning) bool { return x.Jail == j.Name && x.Option == "backend" }) {
+			t.Errorf("fail2ban reads the journal; moat journal %v, warnings %v", j.Journal, warns)
+		}
 	}
 	if mr, ok := w.set["maxretry"].(int64); !ok || int64(j.MaxRetry) != mr {
 		t.Errorf("maxretry %d, fail2ban %v", j.MaxRetry, w.set["maxretry"])
