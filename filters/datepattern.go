@@ -257,6 +257,16 @@ func (t template) findBacktrack(line string, ref time.Time, loc *time.Location) 
 	if t.lineStart && !lineStartOK(line, s) {
 		return 0, 0, time.Time{}, false
 	}
+	// regexp2 numbers unnamed groups first: group "1", if the pattern has
+	// one, is the date (as in find).
+	for _, n := range t.bt.GetGroupNames() {
+		if n == "1" {
+			if g := m.GroupByNumber(1); g != nil && len(g.Captures) > 0 {
+				s, e = byteAt(g.Index), byteAt(g.Index+g.Length)
+			}
+			break
+		}
+	}
 	get := func(name string) (string, bool) {
 		g := m.GroupByName(name)
 		if g == nil || len(g.Captures) == 0 {

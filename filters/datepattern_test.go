@@ -25,6 +25,7 @@ func TestDatePattern(t *testing.T) {
 		{"milliseconds epoch", `{LEPOCH}`, "1764192000250 x", true, 0, 13, time.Unix(1764192000, 25e7)},
 		{"none", `{NONE}`, "Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
 		{"backreference", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11.26 21:19:40 x", true, 3, 22, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"unnamed group with a backreference", `^(?:=[^=]+={3,} )?(%Y(?P<_sep>[-/.])%m(?P=_sep)%d %H:%M:%S)`, "=INFO REPORT==== 2026-11-26 21:19:40 ===", true, 17, 36, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"backreference mismatch", `%Y(?P<_sep>[-/.])%m(?P=_sep)%d[T ]%H:%M:%S`, "at 2026.11-26 21:19:40 x", false, 0, 0, time.Time{}},
 		{"defaults after a prefix", `^[^\[]*\[({DATE})`, `192.0.2.1 - - [26/Nov/2026:21:19:40 +0000] "GET /"`, true, 15, 41, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"defaults with suffix", `^\[({DATE})\]`, `[Nov 26 21:19:40] x`, true, 1, 16, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
