@@ -282,3 +282,45 @@ func TestRegexAgainstFail2banRegex(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRegexLine runs moat regex on one arbitrary log line: it must not
+// fail, must count the line once (unless it is blank or a comment), and
+// -o must print at most one failure for it.
+func FuzzRegexLine(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-26 21:00:01 host app: login failed for alice from 192.0.2.7",
+		"Nov 26 21:00:00 h app: login failed for x from 2001:db8::5",
+		"login failed for 999.1.2.3 from 999.1.2.3",
+		"login failed for a from ::",
+		"# comment", "", "\x00\xff",
+	} {
+		f.Add(s)
+	}
+	const failre = `login failed for <F-USER>\S+</F-USER> from <HOST>$`
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\r\n") {
+			return // several lines: counted as such
+		}
+		if _, err := os.Stat(line); err == nil {
+			return // LOG names a file
+		}
+		var out bytes.Buffer
+		if err := runRegex(&out, regexOpts{out: `<fid> <time> <F-USER>`, printLimit: 20}, line, failre, nil, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(out.String(), "\n"); n > 1 {
+			t.Fatalf("-o printed %d lines for one line: %q", n, out.String())
+		}
+		out.Reset()
+		if err := runRegex(&out, regexOpts{printLimit: 20}, line, failre, nil, time.Now); err != nil {
+			t.Fatal(err)
+		}
+		want := "\nLines: 1 lines, "
+		if trimmed := strings.TrimRight(line, "\r\n"); trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			want = "\nLines: 0 lines, "
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("want %q in:\n%s", want, out.String())
+		}
+	})
+}
