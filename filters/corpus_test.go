@@ -15,9 +15,9 @@ import (
 const fail2banCorpus = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"
 
 // minAgreeingStockFilters is a ratchet: how many stock filters must give
-// exactly fail2ban-regex's failures on fail2ban's own sample logs (79 of
+// exactly fail2ban-regex's failures on fail2ban's own sample logs (84 of
 // 93 with fail2ban 1.0.2, matched through a Stream).
-const minAgreeingStockFilters = 79
+const minAgreeingStockFilters = 84
 
 // TestStockFiltersOnFail2banCorpus runs every stock filter on fail2ban's
 // own sample log, in moat and in fail2ban-regex, and compares. It takes
@@ -59,7 +59,7 @@ func TestStockFiltersOnFail2banCorpus(t *testing.T) {
 		ref := time.Now()
 		var got []string
 		st := f.Stream()
-		for _, line := range readLinesAt(t, logPath) {
+		for _, line := range readCompleteLines(t, logPath) {
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue // fail2ban-regex skips them (they matter to maxlines)
 			}
@@ -104,4 +104,27 @@ func first(s []string) []string {
 		return s[:3]
 	}
 	return s
+}
+
+// readCompleteLines reads path's lines as fail2ban does: a last line without
+// its newline is still being written, so it is not read.
+func readCompleteLines(t testing.TB, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := strings.LastIndexByte(string(data), '\n'); i >= 0 {
+		data = data[:i+1]
+	} else {
+		data = nil
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(data) == 0 {
+		lines = nil
+	}
+	for i, l := range lines {
+		lines[i] = strings.TrimSuffix(l, "\r")
+	}
+	return lines
 }
