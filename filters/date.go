@@ -33,7 +33,7 @@ import (
 //	1764192000[.123]                           epoch seconds, at line start or after a leading '['
 //	@4000000069277c8000000000                  TAI64N, at line start
 //	Oct 27 2015 09:24:46                       syslog with the year before the time
-//	26-11-2026 21:19:40 [+0100]                day first
+//	26-11-2026 21:19:40                        day first
 //	261126 21:19:40                            MySQL (YYMMDD)
 //
 // A later datepattern option plugs in by replacing dateFunc in the Filter.
@@ -294,7 +294,7 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 	return end, time.Date(y, mo, d, h, m, sec, ns, loc), true
 }
 
-// parseDayFirst reads "DD-MM-YYYY HH:MM:SS[ ±zzzz]".
+// parseDayFirst reads "DD-MM-YYYY HH:MM:SS".
 func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
 	d, ok1 := digits(s, i, 2)
 	mo, ok2 := digits(s, i+3, 2)
@@ -307,14 +307,13 @@ func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
 	if !ok {
 		return 0, time.Time{}, false
 	}
-	ns, end := fraction(s, end, ".,")
-	if z, zend, ok := zone(s, end, true); ok {
-		loc, end = z, zend
-	}
+	// fail2ban's template for this format has neither a fraction nor a
+	// zone: what follows stays in the line for the failregex (3proxy's
+	// lines go on with " +0300").
 	if !boundaryAt(s, end) {
 		return 0, time.Time{}, false
 	}
-	return end, time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
+	return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, loc), true
 }
 
 // parseMySQL reads MySQL's "YYMMDD HH:MM:SS" (the hour may be " 9").

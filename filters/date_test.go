@@ -35,7 +35,8 @@ func TestFindDate(t *testing.T) {
 		{"epoch in brackets", "[1764192000] x", time.UTC, true, 1, 11, time.Unix(1764192000, 0)},
 		{"date mid-line", "host: 2026-11-26T21:19:40Z x", time.UTC, true, 6, 26, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"syslog year before time", "Oct 27 2015 09:24:46 host x", time.UTC, true, 0, 20, time.Date(2015, 10, 27, 9, 24, 46, 0, time.UTC)},
-		{"day first with zone", "11-06-2013 02:09:40 +0300 PROXY", time.UTC, true, 0, 25, time.Date(2013, 6, 10, 23, 9, 40, 0, time.UTC)},
+		// fail2ban's day-first template leaves a zone in the line (3proxy matches it).
+		{"day first zone not read", "11-06-2013 02:09:40 +0300 PROXY", time.UTC, true, 0, 19, time.Date(2013, 6, 11, 2, 9, 40, 0, time.UTC)},
 		{"mysql", "130324 19:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 19, 1, 39, 0, time.UTC)},
 		{"mysql one-digit hour", "130324  9:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 9, 1, 39, 0, time.UTC)},
 		{"tai64n", "@400000004c91b044077a9e94 dovecot-auth: x", time.UTC, true, 0, 25, time.Unix(0x4c91b044, 0x077a9e94)},
