@@ -2,6 +2,7 @@ package filters
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -80,5 +81,48 @@ func BenchmarkMatchFailure(b *testing.B) {
 		if _, ok := f.Match(line, ref); !ok {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// BenchmarkStreamSSHD1M is BenchmarkSSHD1M through a Stream: with moat's
+// sshd filter, and with fail2ban's (<F-MLFID> groups per sshd pid) when it
+// is installed.
+func BenchmarkStreamSSHD1M(b *testing.B) {
+	lines := authLog(b)
+	for _, c := range []struct {
+		name string
+		l    *Loader
+	}{
+		{"moat", &Loader{Location: time.UTC}},
+		{"fail2ban", &Loader{Dirs: []string{stockFilterDir}, Location: time.UTC}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.name == "fail2ban" {
+				if _, err := os.Stat(stockFilterDir + "/sshd.conf"); err != nil {
+					b.Skip("fail2ban's sshd.conf not installed")
+				}
+			}
+			f, err := c.l.Load("sshd")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ref := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			matched := 0
+			for i := 0; i < b.N; i++ {
+				matched = 0
+				st := f.Stream()
+				for _, l := range lines {
+					if _, ok := st.Match(l, ref); ok {
+						matched++
+					}
+				}
+			}
+			elapsed := time.Since(start).Seconds()
+			b.ReportMetric(float64(len(lines)*b.N)/elapsed, "lines/s")
+			b.ReportMetric(float64(matched)/float64(len(lines)), "failures/line")
+		})
 	}
 }

@@ -88,22 +88,22 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 		t = ref // an optional date pattern that matched nothing
 	}
 	res.Match.Time = t
-	text := line[:ds] + line[de:]
-
 	multi := f.maxLines > 1
-	// org is the buffer the failregexes run on, as lines; buf is the
-	// same joined with '\n' after each line.
+	// org is the buffer the failregexes run on, as lines (multi-line
+	// filters only); buf is the same with '\n' after each line.
 	var org []string
+	var buf []byte
 	if multi {
-		s.lines = append(s.lines, text)
+		s.lines = append(s.lines, line[:ds]+line[de:])
 		if n := len(s.lines) - f.maxLines; n > 0 {
 			s.lines = append(s.lines[:0], s.lines[n:]...)
 		}
 		org = s.lines
+		buf = s.join(org)
 	} else {
-		org = []string{text}
+		buf = append(append(append(s.joined[:0], line[:ds]...), line[de:]...), '\n')
+		s.joined = buf
 	}
-	buf := s.join(org)
 	// single-line regexes see the text without its final newline (Python's
 	// $ matches before it, Go's does not).
 	plain := buf[:len(buf)-1]
