@@ -19,6 +19,10 @@ type Config struct {
 	Metrics  Metrics
 	// Jails are the enabled jails, in file order.
 	Jails []Jail
+	// Fail2ban is a fail2ban configuration directory (the fail2ban: key or
+	// Options.Fail2ban) whose enabled jails are added by the caller with
+	// package configs/fail2ban; "" for none.
+	Fail2ban string
 }
 
 // Firewall is the firewall section.
@@ -51,6 +55,9 @@ type Jail struct {
 // "sshd[mode=aggressive]", or a path to a filter.d file) or gives the
 // regexes inline.
 type Filter struct {
+	// Dirs are filter.d directories searched for Name before moat's
+	// built-ins (a fail2ban jail's filters come from its filter.d).
+	Dirs        []string
 	Name        string
 	FailRegex   []string
 	IgnoreRegex []string

@@ -65,6 +65,10 @@ type Options struct {
 	// filter: line (its message is included). It must be safe to call from
 	// the goroutine calling Parse.
 	CheckFilter func(f Filter) error
+	// Fail2ban, when set, is a fail2ban configuration directory whose
+	// enabled jails join the file's (`moat run --fail2ban DIR`); the file
+	// may then have no jails of its own.
+	Fail2ban string
 }
 
 // Load reads and parses the configuration at path. An empty path means

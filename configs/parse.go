@@ -37,7 +37,7 @@ const (
 const maxSocketPath = 107
 
 var (
-	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "defaults", "jails"}
+	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "fail2ban", "defaults", "jails"}
 	firewallKeys  = []string{"backend", "table", "check"}
 	metricsKeys   = []string{"listen"}
 	jailKeys      = []string{"enabled", "filter", "logpath", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix"}
@@ -894,6 +894,10 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 				}
 				cfg.Metrics.Listen = v
 			})
+		case "fail2ban":
+			if v, ok := d.absPath(val, k, "the absolute path of a fail2ban configuration directory such as /etc/fail2ban"); ok {
+				cfg.Fail2ban = v
+			}
 		case "defaults":
 			defaults = d.spec(val, k)
 		case "jails":
@@ -926,7 +930,11 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 		Check:   check.get(DefaultCheck),
 	}
 
-	if root.Kind == yaml.MappingNode {
+	if opts.Fail2ban != "" {
+		cfg.Fail2ban = opts.Fail2ban
+	}
+	// With a fail2ban directory, the jails may all come from there.
+	if root.Kind == yaml.MappingNode && (jailsKey != nil || cfg.Fail2ban == "") {
 		d.jails(cfg, jailsKey, jailsNode, defaults, opts)
 	}
 	return cfg

@@ -55,7 +55,7 @@ var badCases = []struct {
 	{
 		name: "unknown top-level key without suggestion",
 		yaml: "proxy: {}\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
-		want: []string{`moat.yaml:1: "proxy" is not a known key (want one of state_dir, socket, firewall, metrics, defaults, jails)`},
+		want: []string{`moat.yaml:1: "proxy" is not a known key (want one of state_dir, socket, firewall, metrics, fail2ban, defaults, jails)`},
 	},
 	{
 		name: "unknown key in firewall",
@@ -293,7 +293,7 @@ var badCases = []struct {
 		name: "merge key",
 		yaml: "x: &base {logpath: /var/log/auth.log}\njails:\n  sshd:\n    <<: *base\n",
 		want: []string{
-			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, defaults, jails)`,
+			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, fail2ban, defaults, jails)`,
 			`moat.yaml:3: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them)`,
 			`moat.yaml:4: jails.sshd: "<<" merge keys are not supported (want shared settings under defaults:)`,
 		},
@@ -735,5 +735,36 @@ func BenchmarkParseExample(b *testing.B) {
 		if _, err := Parse("example.yaml", ExampleYAML, Options{Env: rootEnv}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseFail2banDir(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		opt        string
+		want       string
+		jails      int
+	}{
+		{"key, no jails", "fail2ban: /etc/fail2ban\n", "", "/etc/fail2ban", 0},
+		{"key and jails", "fail2ban: /etc/fail2ban\njails:\n  web:\n    logpath: /var/log/web.log\n", "", "/etc/fail2ban", 1},
+		{"option, empty settings", "firewall: {backend: none}\n", "/srv/f2b", "/srv/f2b", 0},
+		{"option wins", "fail2ban: /etc/fail2ban\n", "/srv/f2b", "/srv/f2b", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("moat.yaml", []byte(tc.yaml), Options{Env: rootEnv, Fail2ban: tc.opt})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if cfg.Fail2ban != tc.want || len(cfg.Jails) != tc.jails {
+				t.Errorf("Fail2ban = %q with %d jails, want %q with %d", cfg.Fail2ban, len(cfg.Jails), tc.want, tc.jails)
+			}
+		})
+	}
+	if _, err := Parse("moat.yaml", []byte("fail2ban: etc/fail2ban\n"), Options{Env: rootEnv}); err == nil || !strings.Contains(err.Error(), "moat.yaml:1: fail2ban") {
+		t.Errorf("a relative fail2ban dir: %v, want an error at moat.yaml:1", err)
+	}
+	if _, err := Parse("moat.yaml", []byte("firewall: {backend: none}\n"), Options{Env: rootEnv}); err == nil {
+		t.Errorf("no jails and no fail2ban dir: want an error")
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/configs/fail2ban"
 	"github.com/moatproj/moat/filters"
 	"github.com/moatproj/moat/firewall"
 )
@@ -16,6 +19,8 @@ import (
 func cmdCheck(args []string, io stdio) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default /etc/moat/moat.yaml, else the embedded default)")
+	f2bDir := fs.String("fail2ban", "", "also take the enabled jails of this fail2ban configuration directory (such as /etc/fail2ban)")
+	asJSON := fs.Bool("json", false, "with --fail2ban: print the effective fail2ban jails as JSON")
 	pos, err := parseArgs(fs, args, io)
 	if err != nil {
 		return err
@@ -23,12 +28,29 @@ func cmdCheck(args []string, io stdio) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: check takes no arguments, got %q", errUsage, pos)
 	}
-	cfg, err := loadConfig(*path, io)
+	if *asJSON && *f2bDir == "" {
+		return fmt.Errorf("%w: --json goes with --fail2ban DIR", errUsage)
+	}
+	cfg, f2b, err := loadConfig(*path, *f2bDir, io)
 	if err != nil {
 		printConfigError(io, err)
 		return errors.New("configuration is not valid")
 	}
+	if *asJSON {
+		data, err := f2b.JSON()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(io.stdout, "%s\n", data)
+		return err
+	}
 	fmt.Fprintf(io.stdout, "%s: ok\n", cfg.File)
+	if f2b != nil {
+		fmt.Fprintf(io.stdout, "fail2ban: %s\n", cfg.Fail2ban)
+		for _, w := range f2b.Warnings {
+			fmt.Fprintf(io.stdout, "  not carried out: %s\n", w)
+		}
+	}
 	fmt.Fprintf(io.stdout, "state_dir %s, socket %s, firewall %s (table %s)\n\n",
 		cfg.StateDir, cfg.Socket, cfg.Firewall.Backend, cfg.Firewall.Table)
 	tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
@@ -53,17 +75,56 @@ func printConfigError(io stdio, err error) {
 }
 
 // loadConfig loads and validates a configuration, loading every jail's
-// filter so that a filter that does not exist is an error of the file.
-func loadConfig(path string, io stdio) (*configs.Config, error) {
-	return configs.Load(path, configs.Options{
+// filter so that a filter that does not exist is an error of the file. With
+// a fail2ban directory (the --fail2ban flag or the fail2ban: key), the
+// enabled jails of its jail.conf, jail.local and jail.d join the file's;
+// their filters come from its filter.d, then moat's built-ins. The fail2ban
+// result is nil without such a directory.
+func loadConfig(path, fail2banDir string, io stdio) (*configs.Config, *fail2ban.Result, error) {
+	cfg, err := configs.Load(path, configs.Options{
 		Env:         envFrom(io),
 		CheckFilter: func(f configs.Filter) error { _, err := buildFilter(f, ""); return err },
+		Fail2ban:    fail2banDir,
 	})
+	if err != nil || cfg.Fail2ban == "" {
+		return cfg, nil, err
+	}
+	res, err := fail2ban.Load(cfg.Fail2ban, fail2ban.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	filterDir := filepath.Join(cfg.Fail2ban, "filter.d")
+	var errs []error
+	for _, j := range res.Jails {
+		if j.Journal {
+			res.Warnings = append(res.Warnings, fail2ban.Warning{Jail: j.Name, Option: "backend", Value: j.Backend,
+				Reason: "moat does not read the systemd journal yet: jail skipped"})
+			continue
+		}
+		if slices.ContainsFunc(cfg.Jails, func(c configs.Jail) bool { return c.Name == j.Name }) {
+			errs = append(errs, fmt.Errorf("%s: jail %s is defined both there and in %s", j.File, j.Name, cfg.File))
+			continue
+		}
+		jc := j.Jail
+		jc.Filter.Dirs = []string{filterDir}
+		if _, err := buildFilter(jc.Filter, jc.Name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: jail %s: filter %s: %w", j.File, j.Name, jc.Filter.Name, err))
+			continue
+		}
+		cfg.Jails = append(cfg.Jails, jc)
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
+	}
+	if len(cfg.Jails) == 0 {
+		return nil, nil, fmt.Errorf("%s: no enabled jail here or in %s: nothing to guard", cfg.File, cfg.Fail2ban)
+	}
+	return cfg, res, nil
 }
 
 // buildFilter compiles a jail's filter: a name, a path or inline regexes.
 func buildFilter(f configs.Filter, jailName string) (*filters.Filter, error) {
-	loader := &filters.Loader{}
+	loader := &filters.Loader{Dirs: f.Dirs}
 	if f.Name != "" {
 		return loader.Load(f.Name)
 	}

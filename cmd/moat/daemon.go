@@ -39,6 +39,7 @@ const (
 func cmdRun(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default /etc/moat/moat.yaml, else the embedded default)")
+	f2bDir := fs.String("fail2ban", "", "also run the enabled jails of this fail2ban configuration directory (such as /etc/fail2ban)")
 	pos, err := parseArgs(fs, args, io)
 	if err != nil {
 		return err
@@ -52,12 +53,17 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	logger := newLogger(io)
-	cfg, err := loadConfig(*path, io)
+	cfg, f2b, err := loadConfig(*path, *f2bDir, io)
 	if err != nil {
 		printConfigError(io, err)
 		return errors.New("configuration is not valid; nothing started")
 	}
-	d := &daemon{io: io, cfgPath: *path, logger: logger, hup: hup}
+	if f2b != nil {
+		for _, w := range f2b.Warnings {
+			logger.Warn("fail2ban option not carried out", keyJail, w.Jail, "option", w.Option, "value", w.Value, "reason", w.Reason)
+		}
+	}
+	d := &daemon{io: io, cfgPath: *path, f2bDir: *f2bDir, logger: logger, hup: hup}
 	return d.run(ctx, cfg)
 }
 
@@ -80,6 +86,7 @@ func newLogger(io stdio) *slog.Logger {
 type daemon struct {
 	io      stdio
 	cfgPath string
+	f2bDir  string // --fail2ban, read again on reload
 	logger  *slog.Logger
 	hup     <-chan os.Signal // SIGHUP: reload
 
@@ -416,7 +423,7 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 // reload applies a new configuration: jails added, removed or changed.
 // A configuration that does not load changes nothing.
 func (d *daemon) reload(ctx context.Context) error {
-	cfg, err := loadConfig(d.cfgPath, d.io)
+	cfg, _, err := loadConfig(d.cfgPath, d.f2bDir, d.io)
 	if err != nil {
 		return err
 	}

@@ -119,15 +119,15 @@ type daemonProc struct {
 	done chan struct{}
 }
 
-// startDaemon runs `moat run --config cfg` as a child process, inside ns
+// startDaemon runs `moat run --config cfg [extra...]` as a child process, inside ns
 // when ns is not nil, and waits until its control socket answers.
-func startDaemon(t testing.TB, ns *netNS, cfg, socket string) *daemonProc {
+func startDaemon(t testing.TB, ns *netNS, cfg, socket string, extra ...string) *daemonProc {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{self, "run", "--config", cfg}
+	args := append([]string{self, "run", "--config", cfg}, extra...)
 	if ns != nil {
 		args = append([]string{"ip", "netns", "exec", ns.Name}, args...)
 	}
