@@ -30,6 +30,7 @@ import (
 //	2026-11-26T21:19:40[.123][Z|+01:00|+0100]  ISO 8601 / RFC 3339 ('T' or ' ', ',' or '.')
 //	2026/11/26 21:19:40                        nginx error log (also 2026.11.26)
 //	26/Nov/2026:21:19:40 +0000                 Common Log Format
+//	26-Nov-2026 21:19:40.123                   BIND
 //	1764192000[.123]                           epoch seconds, at line start or after a leading '['
 //	@4000000069277c8000000000                  TAI64N, at line start
 //	Oct 27 2015 09:24:46                       syslog with the year before the time
@@ -267,20 +268,27 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 	if e, t, ok := parseMySQL(s, i, loc); ok {
 		return e, t, true
 	}
-	// Common Log Format: 26/Nov/2026:21:19:40 +0000
+	// Common Log Format: 26/Nov/2026:21:19:40 +0000; also BIND's
+	// 26-Nov-2026 21:19:40.123 (fail2ban's template takes '/' or '-',
+	// then ':', ' ' or nothing before the time).
 	d, ok := digits(s, i, 2)
-	if !ok || i+2 >= len(s) || s[i+2] != '/' {
+	if !ok || i+2 >= len(s) || (s[i+2] != '/' && s[i+2] != '-') {
 		return 0, time.Time{}, false
 	}
+	sep := s[i+2]
 	mo, ok := month(s, i+3)
-	if !ok || i+6 >= len(s) || s[i+6] != '/' {
+	if !ok || i+6 >= len(s) || s[i+6] != sep {
 		return 0, time.Time{}, false
 	}
 	y, ok := digits(s, i+7, 4)
-	if !ok || i+11 >= len(s) || s[i+11] != ':' || !validDay(y, mo, d) {
+	if !ok || i+11 >= len(s) || !validDay(y, mo, d) {
 		return 0, time.Time{}, false
 	}
-	h, m, sec, end, ok := clock(s, i+12)
+	at := i + 11
+	if s[at] == ':' || s[at] == ' ' {
+		at++
+	}
+	h, m, sec, end, ok := clock(s, at)
 	if !ok {
 		return 0, time.Time{}, false
 	}
