@@ -42,8 +42,8 @@ var errUsage = errors.New("usage")
 const usage = `moat guards a Docker host: logs → jails → nftables bans.
 
 Usage:
-  moat run     [--config FILE]                 run the daemon
-  moat check   [--config FILE]                 validate a configuration and print the effective jails
+  moat run     [--config FILE] [--fail2ban DIR]            run the daemon
+  moat check   [--config FILE] [--fail2ban DIR [--json]]   validate and print the effective jails
   moat status  [JAIL]                          counters and banned addresses, per jail
   moat bans    [--jail J] [--json]             list active bans
   moat ban     ADDR --jail J [--for DURATION] [--force]
