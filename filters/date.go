@@ -27,6 +27,7 @@ import (
 //
 //	Nov 26 21:19:40 / Nov  6 21:19:40 [2026]   syslog (BSD), optional year
 //	Thu Nov 26 21:19:40 2026                   ctime
+//	PDT Nov 26 21:19:40                        syslog after a zone abbreviation
 //	2026-11-26T21:19:40[.123][Z|+01:00|+0100]  ISO 8601 / RFC 3339 ('T' or ' ', ',' or '.')
 //	2026/11/26 21:19:40                        nginx error log (also 2026.11.26)
 //	26/Nov/2026:21:19:40 +0000                 Common Log Format
@@ -79,9 +80,35 @@ func dateAt(line string, i int, ref time.Time, loc *time.Location) (int, time.Ti
 	case c >= '0' && c <= '9':
 		return parseNumericDate(line, i, loc)
 	case c >= 'A' && c <= 'Z':
-		return parseSyslogDate(line, i, ref, loc)
+		if e, t, ok := parseSyslogDate(line, i, ref, loc); ok {
+			return e, t, ok
+		}
+		// A zone abbreviation before a syslog date (monit: "PDT Apr 16
+		// 21:05:29"), read as that zone's fixed offset.
+		j := i
+		for j < len(line) && j-i < 5 && line[j] >= 'A' && line[j] <= 'Z' {
+			j++
+		}
+		if j < len(line) && line[j] == ' ' {
+			if off, ok := zoneAbbrevs[line[i:j]]; ok {
+				z := time.FixedZone(line[i:j], off*60)
+				return parseSyslogDate(line, j+1, ref, z)
+			}
+		}
 	}
 	return 0, time.Time{}, false
+}
+
+// zoneAbbrevs are the offsets, in minutes east of UTC, of the zone
+// abbreviations read before a syslog date. Ambiguous ones (IST) are left
+// out; CST is North America's.
+var zoneAbbrevs = map[string]int{
+	"UTC": 0, "UT": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 60, "BST": 60,
+	"CET": 60, "CEST": 120, "MET": 60, "MEST": 120, "EET": 120, "EEST": 180, "MSK": 180,
+	"EST": -300, "EDT": -240, "CST": -360, "CDT": -300, "MST": -420, "MDT": -360,
+	"PST": -480, "PDT": -420, "AKST": -540, "AKDT": -480, "HST": -600,
+	"JST": 540, "KST": 540, "AWST": 480, "ACST": 570, "AEST": 600, "AEDT": 660,
+	"NZST": 720, "NZDT": 780,
 }
 
 func isAlnum(c byte) bool {

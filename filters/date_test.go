@@ -39,6 +39,8 @@ func TestFindDate(t *testing.T) {
 		{"day first zone not read", "11-06-2013 02:09:40 +0300 PROXY", time.UTC, true, 0, 19, time.Date(2013, 6, 11, 2, 9, 40, 0, time.UTC)},
 		{"bind day-month-year", "11-Aug-2013 03:36:11.372 error: client", time.UTC, true, 0, 24, time.Date(2013, 8, 11, 3, 36, 11, 372e6, time.UTC)},
 		{"mixed separators are no date", "11-Aug/2013 03:36:11 x", time.UTC, false, 0, 0, time.Time{}},
+		{"zone abbreviation first", "[PDT Apr 16 21:05:29] error", time.UTC, true, 1, 20, time.Date(2026, 4, 17, 4, 5, 29, 0, time.UTC)},
+		{"unknown abbreviation skipped", "[XYZ Apr 16 21:05:29] error", time.UTC, true, 5, 20, time.Date(2026, 4, 16, 21, 5, 29, 0, time.UTC)},
 		{"mysql", "130324 19:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 19, 1, 39, 0, time.UTC)},
 		{"mysql one-digit hour", "130324  9:01:39 [Warning] x", time.UTC, true, 0, 15, time.Date(2013, 3, 24, 9, 1, 39, 0, time.UTC)},
 		{"tai64n", "@400000004c91b044077a9e94 dovecot-auth: x", time.UTC, true, 0, 25, time.Unix(0x4c91b044, 0x077a9e94)},
