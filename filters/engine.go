@@ -357,6 +357,11 @@ type Result struct {
 	HasDate bool
 	// Host is the host text the failregex captured (an address or a name).
 	Host string
+	// Consumed is set by Stream.Examine for a multi-line filter: how many
+	// earlier lines, still buffered before this one, the buffer no longer
+	// holds after it (a match took them). fail2ban-regex counts such
+	// lines as matched rather than missed.
+	Consumed int
 }
 
 // Examine matches line like Match and reports the details. Safe for

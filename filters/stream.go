@@ -2,6 +2,7 @@ package filters
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"time"
 )
@@ -34,6 +35,7 @@ type Stream struct {
 	GroupAge  time.Duration
 
 	lines  []string // the buffered lines (maxlines > 1), oldest first
+	prev   []string // lines before the current one, for Result.Consumed
 	joined []byte
 	groups map[string]*mlGroup
 	order  []mlKey // groups in the order they opened (entries may be stale)
@@ -80,6 +82,23 @@ func (s *Stream) OpenGroups() int { return len(s.groups) }
 
 func (s *Stream) examine(line string, ref time.Time, res *Result) {
 	f := s.f
+	if f.maxLines > 1 {
+		// Count the buffered lines this line's match takes away, as
+		// fail2ban-regex does (the oldest of a full buffer would go
+		// anyway).
+		before := append(s.prev[:0], s.lines...)
+		s.prev = before
+		if len(before) >= f.maxLines {
+			before = before[1:]
+		}
+		defer func() {
+			for _, l := range before {
+				if !slices.Contains(s.lines, l) {
+					res.Consumed++
+				}
+			}
+		}()
+	}
 	res.Failregex = -1
 	line = strings.TrimRight(line, "\r\n")
 	ds, de, t, ok := f.date(line, ref, f.loc)

@@ -149,6 +149,22 @@ func TestStreamMaxLines(t *testing.T) {
 			}
 		})
 	}
+	t.Run("consumed lines", func(t *testing.T) {
+		st := f.Stream()
+		var consumed []int
+		for _, l := range []string{
+			"Nov 26 10:00:01 app: conn 1 open from 192.0.2.1",
+			"Nov 26 10:00:02 app: conn 2 open from 192.0.2.2",
+			"Nov 26 10:00:03 app: conn 1 login failed",
+			"Nov 26 10:00:04 app: noise",
+		} {
+			consumed = append(consumed, st.Examine(l, time.Now()).Consumed)
+		}
+		// The third line's match takes conn 1's first line, not conn 2's.
+		if fmt.Sprint(consumed) != "[0 0 1 0]" {
+			t.Errorf("Consumed per line = %v, want [0 0 1 0]", consumed)
+		}
+	})
 	t.Run("buffer stays at maxlines", func(t *testing.T) {
 		st := f.Stream()
 		for i := range 1000 {
