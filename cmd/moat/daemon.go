@@ -305,7 +305,7 @@ const advanceEvery = 256
 func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 	var (
 		set     *jailSet
-		byPath  map[string][]*runJail
+		byPath  map[string][]watcher
 		pending = map[fileKey]follow.Position{}
 		count   int
 		fails   []jail.Failure
@@ -319,18 +319,21 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 	}
 	for line := range lines {
 		if s := d.set.Load(); s != set {
-			set, byPath = s, map[string][]*runJail{}
+			set, byPath = s, map[string][]watcher{}
 		}
 		js, ok := byPath[line.Pos.Path]
 		if !ok {
-			js = set.watching(line.Pos.Path)
+			for _, j := range set.watching(line.Pos.Path) {
+				js = append(js, watcher{j, j.filter.Stream()})
+			}
 			byPath[line.Pos.Path] = js
 		}
 		now := time.Now()
 		fails = fails[:0]
-		for _, j := range js {
+		for _, w := range js {
+			j := w.jail
 			j.m.lines.Inc()
-			if m, ok := j.filter.Match(line.Text, now); ok {
+			if m, ok := w.stream.Match(line.Text, now); ok {
 				j.m.failures.Inc()
 				fails = append(fails, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time})
 			}
@@ -365,6 +368,14 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		}
 	}
 	flush()
+}
+
+// watcher is a jail that watches one log, with the filter's state for that
+// log (multi-line filters group lines by connection id, or buffer the last
+// maxlines lines). It is used by the dispatching goroutine only.
+type watcher struct {
+	jail   *runJail
+	stream *filters.Stream
 }
 
 // fileKey is one file: the path it was found at and its inode.

@@ -189,3 +189,24 @@ func TestDefaultConfigAsUser(t *testing.T) {
 		t.Errorf("state not kept in the user's state directory: %v", err)
 	}
 }
+
+// TestMultiLineFilter: the daemon keeps a filter's state per log, so a
+// maxlines filter sees a failure that spans two lines.
+func TestMultiLineFilter(t *testing.T) {
+	dir := t.TempDir()
+	filterFile := filepath.Join(dir, "twoline.conf")
+	if err := os.WriteFile(filterFile, []byte("[Definition]\nfailregex = ^login attempt from <HOST>\\n.*access denied$\nmaxlines = 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	appLog := filepath.Join(dir, "app.log")
+	appendFile(t, appLog, "starting\n")
+	env, _ := startInProcess(t, fmt.Sprintf("  app:\n    filter: %s\n    logpath: %s\n    maxretry: 2\n", filterFile, appLog))
+	for i := 0; i < 2; i++ {
+		appendFile(t, appLog, "login attempt from 203.0.113.44\n")
+		appendFile(t, appLog, "access denied\n")
+	}
+	waitFor(t, 10*time.Second, "203.0.113.44 banned by the two-line filter", func() bool {
+		bans := cliBans(t, env["MOAT_SOCKET"])
+		return len(bans) == 1 && bans[0].IP == "203.0.113.44" && bans[0].Jail == "app"
+	})
+}
