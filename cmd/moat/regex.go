@@ -528,6 +528,13 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			}
 		case verdictMatched:
 			st.matched++
+			// A multi-line match used up earlier buffered lines: fail2ban
+			// counts them matched, not missed.
+			if k := min(r.Consumed, st.missed); k > 0 {
+				st.matched += k
+				st.missed -= k
+				st.missedLines = st.missedLines[:max(0, len(st.missedLines)-k)]
+			}
 			if o.allMatched {
 				st.matchedLines = append(st.matchedLines, line)
 			}

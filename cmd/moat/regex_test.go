@@ -392,3 +392,37 @@ func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 		})
 	}
 }
+
+// TestRegexMultiLineSummary: lines a multi-line (maxlines) match used up
+// count as matched, as in fail2ban-regex's summary.
+func TestRegexMultiLineSummary(t *testing.T) {
+	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
+		t.Skip("needs fail2ban-regex from Debian's fail2ban (installed by .ci/run)")
+	}
+	dir := t.TempDir()
+	filter := filepath.Join(dir, "twoline.conf")
+	logf := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(filter, []byte("[Definition]\nfailregex = ^login attempt from <HOST>\\n.*access denied$\nmaxlines = 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := "login attempt from 203.0.113.44\naccess denied\nunrelated\nlogin attempt from 203.0.113.45\naccess denied\n"
+	if err := os.WriteFile(logf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	summary := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "Lines: ") {
+				return l
+			}
+		}
+		return ""
+	}
+	peer, err := exec.Command("fail2ban-regex", logf, filter).Output()
+	if err != nil {
+		t.Fatalf("fail2ban-regex: %v", err)
+	}
+	r := cli(t, nil, "regex", logf, filter)
+	if got, want := summary(r.stdout), summary(string(peer)); got == "" || got != want {
+		t.Errorf("moat regex summary %q, fail2ban-regex %q", got, want)
+	}
+}
