@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-// stockFilterDir is where Debian's fail2ban package installs its filters.
+// stockConfDir is where Debian's fail2ban package installs its filters.
 const stockConfDir = "/etc/fail2ban"
 
 // stockSpec turns a sample log's name into the filter it is for: the base
