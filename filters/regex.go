@@ -351,12 +351,19 @@ const (
 // compiledRegex is one failregex, ignoreregex or prefregex ready to run.
 // It is safe for concurrent use.
 type compiledRegex struct {
-	src     string // as written in the file, tags unexpanded
-	where   string // file:line or index, for errors
-	engine  engine
-	lits    [][]byte // every match contains all of these
-	all     [][]byte // every required literal (for the filter gate)
-	re      *regexp.Regexp
+	src    string // as written in the file, tags unexpanded
+	where  string // file:line or index, for errors
+	engine engine
+	lits   [][]byte // every match contains all of these
+	// anyOf are sets of literals of which every match contains at
+	// least one (from alternations such as (a|b)).
+	anyOf [][][]byte
+	all   [][]byte // every required literal (for the filter gate)
+	re    *regexp.Regexp
+	// head is re without a final (?P<content>.+)$, or nil: a match of
+	// head that leaves a rest of the line matches re with the same
+	// groups, and costs less (see match).
+	head    *regexp.Regexp
 	bt      *regexp2.Regexp
 	super   *regexp.Regexp // RE2 superset of bt, or nil
 	idx     [nGroups][]int // Go: submatch indexes of each named group
@@ -410,6 +417,8 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 			}
 			cr.all = allRequiredLiterals(tr.goSrc)
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
+			cr.anyOf = requiredAlternatives(tr.goSrc)
+			cr.head = contentHead(cr.re)
 			return cr, nil
 		}
 		// Valid Python that Go's parser rejects (a repeat over 1000,
@@ -430,6 +439,7 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 			cr.super = s
 			cr.all = allRequiredLiterals(tr.superSrc)
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
+			cr.anyOf = requiredAlternatives(tr.superSrc)
 		}
 	}
 	return cr, nil
@@ -537,6 +547,18 @@ func (cr *compiledRegex) prefilter(text []byte) bool {
 			return false
 		}
 	}
+	for _, set := range cr.anyOf {
+		found := false
+		for _, l := range set {
+			if bytes.Contains(text, l) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
 	return true
 }
 
@@ -567,7 +589,7 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		return false, cs, ce
 	}
 	if cr.engine == engineGo {
-		loc := cr.re.FindSubmatchIndex(text)
+		loc := cr.findSubmatchIndex(text)
 		if loc == nil {
 			return false, cs, ce
 		}
@@ -640,6 +662,64 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 	return true, cs, ce
 }
 
+// contentSuffix ends a prefregex whose content is the rest of the line.
+const contentSuffix = `(?P<content>.+)$`
+
+// contentHead returns re without its final contentSuffix, or nil when re
+// does not end so or the content group is not its last.
+func contentHead(re *regexp.Regexp) *regexp.Regexp {
+	src, ok := strings.CutSuffix(re.String(), contentSuffix)
+	if !ok || (len(src)-len(strings.TrimRight(src, `\`)))%2 == 1 {
+		return nil
+	}
+	// The suffix must be the end of a top-level concatenation (not of
+	// a branch of x|(?P<content>.+)$, say).
+	tree, err := syntax.Parse(re.String(), syntax.Perl)
+	if err != nil || tree.Op != syntax.OpConcat || len(tree.Sub) < 3 {
+		return nil
+	}
+	c, end := tree.Sub[len(tree.Sub)-2], tree.Sub[len(tree.Sub)-1]
+	if end.Op != syntax.OpEndText || c.Op != syntax.OpCapture || c.Name != "content" ||
+		c.Sub[0].Op != syntax.OpPlus || c.Sub[0].Sub[0].Op != syntax.OpAnyCharNotNL && c.Sub[0].Sub[0].Op != syntax.OpAnyChar {
+		return nil
+	}
+	head, err := regexp.Compile(src)
+	if err != nil || head.NumSubexp() != re.NumSubexp()-1 {
+		return nil
+	}
+	names, hnames := re.SubexpNames(), head.SubexpNames()
+	if names[len(names)-1] != "content" {
+		return nil
+	}
+	for i, n := range hnames {
+		if names[i] != n {
+			return nil
+		}
+	}
+	return head
+}
+
+// findSubmatchIndex is cr.re.FindSubmatchIndex. With a head it first
+// matches the head alone: leftmost-first, re's match takes the head's
+// first choice whenever (?P<content>.+)$ can follow it, that is when the
+// head leaves a rest without a newline; else it falls back to re.
+func (cr *compiledRegex) findSubmatchIndex(text []byte) []int {
+	if cr.head == nil {
+		return cr.re.FindSubmatchIndex(text)
+	}
+	hl := cr.head.FindSubmatchIndex(text)
+	if hl == nil {
+		return nil // every match of re begins with a match of head
+	}
+	e := hl[1]
+	if e >= len(text) || bytes.IndexByte(text[e:], '\n') >= 0 {
+		return cr.re.FindSubmatchIndex(text)
+	}
+	loc := append(hl, e, len(text))
+	loc[1] = len(text)
+	return loc
+}
+
 // requiredLiterals returns up to maxPrefilters substrings that every match
 // of the Go regex src contains, longest first. Case-folded literals are
 // never used. An empty result means no prefilter.
@@ -662,6 +742,62 @@ func allRequiredLiterals(src string) [][]byte {
 	var lits []string
 	collectRequired(re.Simplify(), &lits)
 	return pickLiterals(lits, -1)
+}
+
+// maxAlternatives bounds the literal sets a regex checks, and the
+// literals in one set.
+const (
+	maxAltSets     = 2
+	maxAltLiterals = 4
+)
+
+// requiredAlternatives returns sets of literals, each from an alternation
+// every match of the Go regex src goes through: a match contains at least
+// one literal of each set. Only alternations whose every branch requires
+// a literal of two bytes or more count.
+func requiredAlternatives(src string) [][][]byte {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	var out [][][]byte
+	collectAlternatives(re.Simplify(), &out)
+	return out
+}
+
+// collectAlternatives appends to out a literal set for each alternation
+// that every match of re must go through.
+func collectAlternatives(re *syntax.Regexp, out *[][][]byte) {
+	if len(*out) >= maxAltSets {
+		return
+	}
+	switch re.Op {
+	case syntax.OpCapture, syntax.OpPlus:
+		collectAlternatives(re.Sub[0], out)
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			collectAlternatives(re.Sub[0], out)
+		}
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			collectAlternatives(sub, out)
+		}
+	case syntax.OpAlternate:
+		if len(re.Sub) > maxAltLiterals {
+			return
+		}
+		var set [][]byte
+		for _, br := range re.Sub {
+			var lits []string
+			collectRequired(br, &lits)
+			best := pickLiterals(lits, 1)
+			if len(best) == 0 {
+				return
+			}
+			set = append(set, best[0])
+		}
+		*out = append(*out, set)
+	}
 }
 
 // pickLiterals returns up to max (all when max < 0) distinct literals of

@@ -1,0 +1,74 @@
+package filters
+
+import (
+	"slices"
+	"sync/atomic"
+	"testing"
+)
+
+// TestContentHead checks that matching a prefregex's head alone gives the
+// same groups as the whole regex, including where it must fall back.
+func TestContentHead(t *testing.T) {
+	cases := []struct {
+		name, re string
+		head     bool
+		texts    []string
+	}{
+		{"prefix", `^(?P<mlfid>\S+ \w+\[\d+\]:\s+)(?:error: )?(?P<content>.+)$`, true,
+			[]string{"gw sshd[1]: error: Failed x", "gw sshd[1]: ", "gw sshd[1]: error: ", "gw sshd[1]: a\nb", "none"}},
+		{"optional tail", `^(?P<mlfid>a+)(?P<x>b*)(?P<content>.+)$`, true,
+			[]string{"aab", "aabb", "aa", "a", "ab\n", "aabc"}},
+		{"alternation", `x|(?P<content>.+)$`, false, []string{"x", "yx", "y"}},
+		{"escaped paren", `^a\\(?P<content>.+)$`, true, []string{`a\b`, `a\`}},
+		{"multiline", `(?m)^(?P<mlfid>a)(?P<content>.+)$`, false, []string{"ab\nac"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var n atomic.Int64
+			cr, err := compileRegex(c.re, c.re, c.name, &n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (cr.head != nil) != c.head {
+				t.Fatalf("head = %v, want one: %v", cr.head, c.head)
+			}
+			for _, s := range c.texts {
+				got, want := cr.findSubmatchIndex([]byte(s)), cr.re.FindSubmatchIndex([]byte(s))
+				if !slices.Equal(got, want) {
+					t.Errorf("%q: got %v, want %v", s, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAlternativePrefilter checks that a regex starting with an
+// alternation gets a literal set, and that it rejects only what the regex
+// does not match.
+func TestAlternativePrefilter(t *testing.T) {
+	var n atomic.Int64
+	re := `^(Connection (?:closed|reset)|Disconnected) (?:by|from) (?P<ip4>\d+\.\d+\.\d+\.\d+)$`
+	cr, err := compileRegex(re, re, "alt", &n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.anyOf) == 0 {
+		t.Fatal("no literal set for the alternation")
+	}
+	for _, s := range []string{
+		"Connection closed by 192.0.2.1", "Connection reset from 192.0.2.1",
+		"Disconnected from 192.0.2.1", "Accepted password for root from 192.0.2.1",
+		"Connection refused by 192.0.2.1",
+	} {
+		m := cr.re.MatchString(s)
+		if p := cr.prefilter([]byte(s)); m && !p {
+			t.Errorf("%q: prefilter rejects a match", s)
+		}
+		if s == "Accepted password for root from 192.0.2.1" && cr.prefilter([]byte(s)) {
+			t.Errorf("%q: prefilter lets through a line without any alternative", s)
+		}
+	}
+	if got := requiredAlternatives(`(?:a|bc)`); got != nil {
+		t.Errorf("one-byte branch: got %q, want no set", got)
+	}
+}
