@@ -72,3 +72,47 @@ func TestAlternativePrefilter(t *testing.T) {
 		t.Errorf("one-byte branch: got %q, want no set", got)
 	}
 }
+
+// TestAnchoredPrefixes checks which regexes get start-of-text literals,
+// and that the prefilter keeps every line the regex matches.
+func TestAnchoredPrefixes(t *testing.T) {
+	cases := []struct {
+		name, re string
+		want     []string
+		match    []string // lines the regex matches
+	}{
+		{"literal", `^Accepted (?P<user>\S+)`, []string{"Accepted "}, []string{"Accepted x"}},
+		{"capture", `^(?P<nofail>Connection from) (?P<ip4>\S+)`, []string{"Connection from"}, []string{"Connection from a"}},
+		{"alternation", `^(Connection (?:closed|reset)|Disconnected) by`, []string{"Connection ", "Disconnected"},
+			[]string{"Connection reset by", "Disconnected by"}},
+		{"class", `^[aA]uth`, nil, []string{"auth"}},
+		{"not anchored", `Accepted (?P<user>\S+)`, nil, []string{"x Accepted y"}},
+		{"multiline", `(?m)^Accepted`, nil, []string{"x\nAccepted"}},
+		{"fold case", `(?i)^accepted`, nil, []string{"ACCEPTED"}},
+		{"optional", `^(?:error: )?Accepted`, nil, []string{"Accepted"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, p := range anchoredPrefixes(c.re) {
+				got = append(got, string(p))
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("prefixes = %q, want %q", got, c.want)
+			}
+			var n atomic.Int64
+			cr, err := compileRegex(c.re, c.re, c.name, &n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.match {
+				if !cr.re.MatchString(s) {
+					t.Fatalf("%q: regex does not match", s)
+				}
+				if !cr.prefilter([]byte(s)) {
+					t.Errorf("%q: prefilter rejects a match", s)
+				}
+			}
+		})
+	}
+}

@@ -358,8 +358,14 @@ type compiledRegex struct {
 	// anyOf are sets of literals of which every match contains at
 	// least one (from alternations such as (a|b)).
 	anyOf [][][]byte
-	all   [][]byte // every required literal (for the filter gate)
-	re    *regexp.Regexp
+	// prefixes, when set, are literals one of which every match starts
+	// with (the regex is anchored at the start of the text).
+	prefixes [][]byte
+	// btNames are, for each of groupNames, the regexp2 groups that give
+	// it: the group itself, then its alt_ alternatives.
+	btNames [nGroups][]string
+	all     [][]byte // every required literal (for the filter gate)
+	re      *regexp.Regexp
 	// head is re without a final (?P<content>.+)$, or nil: a match of
 	// head that leaves a rest of the line matches re with the same
 	// groups, and costs less (see match).
@@ -418,6 +424,7 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 			cr.all = allRequiredLiterals(tr.goSrc)
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 			cr.anyOf = requiredAlternatives(tr.goSrc)
+			cr.prefixes = anchoredPrefixes(tr.goSrc)
 			cr.head = contentHead(cr.re)
 			return cr, nil
 		}
@@ -434,12 +441,21 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 	}
 	bt.MatchTimeout = backtrackTimeout
 	cr.engine, cr.bt = engineBacktrack, bt
+	for i, name := range groupNames {
+		cr.btNames[i] = []string{name}
+		for _, n := range bt.GetGroupNames() {
+			if isAltName(n, name) {
+				cr.btNames[i] = append(cr.btNames[i], n)
+			}
+		}
+	}
 	if tr.superSrc != "" {
 		if s, err := regexp.Compile(tr.superSrc); err == nil {
 			cr.super = s
 			cr.all = allRequiredLiterals(tr.superSrc)
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 			cr.anyOf = requiredAlternatives(tr.superSrc)
+			cr.prefixes = anchoredPrefixes(tr.superSrc)
 		}
 	}
 	return cr, nil
@@ -542,6 +558,18 @@ func (g *groups) merge(o *groups) {
 
 // prefilter reports whether text may match: it contains every required literal.
 func (cr *compiledRegex) prefilter(text []byte) bool {
+	if cr.prefixes != nil {
+		found := false
+		for _, p := range cr.prefixes {
+			if bytes.HasPrefix(text, p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
 	for _, l := range cr.lits {
 		if !bytes.Contains(text, l) {
 			return false
@@ -635,21 +663,16 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 			}
 		}
 	}
-	for i, name := range groupNames {
-		grp := m.GroupByName(name)
-		if grp == nil || len(grp.Captures) == 0 {
-			grp = nil
-			for _, n := range cr.bt.GetGroupNames() {
-				if isAltName(n, name) {
-					if alt := m.GroupByName(n); alt != nil && len(alt.Captures) > 0 {
-						grp = alt
-						break
-					}
-				}
+	for i, names := range cr.btNames {
+		var grp *regexp2.Group
+		for _, n := range names {
+			if c := m.GroupByName(n); c != nil && len(c.Captures) > 0 {
+				grp = c
+				break
 			}
-			if grp == nil {
-				continue
-			}
+		}
+		if grp == nil {
+			continue
 		}
 		g.set[i], g.val[i] = true, grp.String()
 		if i == gContent {
@@ -742,6 +765,59 @@ func allRequiredLiterals(src string) [][]byte {
 	var lits []string
 	collectRequired(re.Simplify(), &lits)
 	return pickLiterals(lits, -1)
+}
+
+// anchoredPrefixes returns literals one of which starts every match of the
+// Go regex src, or nil: src must begin with ^ (the start of the text) and
+// then a literal, or an alternation of branches that each begin with one.
+func anchoredPrefixes(src string) [][]byte {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText {
+		return nil
+	}
+	lits := leadingLiterals(re.Sub[1])
+	if len(lits) == 0 || len(lits) > maxAltLiterals {
+		return nil
+	}
+	out := make([][]byte, len(lits))
+	for i, l := range lits {
+		out[i] = []byte(l)
+	}
+	return out
+}
+
+// leadingLiterals returns literals one of which every match of re starts
+// with, or nil when it cannot tell.
+func leadingLiterals(re *syntax.Regexp) []string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 || len(re.Rune) == 0 {
+			return nil
+		}
+		return []string{string(re.Rune)}
+	case syntax.OpCapture:
+		return leadingLiterals(re.Sub[0])
+	case syntax.OpConcat:
+		if len(re.Sub) == 0 {
+			return nil
+		}
+		return leadingLiterals(re.Sub[0])
+	case syntax.OpAlternate:
+		var out []string
+		for _, br := range re.Sub {
+			l := leadingLiterals(br)
+			if l == nil {
+				return nil
+			}
+			out = append(out, l...)
+		}
+		return out
+	}
+	return nil
 }
 
 // maxAlternatives bounds the literal sets a regex checks, and the
