@@ -632,9 +632,12 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		for i, idxs := range cr.idx {
 			for _, j := range idxs {
 				if a, b := loc[2*j], loc[2*j+1]; a >= 0 {
-					g.set[i], g.val[i] = true, string(text[a:b])
+					g.set[i] = true
 					if i == gContent {
+						// The caller takes the content by its span.
 						cs, ce = a, b
+					} else {
+						g.val[i] = string(text[a:b])
 					}
 					break
 				}

@@ -37,6 +37,7 @@ type Stream struct {
 	lines  []string // the buffered lines (maxlines > 1), oldest first
 	prev   []string // lines before the current one, for Result.Consumed
 	joined []byte
+	body   []byte // a single-line prefregex's content and '\n'
 	groups map[string]*mlGroup
 	order  []mlKey // groups in the order they opened (entries may be stale)
 	seq    uint64
@@ -44,8 +45,11 @@ type Stream struct {
 
 // mlGroup is what a connection group has gathered.
 type mlGroup struct {
-	g       groups
-	users   map[string]struct{}
+	g groups
+	// user is the first user the group saw, and users2 is set once it
+	// saw another one.
+	user    string
+	users2  bool
 	pending bool // a failure was seen before the group had an address
 	opened  time.Time
 	seq     uint64
@@ -143,11 +147,14 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 			return
 		}
 		if cs >= 0 && ce > cs {
-			content := string(plain[cs:ce])
 			if multi {
+				content := string(plain[cs:ce])
 				s.lines = append(s.lines[:0], content)
+				body = append([]byte(content), '\n')
+			} else {
+				s.body = append(append(s.body[:0], plain[cs:ce]...), '\n')
+				body = s.body
 			}
-			body = append([]byte(content), '\n')
 		}
 	}
 	if f.gate != nil && !bytes.Contains(body, f.gate) {
@@ -291,10 +298,11 @@ func (s *Stream) merge(id string, cur *groups, now time.Time) (*mlGroup, bool) {
 	e := s.lookup(id, now)
 	if e != nil {
 		if user != "" {
-			if e.users == nil {
-				e.users = map[string]struct{}{}
+			if e.user == "" {
+				e.user = user
+			} else if e.user != user {
+				e.users2 = true
 			}
-			e.users[user] = struct{}{}
 		}
 		e.g.set[gNoFail], e.g.set[gMLFGained] = false, false
 		if gained {
@@ -311,14 +319,12 @@ func (s *Stream) merge(id string, cur *groups, now time.Time) (*mlGroup, bool) {
 	} else {
 		e = &mlGroup{g: *cur, opened: now}
 		e.g.skips = nil
-		if user != "" {
-			e.users = map[string]struct{}{user: {}}
-		}
+		e.user = user
 		if !forget {
 			s.open(id, e)
 		}
 	}
-	if e.pending || len(e.users) > 1 {
+	if e.pending || e.users2 {
 		e.pending = false
 		e.g.set[gNoFail], e.g.set[gMLFGained] = false, false
 	}
