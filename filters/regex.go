@@ -617,7 +617,7 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		return false, cs, ce
 	}
 	if cr.engine == engineGo {
-		loc := cr.findSubmatchIndex(text)
+		loc, hcs, hce := cr.findSubmatchIndex(text)
 		if loc == nil {
 			return false, cs, ce
 		}
@@ -631,7 +631,11 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		}
 		for i, idxs := range cr.idx {
 			for _, j := range idxs {
-				if a, b := loc[2*j], loc[2*j+1]; a >= 0 {
+				a, b := hcs, hce
+				if 2*j < len(loc) {
+					a, b = loc[2*j], loc[2*j+1]
+				}
+				if a >= 0 {
 					g.set[i] = true
 					if i == gContent {
 						// The caller takes the content by its span.
@@ -725,25 +729,26 @@ func contentHead(re *regexp.Regexp) *regexp.Regexp {
 	return head
 }
 
-// findSubmatchIndex is cr.re.FindSubmatchIndex. With a head it first
-// matches the head alone: leftmost-first, re's match takes the head's
-// first choice whenever (?P<content>.+)$ can follow it, that is when the
-// head leaves a rest without a newline; else it falls back to re.
-func (cr *compiledRegex) findSubmatchIndex(text []byte) []int {
+// findSubmatchIndex is cr.re.FindSubmatchIndex, but loc may lack the
+// last group, the content, whose span is then cs, ce (else cs is -1).
+// With a head it first matches the head alone: leftmost-first, re's match
+// takes the head's first choice whenever (?P<content>.+)$ can follow it,
+// that is when the head leaves a rest without a newline; else it falls
+// back to re.
+func (cr *compiledRegex) findSubmatchIndex(text []byte) (loc []int, cs, ce int) {
 	if cr.head == nil {
-		return cr.re.FindSubmatchIndex(text)
+		return cr.re.FindSubmatchIndex(text), -1, -1
 	}
 	hl := cr.head.FindSubmatchIndex(text)
 	if hl == nil {
-		return nil // every match of re begins with a match of head
+		return nil, -1, -1 // every match of re begins with a match of head
 	}
 	e := hl[1]
 	if e >= len(text) || bytes.IndexByte(text[e:], '\n') >= 0 {
-		return cr.re.FindSubmatchIndex(text)
+		return cr.re.FindSubmatchIndex(text), -1, -1
 	}
-	loc := append(hl, e, len(text))
-	loc[1] = len(text)
-	return loc
+	hl[1] = len(text)
+	return hl, e, len(text)
 }
 
 // requiredLiterals returns up to maxPrefilters substrings that every match
