@@ -8,6 +8,7 @@ import (
 	"regexp/syntax"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -652,7 +653,11 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 	if cr.super != nil && !cr.super.Match(text) {
 		return false, cs, ce
 	}
-	m, err := cr.bt.FindStringMatch(string(text))
+	rp := runeBuf.Get().(*[]rune)
+	defer runeBuf.Put(rp)
+	*rp = appendRunes((*rp)[:0], text)
+	// The match refers to *rp: every value is copied out of it below.
+	m, err := cr.bt.FindRunesMatch(*rp)
 	if err != nil {
 		cr.timeouts.Add(1)
 		return false, cs, ce
@@ -690,6 +695,17 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		}
 	}
 	return true, cs, ce
+}
+
+// runeBuf holds the runes of a text given to regexp2, which matches runes.
+var runeBuf = sync.Pool{New: func() any { b := make([]rune, 0, 256); return &b }}
+
+// appendRunes appends the runes of b, as []rune(string(b)) would give them.
+func appendRunes(dst []rune, b []byte) []rune {
+	for _, r := range string(b) {
+		dst = append(dst, r)
+	}
+	return dst
 }
 
 // contentSuffix ends a prefregex whose content is the rest of the line.
