@@ -120,3 +120,54 @@ func TestAnchoredPrefixes(t *testing.T) {
 		})
 	}
 }
+
+// TestAnchoredFirstBytes checks the start bytes a regex can begin with,
+// and that the prefilter keeps every line the regex matches.
+func TestAnchoredFirstBytes(t *testing.T) {
+	cases := []struct {
+		name, re string
+		want     string // the start bytes, "" for no set
+		match    []string
+	}{
+		{"class", `^[aA]uthentication`, "Aa", []string{"authentication", "Authentication"}},
+		{"alternation", `^(?:[iI](?:llegal|nvalid)|ROOT) user`, "IRi", []string{"Invalid user", "ROOT user"}},
+		{"fold", `(?i)^failed`, "Ff", []string{"FAILED", "failed"}},
+		{"kelvin", `(?i)^key`, "", []string{"\u212aey"}},
+		{"optional first", `^(?:error: )?Accepted`, "", []string{"Accepted"}},
+		{"negated class", `^[^:]+:`, "", []string{"a:"}},
+		{"utf-8", `^é`, "\xc3", []string{"é"}},
+		{"not anchored", `[aA]uth`, "", []string{"x auth"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var bs []byte
+			if set := anchoredFirstBytes(c.re); set != nil {
+				for b, ok := range set {
+					if ok {
+						bs = append(bs, byte(b))
+					}
+				}
+			}
+			got := string(bs)
+			if got != c.want {
+				t.Errorf("first bytes = %q, want %q", got, c.want)
+			}
+			var n atomic.Int64
+			cr, err := compileRegex(c.re, c.re, c.name, &n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range c.match {
+				if !cr.re.MatchString(s) {
+					t.Fatalf("%q: regex does not match", s)
+				}
+				if !cr.prefilter([]byte(s)) {
+					t.Errorf("%q: prefilter rejects a match", s)
+				}
+			}
+			if cr.first != nil && cr.prefilter(nil) {
+				t.Error("prefilter lets empty text through")
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
 )
@@ -362,6 +364,9 @@ type compiledRegex struct {
 	// prefixes, when set, are literals one of which every match starts
 	// with (the regex is anchored at the start of the text).
 	prefixes [][]byte
+	// first, when set, holds the bytes a match can start with (the
+	// regex is anchored at the start of the text).
+	first *[256]bool
 	// btNames are, for each of groupNames, the regexp2 groups that give
 	// it: the group itself, then its alt_ alternatives.
 	btNames [nGroups][]string
@@ -426,6 +431,7 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 			cr.anyOf = requiredAlternatives(tr.goSrc)
 			cr.prefixes = anchoredPrefixes(tr.goSrc)
+			cr.first = anchoredFirstBytes(tr.goSrc)
 			cr.head = contentHead(cr.re)
 			return cr, nil
 		}
@@ -457,6 +463,7 @@ func compileRegexML(src, expanded, where string, timeouts *atomic.Int64, multili
 			cr.lits = cr.all[:min(len(cr.all), maxPrefilters)]
 			cr.anyOf = requiredAlternatives(tr.superSrc)
 			cr.prefixes = anchoredPrefixes(tr.superSrc)
+			cr.first = anchoredFirstBytes(tr.superSrc)
 		}
 	}
 	return cr, nil
@@ -559,6 +566,9 @@ func (g *groups) merge(o *groups) {
 
 // prefilter reports whether text may match: it contains every required literal.
 func (cr *compiledRegex) prefilter(text []byte) bool {
+	if cr.first != nil && (len(text) == 0 || !cr.first[text[0]]) {
+		return false
+	}
 	if cr.prefixes != nil {
 		found := false
 		for _, p := range cr.prefixes {
@@ -812,6 +822,78 @@ func anchoredPrefixes(src string) [][]byte {
 		out[i] = []byte(l)
 	}
 	return out
+}
+
+// anchoredFirstBytes returns the bytes one of which starts every match of
+// the Go regex src, or nil: src must begin with ^ (the start of the text)
+// and then something that takes at least one byte from a known set.
+func anchoredFirstBytes(src string) *[256]bool {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 || re.Sub[0].Op != syntax.OpBeginText {
+		return nil
+	}
+	var set [256]bool
+	if !firstBytes(re.Sub[1], &set) {
+		return nil
+	}
+	return &set
+}
+
+// firstBytes adds to set the first bytes of every match of re, and
+// reports whether it could tell (re never matches empty text).
+func firstBytes(re *syntax.Regexp, set *[256]bool) bool {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if len(re.Rune) == 0 {
+			return false
+		}
+		r := re.Rune[0]
+		if re.Flags&syntax.FoldCase != 0 {
+			if r >= utf8.RuneSelf {
+				return false
+			}
+			set[unicode.ToLower(r)], set[unicode.ToUpper(r)] = true, true
+			if r == 'k' || r == 'K' || r == 's' || r == 'S' {
+				return false // folds to the Kelvin sign or long s
+			}
+			return true
+		}
+		var b [utf8.UTFMax]byte
+		utf8.EncodeRune(b[:], r)
+		set[b[0]] = true
+		return true
+	case syntax.OpCharClass:
+		n := 0
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			lo, hi := re.Rune[i], re.Rune[i+1]
+			if hi >= utf8.RuneSelf {
+				return false
+			}
+			n += int(hi-lo) + 1
+			for c := lo; c <= hi; c++ {
+				set[c] = true
+			}
+		}
+		return n > 0 && n < 128
+	case syntax.OpCapture, syntax.OpPlus:
+		return firstBytes(re.Sub[0], set)
+	case syntax.OpRepeat:
+		return re.Min >= 1 && firstBytes(re.Sub[0], set)
+	case syntax.OpConcat:
+		return len(re.Sub) > 0 && firstBytes(re.Sub[0], set)
+	case syntax.OpAlternate:
+		for _, br := range re.Sub {
+			if !firstBytes(br, set) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // leadingLiterals returns literals one of which every match of re starts
