@@ -34,6 +34,7 @@ type regexOpts struct {
 	verbose       bool
 	printLimit    int
 	hasIgnoreArgs bool
+	encoding      string // what the header says the log is read as
 }
 
 // cmdRegex is `moat regex [OPTIONS] LOG FILTER [IGNOREREGEX]`: it runs a
@@ -86,6 +87,7 @@ func cmdRegex(args []string, io stdio) error {
 	if len(pos) == 3 {
 		ignore = &pos[2]
 	}
+	o.encoding = localeEncoding(io.getenv)
 	return runRegex(io.stdout, o, pos[0], pos[1], ignore, time.Now)
 }
 
@@ -398,9 +400,29 @@ func looksLikeAddr(s string) bool {
 	return !colon || strings.Count(s, ":") >= 2
 }
 
+// localeEncoding is the encoding fail2ban-regex names for the log: Python's
+// preferred encoding, "UTF-8" under a UTF-8 locale such as C.UTF-8 and
+// "utf-8" (Python's UTF-8 mode) without one. moat reads logs as UTF-8
+// bytes either way.
+func localeEncoding(getenv func(string) string) string {
+	loc := getenv("LC_ALL")
+	if loc == "" {
+		loc = getenv("LC_CTYPE")
+	}
+	if loc == "" {
+		loc = getenv("LANG")
+	}
+	if _, codeset, ok := strings.Cut(loc, "."); ok {
+		if c := strings.ToLower(codeset); c == "utf-8" || c == "utf8" {
+			return "UTF-8"
+		}
+	}
+	return "utf-8"
+}
+
 // logLines returns the lines of LOG (a file, or the argument itself) and
 // the header lines that describe it.
-func logLines(log string) ([]string, []string, error) {
+func logLines(log, encoding string) ([]string, []string, error) {
 	if st, err := os.Stat(log); err == nil && !st.IsDir() {
 		data, err := os.ReadFile(log)
 		if err != nil {
@@ -415,7 +437,7 @@ func logLines(log string) ([]string, []string, error) {
 		if err := sc.Err(); err != nil {
 			return nil, nil, fmt.Errorf("read log: %w", err)
 		}
-		return lines, []string{"Use         log file : " + log, "Use         encoding : UTF-8"}, nil
+		return lines, []string{"Use         log file : " + log, "Use         encoding : " + encoding}, nil
 	}
 	if !strings.Contains(log, "\n") {
 		return []string{log}, []string{"Use      single line : " + shortstr(log)}, nil
@@ -452,7 +474,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}
-	lines, logHeader, err := logLines(log)
+	lines, logHeader, err := logLines(log, o.encoding)
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}
