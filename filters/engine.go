@@ -362,6 +362,9 @@ type Result struct {
 	// holds after it (a match took them). fail2ban-regex counts such
 	// lines as matched rather than missed.
 	Consumed int
+	// Hits are all the failregexes that matched, in order; set by
+	// Stream.ExamineAll only.
+	Hits []Hit
 }
 
 // Examine matches line like Match and reports the details. Safe for

@@ -70,21 +70,52 @@ func (f *Filter) Stream() *Stream {
 // lines: the address may come from an earlier line of the same connection.
 func (s *Stream) Match(line string, ref time.Time) (Match, bool) {
 	var r Result
-	s.examine(line, ref, &r)
+	s.examine(line, ref, &r, false)
 	return r.Match, r.Failure
 }
 
-// Examine is Match with the details of Filter.Examine.
+// Examine is Match with the details of Filter.Examine: the first failregex
+// that matches decides, as in fail2ban's daemon and fail2ban-regex -o.
 func (s *Stream) Examine(line string, ref time.Time) Result {
 	var r Result
-	s.examine(line, ref, &r)
+	s.examine(line, ref, &r, false)
+	return r
+}
+
+// ExamineAll is Examine as fail2ban-regex runs a filter for its report
+// (without -o): every failregex is tried on the line, each match adds to
+// the connection group in turn, and Result.Hits lists them all. The line
+// counts as ignored when any hit is <F-NOFAIL> or an ignoreregex matched,
+// else as matched when there is any hit. Result.Failregex, Match and
+// Failure are those of the first hit that is a failure.
+func (s *Stream) ExamineAll(line string, ref time.Time) Result {
+	var r Result
+	s.examine(line, ref, &r, true)
 	return r
 }
 
 // OpenGroups is how many connection groups the Stream holds now.
 func (s *Stream) OpenGroups() int { return len(s.groups) }
 
-func (s *Stream) examine(line string, ref time.Time, res *Result) {
+// Hit is one failregex match that ExamineAll reports.
+type Hit struct {
+	// Failregex is the index of the failregex.
+	Failregex int
+	// Match is the failure the match makes (with the captures of its
+	// connection group); Failure says whether it is one.
+	Match   Match
+	Failure bool
+	// Host is the host text of the match or its group: an address, a
+	// name, or "" when the group has no address yet (Pending).
+	Host string
+	// NoFail is set for an <F-NOFAIL> or <F-MLFGAINED> match.
+	NoFail bool
+	// Pending is set when the match has no address or id yet: its
+	// connection group counts it once a later line gives one.
+	Pending bool
+}
+
+func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	f := s.f
 	if f.maxLines > 1 {
 		// Count the buffered lines this line's match takes away, as
@@ -161,6 +192,11 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 		return
 	}
 	for i, r := range f.fail {
+		if all && multi && i > 0 {
+			// An earlier match took its lines out of the buffer:
+			// the next failregexes see what is left.
+			body = s.join(s.lines)
+		}
 		text := body
 		if !multi {
 			text = body[:len(body)-1]
@@ -173,12 +209,18 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 		if !ok {
 			continue
 		}
-		res.Failregex = i
+		if !all {
+			res.Failregex = i
+		}
+		host := ""
 		for _, k := range [...]int{gIP4, gIP6, gDNS} {
 			if fg.set[k] && fg.val[k] != "" {
-				res.Host = fg.val[k]
+				host = fg.val[k]
 				break
 			}
+		}
+		if !all {
+			res.Host = host
 		}
 		matched, unmatched := splitMatched(text, &fg, org, multi)
 		if len(f.ignore) > 0 {
@@ -186,14 +228,22 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 			if multi {
 				ig = []byte(strings.Join(matched, "\n"))
 			}
+			ignored := false
 			for _, re := range f.ignore {
 				if re.matches(ig) {
-					res.Ignored = true
+					ignored = true
+					break
+				}
+			}
+			if ignored {
+				res.Ignored = true
+				if !all {
 					if multi {
 						s.lines = append(s.lines[:0], unmatched...)
 					}
 					return
 				}
+				continue
 			}
 		}
 		if multi {
@@ -202,27 +252,49 @@ func (s *Stream) examine(line string, ref time.Time, res *Result) {
 		fg.merge(&pg)
 		g := &fg
 		var grp *mlGroup
+		nofail := false
 		if fg.set[gMLFID] {
-			var nofail bool
 			grp, nofail = s.merge(fg.val[gMLFID], &fg, ref)
-			if nofail {
-				return
-			}
 			g = &grp.g
-		} else if fg.set[gNoFail] {
+		} else {
+			nofail = fg.set[gNoFail]
+		}
+		if nofail && !all {
 			return
 		}
 		m, ok, id := result2(g, t)
+		if !id && grp == nil {
+			// No address, id or connection: fail2ban reports the
+			// failregex as wrong and tries the next one.
+			if !all {
+				res.Failregex, res.Host = -1, ""
+			}
+			continue
+		}
 		if !id {
 			// A failure of a connection whose address is not known
 			// yet: the group counts it once a later line gives one.
-			if grp != nil {
-				grp.pending = true
+			grp.pending = true
+			if !all {
+				return
 			}
+		}
+		if grp != nil && host == "" {
+			for _, k := range [...]int{gIP4, gIP6, gDNS} {
+				if g.set[k] && g.val[k] != "" {
+					host = g.val[k]
+					break
+				}
+			}
+		}
+		if !all {
+			res.Match, res.Failure = m, ok
 			return
 		}
-		res.Match, res.Failure = m, ok
-		return
+		res.Hits = append(res.Hits, Hit{Failregex: i, Match: m, Failure: ok && !nofail, Host: host, NoFail: nofail, Pending: !id})
+		if ok && !nofail && res.Failregex < 0 {
+			res.Failregex, res.Match, res.Failure, res.Host = i, m, true, host
+		}
 	}
 }
 

@@ -382,6 +382,30 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 	return verdictMissed, nil
 }
 
+// hitEntry is what fail2ban-regex's report makes of one failregex match
+// (filters.Hit): whether it is an entry, counted as a hit of its regex (an
+// address, an id, or a connection still waiting for its address; a host
+// name is looked up, and moat never resolves), and the failure, if any.
+func hitEntry(h filters.Hit, line string, raw bool) (*failure, bool) {
+	if h.Pending {
+		return nil, true
+	}
+	r := filters.Result{Failregex: h.Failregex, Match: h.Match, Failure: h.Failure, Host: h.Host}
+	if h.NoFail {
+		r.Failure = false
+	}
+	v, fl := classify(r, line, raw)
+	return fl, v != verdictMissed
+}
+
+// fillTime gives fl the line's time when the match left it zero (the host
+// was no address); Filter.Examine still finds it.
+func fillTime(f *filters.Filter, fl *failure, line string, ref time.Time) {
+	if fl != nil && fl.t.IsZero() {
+		fl.t = f.Examine(line, ref).Match.Time
+	}
+}
+
 // looksLikeAddr reports whether s is written like an IP address (digits and
 // dots, or hex digits and colons) even if it is not a valid one.
 func looksLikeAddr(s string) bool {
@@ -516,31 +540,44 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		r := stream.Examine(line, ref)
-		v, fl := classify(r, line, o.raw)
-		if fl != nil && fl.t.IsZero() {
-			// Stream.Examine leaves Match zero when the host is no
-			// address; Filter.Examine still gives the line's time.
-			fl.t = f.Examine(line, ref).Match.Time
-		}
 		if o.out != "" {
-			if v == verdictMatched {
+			// -o prints what fail2ban's daemon would take: the first
+			// failregex that matches decides.
+			r := stream.Examine(line, ref)
+			if v, fl := classify(r, line, o.raw); v == verdictMatched {
+				fillTime(f, fl, line, ref)
 				emit(fl)
 			}
 			continue
 		}
-		if r.Failregex >= 0 && !r.Ignored && (v != verdictMissed) {
-			st.failHits[r.Failregex]++
-			if fl != nil {
-				st.failHitList[r.Failregex] = append(st.failHitList[r.Failregex], regexHit{fl.fid, fl.t})
-			} else if r.Host != "" {
-				st.failHitList[r.Failregex] = append(st.failHitList[r.Failregex], regexHit{r.Host, r.Match.Time})
+		// The report tries every failregex on every line.
+		r := stream.ExamineAll(line, ref)
+		v := verdictMissed
+		for _, h := range r.Hits {
+			fl, entry := hitEntry(h, line, o.raw)
+			if !entry {
+				continue
 			}
+			if h.NoFail {
+				v = verdictIgnored
+			} else if v == verdictMissed {
+				v = verdictMatched
+			}
+			st.failHits[h.Failregex]++
+			hit := regexHit{h.Host, h.Match.Time}
+			if fl != nil {
+				fillTime(f, fl, line, ref)
+				hit = regexHit{fl.fid, fl.t}
+			}
+			st.failHitList[h.Failregex] = append(st.failHitList[h.Failregex], hit)
 		}
-		if r.Ignored && len(st.ignoreHits) > 0 {
-			// The API does not say which ignoreregex matched: the first
-			// one is credited.
-			st.ignoreHits[0]++
+		if r.Ignored {
+			v = verdictIgnored
+			if len(st.ignoreHits) > 0 {
+				// The API does not say which ignoreregex matched: the
+				// first one is credited.
+				st.ignoreHits[0]++
+			}
 		}
 		switch v {
 		case verdictIgnored:
