@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -197,11 +198,17 @@ type Filter struct {
 	ignore []*compiledRegex
 	// gate is a literal every failregex requires (nil if none): a line
 	// without it is no failure, whatever the regexes.
-	gate     []byte
+	gate []byte
+	// lines, when set, rejects most lines no regex can match in one
+	// pass (see lineGate); nil for multi-line filters.
+	lines    *lineGate
 	timeouts atomic.Int64
 	// maxLines is the filter's maxlines: how many lines a multi-line
 	// failregex sees at once (1: single-line).
 	maxLines int
+	// defs are the options the filter was built from, for the report
+	// accessors of report.go (never read while matching).
+	defs vars
 }
 
 // Name is the filter's name (the built-in or file name, without options).
@@ -218,6 +225,7 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 		f.loc = time.Local
 	}
 	v := vars{doc: doc, sec: "Definition", opts: opts}
+	f.defs = v
 	lookup := func(key string) (string, bool, error) { return v.get(key) }
 	f.maxLines = 1
 	if ml, ok, err := v.get("maxlines"); err != nil {
@@ -307,6 +315,7 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 		}
 	}
 	f.gate = commonLiteral(f.fail)
+	f.lines = f.buildGate()
 	if f.pref == nil || !f.pref.hasGroup(idGroups...) {
 		for _, r := range f.fail {
 			if !r.hasGroup(idGroups...) {
@@ -315,6 +324,32 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 		}
 	}
 	return f, nil
+}
+
+// buildGate returns the lineGate of a single-line filter's failregexes
+// (and of its ignoreregexes when examine checks them before the
+// failregexes, as an ignored line is counted apart from a missed one), or
+// nil when a regex has no RE2 form to put in it.
+func (f *Filter) buildGate() *lineGate {
+	if f.maxLines > 1 {
+		return nil
+	}
+	rs := f.fail
+	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+		rs = append(slices.Clone(rs), f.ignore...)
+	}
+	var srcs []string
+	for _, r := range rs {
+		switch {
+		case r.re != nil:
+			srcs = append(srcs, r.re.String())
+		case r.super != nil:
+			srcs = append(srcs, r.super.String())
+		default:
+			return nil
+		}
+	}
+	return newLineGate(srcs)
 }
 
 // maxMaxLines bounds a filter's maxlines (the lines a Stream buffers).
@@ -362,6 +397,10 @@ type Result struct {
 	// holds after it (a match took them). fail2ban-regex counts such
 	// lines as matched rather than missed.
 	Consumed int
+	// PrefMatched is set when the filter's prefregex matched the line
+	// (by Stream.Examine and ExamineAll; a line no failregex can match
+	// may skip it in Examine).
+	PrefMatched bool
 	// Hits are all the failregexes that matched, in order; set by
 	// Stream.ExamineAll only.
 	Hits []Hit
@@ -410,6 +449,9 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	text := append((*bp)[:0], line[:s]...)
 	text = append(text, line[e:]...)
 	*bp = text
+	if f.lines != nil && !f.lines.mayMatch(text) {
+		return
+	}
 
 	// fail2ban checks the ignoreregexes up front, on the whole line, when
 	// there are fewer of them than failregexes less two; either way it

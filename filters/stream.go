@@ -161,6 +161,12 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	// single-line regexes see the text without its final newline (Python's
 	// $ matches before it, Go's does not).
 	plain := buf[:len(buf)-1]
+	if f.lines != nil && !f.lines.mayMatch(plain) {
+		if all && f.pref != nil {
+			res.PrefMatched = f.pref.matches(plain)
+		}
+		return
+	}
 
 	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
 		for _, ig := range f.ignore {
@@ -177,6 +183,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 		if !ok {
 			return
 		}
+		res.PrefMatched = true
 		if cs >= 0 && ce > cs {
 			if multi {
 				content := string(plain[cs:ce])
