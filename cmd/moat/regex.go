@@ -98,6 +98,9 @@ type regexStats struct {
 	failHits, ignoreHits                 []int
 	failHitList                          [][]regexHit
 	prefMatched                          int
+	prefregex                            string
+	prefGroups                           []string
+	dateHits                             []filters.TemplateHits
 	elapsed                              time.Duration
 	failregexes, ignoreregexes           []string
 	headerFilter, headerOpts, headerLine []string
@@ -320,15 +323,26 @@ func shortstr(s string) string {
 	return s
 }
 
-// pyTime prints t as fail2ban-regex prints a failure's time: whole
-// seconds, as an int when the line wrote a zone and as a float (from
-// mktime) when the date was read in the local zone.
+// pyTime prints t as fail2ban-regex prints a failure's time: an int when
+// the line wrote a zone (or a TAI64N label: filters gives those in a fixed
+// zone or UTC), else Python's repr of a float: whole seconds from mktime
+// for a date read in the local zone, and the float of the number written
+// for Unix time, whose fraction filters keeps to the nanosecond (and only
+// there: dates keep whole seconds, as fail2ban's do). The float closest to
+// those nanoseconds is the one fail2ban computed.
 func pyTime(t time.Time) string {
-	sec := strconv.FormatInt(t.Unix(), 10)
-	if t.Location() == time.Local {
-		return sec + ".0"
+	if t.Location() != time.Local {
+		return strconv.FormatInt(t.Unix(), 10)
 	}
-	return sec
+	f, err := strconv.ParseFloat(fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()), 64)
+	if err != nil {
+		return strconv.FormatInt(t.Unix(), 10) + ".0"
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
 }
 
 // failure is one failure found in a line, as -o prints it.
@@ -507,12 +521,18 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			out(fmt.Sprintf("Use         maxlines : %d", o.maxlines))
 		}
 		if o.datepattern != "" {
-			// fail2ban-regex adds a description of the pattern, which
-			// moat does not write.
-			out("Use      datepattern : " + o.datepattern)
+			out("Use      datepattern : " + o.datepattern + " : " + f.DateTemplates().Description())
 		}
 		for _, h := range header {
 			out(h)
+		}
+		// The filter's own maxlines and datepattern, unless -L or -d
+		// set them.
+		if o.maxlines == 0 && f.MaxLinesSet() {
+			out(fmt.Sprintf("Use         maxlines : %d", f.MaxLines()))
+		}
+		if dp, ok := f.DatePatternOption(); ok && o.datepattern == "" {
+			out("Use      datepattern : " + dp + " : " + f.DateTemplates().Description())
 		}
 		if ignore != nil {
 			out(fmt.Sprintf("Use %11s line : %s", "ignoreregex", shortstr(*ignore)))
@@ -522,7 +542,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		}
 		out("")
 	}
-	st := regexStats{failregexes: f.Failregexes(), ignoreregexes: f.Ignoreregexes()}
+	st := regexStats{failregexes: f.ShownFailregexes(), ignoreregexes: f.ShownIgnoreregexes(), prefregex: f.ShownPrefregex()}
 	if ignore != nil {
 		st.ignoreregexes = []string{*ignore}
 	}
@@ -535,6 +555,12 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// A Stream keeps what fail2ban keeps between lines: connection
 	// groups (<F-MLFID>) and the last maxlines lines.
 	stream := f.Stream()
+	dates := f.DateTemplates()
+	// fail2ban checks the ignoreregexes before the prefregex when there
+	// are fewer of them than failregexes less two; a line they ignore
+	// leaves the prefregex's last result as it was.
+	upfront := len(f.Ignoreregexes()) > 0 && len(f.Ignoreregexes()) < len(f.Failregexes())-2
+	prefMatched := false
 	for _, line := range lines {
 		line = strings.TrimRight(line, "\r\n")
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -552,6 +578,28 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		}
 		// The report tries every failregex on every line.
 		r := stream.ExamineAll(line, ref)
+		dates.Observe(line, ref)
+		if st.prefregex != "" {
+			var groups []filters.Group
+			wantGroups := o.verbose && len(st.prefGroups) <= o.printLimit
+			switch {
+			case r.Ignored && len(r.Hits) == 0 && upfront:
+			case len(r.Hits) > 0 && !wantGroups:
+				prefMatched = true
+			default:
+				prefMatched, groups = f.PrefregexMatch(line, ref, wantGroups)
+			}
+			if prefMatched {
+				st.prefMatched++
+				if wantGroups {
+					if len(st.prefGroups) < o.printLimit {
+						st.prefGroups = append(st.prefGroups, pyGroups(groups))
+					} else {
+						st.prefGroups = append(st.prefGroups, "...")
+					}
+				}
+			}
+		}
 		v := verdictMissed
 		for _, h := range r.Hits {
 			fl, entry := hitEntry(h, line, o.raw)
@@ -606,6 +654,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		st.tested++
 	}
 	st.elapsed = time.Since(start)
+	st.dateHits = dates.Hits()
 	if o.out == "" {
 		printRegexStats(out, o, &st)
 	}
@@ -729,8 +778,26 @@ func printRegexStats(out func(string), o regexOpts, st *regexStats) {
 		out(fmt.Sprintf("\n%s: %d total", title, total))
 		pprintList(out, l, " #) [# of hits] regular expression")
 	}
+	if st.prefregex != "" {
+		l := []string{st.prefregex}
+		if o.verbose {
+			for _, g := range st.prefGroups {
+				l = append(l, "    "+g)
+			}
+		}
+		out(fmt.Sprintf("\nPrefregex: %d total", st.prefMatched))
+		pprintList(out, l, "")
+	}
 	list("Failregex", st.failregexes, st.failHits, st.failHitList)
 	list("Ignoreregex", st.ignoreregexes, st.ignoreHits, nil)
+	out("\nDate template hits:")
+	var dl []string
+	for _, h := range st.dateHits {
+		if h.Hits > 0 || o.verbose {
+			dl = append(dl, fmt.Sprintf("[%d] %s", h.Hits, h.Name))
+		}
+	}
+	pprintList(out, dl, "[# of hits] date format")
 	out(fmt.Sprintf("\nLines: %d lines, %d ignored, %d matched, %d missed", st.tested, st.ignored, st.matched, st.missed))
 	out(fmt.Sprintf("[processed in %.2f sec]", st.elapsed.Seconds()))
 	out("")
@@ -758,4 +825,17 @@ func printRegexStats(out func(string), o regexOpts, st *regexStats) {
 	if !o.noMissed {
 		print("missed", st.missed, st.missedLines, o.allMissed)
 	}
+}
+
+// pyGroups prints a match's named groups as Python prints their dict.
+func pyGroups(gs []filters.Group) string {
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		v := "None"
+		if g.Set {
+			v = pyRepr(g.Value)
+		}
+		parts[i] = pyRepr(g.Name) + ": " + v
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
