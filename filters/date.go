@@ -1,6 +1,9 @@
 package filters
 
 import (
+	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -48,13 +51,14 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 	if loc == nil {
 		loc = time.Local
 	}
-	// Epoch only where fail2ban looks for it: at the start, bare or in [].
-	if e, t, ok := parseEpoch(line, 0); ok {
-		return 0, e, t, true
+	// Epoch only where fail2ban looks for it: at the start, bare or in [],
+	// or (after every other format) in a SELinux "audit(".
+	if e, ok := epochAt(line, 0, 0, false); ok {
+		return 0, e, epochTime(line[:e], false), true
 	}
 	if len(line) > 0 && line[0] == '[' {
-		if e, t, ok := parseEpoch(line, 1); ok && e < len(line) && line[e] == ']' {
-			return 1, e, t, true
+		if e, ok := epochAt(line, 1, ']', false); ok {
+			return 1, e, epochTime(line[1:e], false), true
 		}
 	}
 	if e, t, ok := parseTAI64N(line, 0); ok {
@@ -67,6 +71,9 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 		if e, t, ok := dateAt(line, i, ref, loc); ok {
 			return i, e, t, true
 		}
+	}
+	if s, e, t, ok := findEpoch(line, epochAnchored, false); ok {
+		return s, e, t, true
 	}
 	return 0, 0, time.Time{}, false
 }
@@ -188,7 +195,9 @@ func clock1(s string, i int) (h, m, sec, end int, ok bool) {
 	return int(s[i] - '0'), m, sec, i + 7, true
 }
 
-// fraction reads [.,]digits at i (up to 9 used) and returns nanoseconds.
+// fraction reads [.,]digits at i and returns nanoseconds. Like fail2ban's
+// %f it takes 1 to 6 digits: a longer run is no fraction (fail2ban's
+// templates then end at the seconds and leave it in the line).
 func fraction(s string, i int, seps string) (ns, end int) {
 	if i+1 >= len(s) || (s[i] != '.' && !(s[i] == ',' && len(seps) > 1)) || !isDigit(s[i+1]) {
 		return 0, i
@@ -198,6 +207,9 @@ func fraction(s string, i int, seps string) (ns, end int) {
 		ns += int(s[j]-'0') * scale
 		scale /= 10
 		j++
+	}
+	if j-i-1 > 6 {
+		return 0, i
 	}
 	return ns, j
 }
@@ -280,14 +292,21 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 		if !ok {
 			return 0, time.Time{}, false
 		}
-		ns, end := fraction(s, end, ".,")
+		secEnd := end
+		_, end = fraction(s, end, ".,")
+		zl := loc
 		if z, zend, ok := zone(s, end, sep == '-'); ok {
-			loc, end = z, zend
+			zl, end = z, zend
 		}
 		if !boundaryAt(s, end) {
-			return 0, time.Time{}, false
+			// fail2ban's template backs off to the seconds, which a
+			// '.' or ',' ends.
+			if end == secEnd || !boundaryAt(s, secEnd) {
+				return 0, time.Time{}, false
+			}
+			zl, end = loc, secEnd
 		}
-		return end, time.Date(y, time.Month(mo), d, h, m, sec, ns, loc), true
+		return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, zl), true
 	}
 	if e, t, ok := parseDayFirst(s, i, loc); ok {
 		return e, t, true
@@ -319,14 +338,19 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 	if !ok {
 		return 0, time.Time{}, false
 	}
-	ns, end := fraction(s, end, ".")
+	secEnd := end
+	_, end = fraction(s, end, ".")
+	zl := loc
 	if z, zend, ok := zone(s, end, true); ok {
-		loc, end = z, zend
+		zl, end = z, zend
 	}
 	if !boundaryAt(s, end) {
-		return 0, time.Time{}, false
+		if end == secEnd || !boundaryAt(s, secEnd) {
+			return 0, time.Time{}, false
+		}
+		zl, end = loc, secEnd
 	}
-	return end, time.Date(y, mo, d, h, m, sec, ns, loc), true
+	return end, time.Date(y, mo, d, h, m, sec, 0, zl), true
 }
 
 // parseDayFirst reads "DD-MM-YYYY HH:MM:SS".
@@ -382,12 +406,14 @@ func parseMySQL(s string, i int, loc *time.Location) (int, time.Time, bool) {
 }
 
 // parseTAI64N reads "@" and 24 hex digits (djb's TAI64N, as daemontools'
-// multilog writes it); like fail2ban, the seconds are taken as Unix time.
+// multilog writes it); like fail2ban, the seconds are taken as Unix time
+// and the nanoseconds dropped (the time is in UTC: fail2ban's is an int,
+// like a date written with its zone).
 func parseTAI64N(s string, i int) (int, time.Time, bool) {
 	if i+25 > len(s) || s[i] != '@' || !boundaryAt(s, i+25) {
 		return 0, time.Time{}, false
 	}
-	var sec, ns int64
+	var sec int64
 	for k := i + 1; k < i+25; k++ {
 		c := s[k]
 		var v int64
@@ -399,17 +425,11 @@ func parseTAI64N(s string, i int) (int, time.Time, bool) {
 		default:
 			return 0, time.Time{}, false
 		}
-		switch {
-		case k >= i+2 && k < i+17:
+		if k >= i+2 && k < i+17 {
 			sec = sec<<4 | v
-		case k >= i+17:
-			ns = ns<<4 | v
 		}
 	}
-	if ns >= 1e9 {
-		ns = 0
-	}
-	return i + 25, time.Unix(sec, ns), true
+	return i + 25, time.Unix(sec, 0).UTC(), true
 }
 
 // parseSyslogDate reads "[Www ]Mon dD HH:MM:SS[ YYYY]" at i.
@@ -447,7 +467,8 @@ func parseSyslogDate(s string, i int, ref time.Time, loc *time.Location) (int, t
 	if !ok {
 		return 0, time.Time{}, false
 	}
-	ns, end := fraction(s, end, ".")
+	secEnd := end
+	_, end = fraction(s, end, ".")
 	if !hasYear && end+5 <= len(s) && s[end] == ' ' {
 		if y, ok := digits(s, end+1, 4); ok && boundaryAt(s, end+5) {
 			year, hasYear, end = y, true, end+5
@@ -457,42 +478,211 @@ func parseSyslogDate(s string, i int, ref time.Time, loc *time.Location) (int, t
 		return 0, time.Time{}, false
 	}
 	if !boundaryAt(s, end) {
-		return 0, time.Time{}, false
+		if end == secEnd || !boundaryAt(s, secEnd) || ctime {
+			return 0, time.Time{}, false
+		}
+		// fail2ban's template backs off to the seconds.
+		end = secEnd
 	}
 	if hasYear {
 		if !validDay(year, mo, d) {
 			return 0, time.Time{}, false
 		}
-		return end, time.Date(year, mo, d, h, m, sec, ns, loc), true
+		return end, time.Date(year, mo, d, h, m, sec, 0, loc), true
 	}
 	refY := ref.In(loc).Year()
 	if !validDay(refY, mo, d) && !validDay(refY-1, mo, d) {
 		return 0, time.Time{}, false
 	}
-	t := time.Date(refY, mo, d, h, m, sec, ns, loc)
+	t := time.Date(refY, mo, d, h, m, sec, 0, loc)
 	if t.After(ref.Add(24*time.Hour)) || !validDay(refY, mo, d) {
-		t = time.Date(refY-1, mo, d, h, m, sec, ns, loc)
+		t = time.Date(refY-1, mo, d, h, m, sec, 0, loc)
 	}
 	return end, t, true
 }
 
-// parseEpoch reads 10 or 11 digits of Unix seconds at i with an optional
-// fraction, ending at a token boundary.
+// epochMode says where a Unix-time template looks for its number, as
+// fail2ban's Epoch template does in its three forms.
+type epochMode int
+
+const (
+	// epochAnchored is EPOCH (and the default detector's epoch): at the
+	// line's start, after a leading '[' up to a ']', or after a word
+	// "audit(" up to ":N)" (SELinux).
+	epochAnchored epochMode = iota
+	// epochLineBegin is {^LN-BEG}EPOCH: after at most two leading
+	// non-word characters ('[' alone then needs its ']').
+	epochLineBegin
+	// epochWord is {EPOCH}: wherever a word begins.
+	epochWord
+)
+
+// findEpoch finds a Unix time in line the way fail2ban's Epoch template
+// does: 10 or 11 digits of seconds ending a word, with a fraction of 3 to 6
+// digits when one follows and ends a word too; long (LEPOCH) also takes 13
+// digits of milliseconds (with a fraction) or 16 of microseconds. The time
+// is the float fail2ban computes, kept to the nanosecond, in time.Local.
+func findEpoch(line string, mode epochMode, long bool) (start, end int, t time.Time, ok bool) {
+	try := func(i int, tail byte) bool {
+		if e, ok := epochAt(line, i, tail, long); ok {
+			start, end, t = i, e, epochTime(line[i:e], long)
+			return true
+		}
+		return false
+	}
+	switch mode {
+	case epochAnchored:
+		if try(0, 0) {
+			return start, end, t, true
+		}
+		if len(line) > 0 && line[0] == '[' && try(1, ']') {
+			return start, end, t, true
+		}
+		for off := 0; ; {
+			k := strings.Index(line[off:], "audit(")
+			if k < 0 {
+				break
+			}
+			k += off
+			if (k == 0 || !isWordByte(line[k-1])) && try(k+6, ':') {
+				return start, end, t, true
+			}
+			off = k + 1
+		}
+	case epochLineBegin:
+		k := 0
+		for k < len(line) && !isWordByte(line[k]) {
+			k++
+		}
+		var tail byte
+		if k == 1 && line[0] == '[' {
+			tail = ']'
+		}
+		if k <= 2 && try(k, tail) {
+			return start, end, t, true
+		}
+	case epochWord:
+		for i := 0; i < len(line); i++ {
+			if isDigit(line[i]) && (i == 0 || !isWordByte(line[i-1])) && try(i, 0) {
+				return start, end, t, true
+			}
+		}
+	}
+	return 0, 0, time.Time{}, false
+}
+
+// epochAt reads the number of an epoch template at i and returns its end:
+// the longest form (as fail2ban's backtracking prefers) that ends a word
+// and is followed by tail (']', or ':' for ":N)"; 0 for nothing).
+func epochAt(s string, i int, tail byte, long bool) (int, bool) {
+	run := i
+	for run < len(s) && isDigit(s[run]) {
+		run++
+	}
+	ok := func(e int) bool {
+		switch tail {
+		case ']':
+			return e < len(s) && s[e] == ']'
+		case ':':
+			j := e + 1
+			for j < len(s) && isDigit(s[j]) {
+				j++
+			}
+			return e < len(s) && s[e] == ':' && j > e+1 && j < len(s) && s[j] == ')'
+		}
+		return e >= len(s) || !isWordByte(s[e])
+	}
+	// frac is the end of a '.' fraction of min to 6 digits at e, or -1.
+	frac := func(e, min int) int {
+		if e >= len(s) || s[e] != '.' {
+			return -1
+		}
+		j := e + 1
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		if n := j - e - 1; n < min || n > 6 {
+			return -1
+		}
+		return j
+	}
+	for _, n := range [...]int{11, 10} {
+		e := i + n
+		if run < e {
+			continue
+		}
+		if !long {
+			// The seconds end a word; the fraction is optional.
+			if run != e || (e < len(s) && isWordByte(s[e])) {
+				continue
+			}
+			if f := frac(e, 3); f >= 0 && ok(f) {
+				return f, true
+			}
+			if ok(e) {
+				return e, true
+			}
+			continue
+		}
+		if run >= e+3 {
+			if run == e+3 {
+				if f := frac(e+3, 1); f >= 0 && ok(f) {
+					return f, true
+				}
+			}
+			if run >= e+6 && ok(e+6) {
+				return e + 6, true
+			}
+			if ok(e + 3) {
+				return e + 3, true
+			}
+		}
+		if ok(e) {
+			return e, true
+		}
+	}
+	return 0, false
+}
+
+// epochTime is the time fail2ban makes of an epoch template's text: Python's
+// float of it (divided by 1000 for 13 digits and more, or by 10^6 for 16
+// digits without a fraction, when long), to the nanosecond.
+func epochTime(text string, long bool) time.Time {
+	if !long || len(text) < 13 {
+		// Seconds and a decimal fraction: the same float, exactly.
+		dot := strings.IndexByte(text+".", '.')
+		sec, err := strconv.ParseInt(text[:dot], 10, 64)
+		if err != nil {
+			return time.Time{}
+		}
+		ns, _ := fraction(text, dot, ".")
+		return time.Unix(sec, int64(ns))
+	}
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	if long && len(text) >= 13 {
+		if len(text) >= 16 && !strings.Contains(text, ".") {
+			f /= 1e6
+		} else {
+			f /= 1000
+		}
+	}
+	sec := math.Floor(f)
+	return time.Unix(int64(sec), int64(math.Round((f-sec)*1e9)))
+}
+
+// isWordByte reports whether c is a word character of Python's re (bytes
+// of non-ASCII characters count as letters).
+func isWordByte(c byte) bool { return isAlnum(c) || c == '_' || c >= 0x80 }
+
+// parseEpoch reads an epoch template's number at i (see epochAt), for
+// callers that check what follows it themselves.
 func parseEpoch(s string, i int) (int, time.Time, bool) {
-	j := i
-	for j < len(s) && isDigit(s[j]) {
-		j++
-	}
-	if n := j - i; n < 10 || n > 11 {
+	e, ok := epochAt(s, i, 0, false)
+	if !ok {
 		return 0, time.Time{}, false
 	}
-	var sec int64
-	for k := i; k < j; k++ {
-		sec = sec*10 + int64(s[k]-'0')
-	}
-	ns, end := fraction(s, j, ".")
-	if !boundaryAt(s, end) || (end < len(s) && (s[end] == '.' || s[end] == '-' || s[end] == '/')) {
-		return 0, time.Time{}, false
-	}
-	return end, time.Unix(sec, int64(ns)), true
+	return e, epochTime(s[i:e], false), true
 }

@@ -48,7 +48,7 @@ var directives = map[string]string{
 	"ExM": `(?P<M>[0-5]\d)`,
 	"S":   `(?P<S>6[01]|[0-5]?\d)`,
 	"ExS": `(?P<S>6[01]|[0-5]\d)`,
-	"f":   `(?P<f>\d{1,9})`,
+	"f":   `(?P<f>\d{1,6})`,
 	"p":   `(?P<p>[AaPp][Mm])`,
 	"b":   `(?P<b>[A-Za-z]{3,9})`,
 	"B":   `(?P<b>[A-Za-z]{3,9})`,
@@ -72,6 +72,33 @@ type template struct {
 	// with an unnamed group cuts that group, else the whole match); 0 is
 	// the whole match.
 	dateGroup int
+	// epoch marks an EPOCH or LEPOCH template (see findEpoch).
+	epoch     bool
+	epochMode epochMode
+	epochLong bool
+}
+
+// epochTemplate recognises the Unix-time templates as fail2ban names them
+// (case aside, as fail2ban upper-cases a pattern without '%').
+func epochTemplate(line string) (mode epochMode, long, ok bool) {
+	if strings.Contains(line, "%") {
+		return 0, false, false
+	}
+	switch strings.ToUpper(line) {
+	case "EPOCH":
+		return epochAnchored, false, true
+	case "{^LN-BEG}EPOCH", "^EPOCH":
+		return epochLineBegin, false, true
+	case "{EPOCH}":
+		return epochWord, false, true
+	case "LEPOCH":
+		return epochAnchored, true, true
+	case "{^LN-BEG}LEPOCH", "^LEPOCH":
+		return epochLineBegin, true, true
+	case "{LEPOCH}":
+		return epochWord, true, true
+	}
+	return 0, false, false
 }
 
 // compileDatePattern turns a datepattern option into a dateFunc.
@@ -83,6 +110,11 @@ func compileDatePattern(value string) (dateFunc, error) {
 			continue
 		}
 		var t template
+		if mode, long, ok := epochTemplate(line); ok {
+			t.epoch, t.epochMode, t.epochLong = true, mode, long
+			ts = append(ts, t)
+			continue
+		}
 		if rest, ok := strings.CutPrefix(line, "{^LN-BEG}"); ok {
 			t.lineStart, line = true, rest
 		}
@@ -95,19 +127,11 @@ func compileDatePattern(value string) (dateFunc, error) {
 			t.none = true
 			ts = append(ts, t)
 			continue
-		case "{EPOCH}":
-			line = `%s(?:\.(?P<f>\d{1,6}))?`
-		case "{LEPOCH}":
-			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
 		}
 		// fail2ban's "**" at either end only turns off its word-boundary
 		// check, which moat does not add: drop it.
 		line = strings.TrimSuffix(strings.TrimPrefix(line, "**"), "**")
 		switch line {
-		case "EPOCH":
-			line = `%s(?:\.(?P<f>\d{1,6}))?`
-		case "LEPOCH":
-			line = `(?P<s>\d{10})(?:(?P<ms>\d{3})|\.(?P<f>\d{1,6}))?`
 		case "{TAI64N}", "TAI64N":
 			line = `{DATE}`
 		}
@@ -182,6 +206,9 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 	if t.none {
 		return 0, 0, time.Time{}, false
 	}
+	if t.epoch {
+		return findEpoch(line, t.epochMode, t.epochLong)
+	}
 	if t.builtin {
 		s, e, tm, ok := findDate(line, ref, loc)
 		if ok && (!t.lineStart || lineStartOK(line, s)) {
@@ -221,14 +248,14 @@ const defaultDateRegex = `(?:[A-Z][a-z]{2} )?[A-Z][a-z]{2} {1,2}\d{1,2}(?: \d{4}
 	`|\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
 	`|\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
 	`|\d{6} {1,2}\d{1,2}:\d{2}:\d{2}` +
-	`|\d{10,11}(?:\.\d{1,6})?` +
+	`|\d{10,11}(?:\.\d{3,6})?` +
 	`|@[0-9a-f]{24}`
 
 // defaultDateAt reads a default-format date (epoch and TAI64N included)
 // starting at i.
 func defaultDateAt(line string, i int, ref time.Time, loc *time.Location) (time.Time, bool) {
-	if _, t, ok := parseEpoch(line, i); ok {
-		return t, true
+	if e, ok := epochAt(line, i, 0, false); ok {
+		return epochTime(line[i:e], false), true
 	}
 	if _, t, ok := parseTAI64N(line, i); ok {
 		return t, true
@@ -329,10 +356,7 @@ func buildTime(get func(string) (string, bool), ref time.Time, loc *time.Locatio
 			hour += 12
 		}
 	}
-	ns := 0
-	if f, ok := get("f"); ok {
-		ns = fracNanos(f)
-	}
+	// fail2ban reads %f but keeps whole seconds.
 	if z, ok := get("z"); ok {
 		if zl, _, ok := zone(z, 0, false); ok {
 			loc = zl
@@ -343,7 +367,7 @@ func buildTime(get func(string) (string, bool), ref time.Time, loc *time.Locatio
 	if !validDay(year, mon, day) {
 		return time.Time{}, false
 	}
-	t := time.Date(year, mon, day, hour, num("M", 0), num("S", 0), ns, loc)
+	t := time.Date(year, mon, day, hour, num("M", 0), num("S", 0), 0, loc)
 	if !hasYear && t.After(ref.Add(24*time.Hour)) {
 		t = t.AddDate(-1, 0, 0)
 	}
