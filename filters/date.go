@@ -51,13 +51,13 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 	if loc == nil {
 		loc = time.Local
 	}
-	// Epoch only where fail2ban looks for it: at the start, bare or in [],
-	// or (after every other format) in a SELinux "audit(".
+	// Epoch only where fail2ban looks for it: at the start, bare or after
+	// '[', or (after every other format) in a SELinux "audit(".
 	if e, ok := epochAt(line, 0, 0, false); ok {
 		return 0, e, epochTime(line[:e], false), true
 	}
 	if len(line) > 0 && line[0] == '[' {
-		if e, ok := epochAt(line, 1, ']', false); ok {
+		if e, ok := epochAt(line, 1, 0, false); ok {
 			return 1, e, epochTime(line[1:e], false), true
 		}
 	}
@@ -507,8 +507,10 @@ type epochMode int
 
 const (
 	// epochAnchored is EPOCH (and the default detector's epoch): at the
-	// line's start, after a leading '[' up to a ']', or after a word
-	// "audit(" up to ":N)" (SELinux).
+	// line's start, after a leading '[', or after a word "audit("
+	// (SELinux). fail2ban's template means to require the ']' or ":N)"
+	// after it, but its two conditionals are alternatives, one of which
+	// always holds: neither is required.
 	epochAnchored epochMode = iota
 	// epochLineBegin is {^LN-BEG}EPOCH: after at most two leading
 	// non-word characters ('[' alone then needs its ']').
@@ -535,7 +537,7 @@ func findEpoch(line string, mode epochMode, long bool) (start, end int, t time.T
 		if try(0, 0) {
 			return start, end, t, true
 		}
-		if len(line) > 0 && line[0] == '[' && try(1, ']') {
+		if len(line) > 0 && line[0] == '[' && try(1, 0) {
 			return start, end, t, true
 		}
 		for off := 0; ; {
@@ -544,7 +546,7 @@ func findEpoch(line string, mode epochMode, long bool) (start, end int, t time.T
 				break
 			}
 			k += off
-			if (k == 0 || !isWordByte(line[k-1])) && try(k+6, ':') {
+			if (k == 0 || !isWordByte(line[k-1])) && try(k+6, 0) {
 				return start, end, t, true
 			}
 			off = k + 1
@@ -573,7 +575,7 @@ func findEpoch(line string, mode epochMode, long bool) (start, end int, t time.T
 
 // epochAt reads the number of an epoch template at i and returns its end:
 // the longest form (as fail2ban's backtracking prefers) that ends a word
-// and is followed by tail (']', or ':' for ":N)"; 0 for nothing).
+// and is followed by tail (']'; 0 for nothing).
 func epochAt(s string, i int, tail byte, long bool) (int, bool) {
 	run := i
 	for run < len(s) && isDigit(s[run]) {
@@ -583,12 +585,6 @@ func epochAt(s string, i int, tail byte, long bool) (int, bool) {
 		switch tail {
 		case ']':
 			return e < len(s) && s[e] == ']'
-		case ':':
-			j := e + 1
-			for j < len(s) && isDigit(s[j]) {
-				j++
-			}
-			return e < len(s) && s[e] == ':' && j > e+1 && j < len(s) && s[j] == ')'
 		}
 		return e >= len(s) || !isWordByte(s[e])
 	}

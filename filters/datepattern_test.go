@@ -32,7 +32,11 @@ func TestDatePattern(t *testing.T) {
 		{"line-begin epoch bracket unclosed", `{^LN-BEG}EPOCH`, "[1764192000.118 x", false, 0, 0, time.Time{}},
 		{"line-begin epoch after three", `{^LN-BEG}EPOCH`, "   1764192000 x", false, 0, 0, time.Time{}},
 		{"bare EPOCH not mid-line", `EPOCH`, "id 1764192000 x", false, 0, 0, time.Time{}},
-		{"bare EPOCH audit needs :N)", `EPOCH`, "audit(1764192000.415) x", false, 0, 0, time.Time{}},
+		// fail2ban's EPOCH means to want ":N)" after audit( and ']' after '[',
+		// but its regex requires neither.
+		{"bare EPOCH audit without :N)", `EPOCH`, "audit(1764192000.415) x", true, 6, 20, time.Unix(1764192000, 415e6)},
+		{"bare EPOCH audit short fraction", `EPOCH`, "audit(1764192000.5:7) x", true, 6, 16, time.Unix(1764192000, 0)},
+		{"bare EPOCH bracket unclosed", `EPOCH`, "[1764192000.415 x", true, 1, 15, time.Unix(1764192000, 415e6)},
 		{"bare EPOCH after a word audit only", `EPOCH`, "xaudit(1764192000.415:1) x", false, 0, 0, time.Time{}},
 		{"microseconds epoch", `{LEPOCH}`, "1764192000250000 x", true, 0, 16, time.Unix(1764192000, 25e7)},
 		{"milliseconds epoch with fraction", `{LEPOCH}`, "1764192000250.5 x", true, 0, 15, time.Unix(1764192000, 250499964)}, // float(v)/1000, as fail2ban,
