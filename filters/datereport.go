@@ -3,6 +3,8 @@ package filters
 import (
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Date templates as fail2ban-regex reports them.
@@ -227,11 +229,41 @@ func (d *DateTemplates) add(t *dateTemplate) {
 // compile turns a fail2ban pattern into a moat date finder (nil if moat
 // cannot read it: the template then never matches).
 func compileTemplate(p string) dateFunc {
-	fn, err := compileDatePattern(p)
+	fn, err := compileDatePattern(pyDirectives(p))
 	if err != nil {
 		return nil
 	}
 	return fn
+}
+
+// pyDirectives spells the directives whose regexes differ most from
+// Python's (month and day names, space-padded days and hours) as fail2ban
+// does, so that a template matches the lines it matches in fail2ban.
+func pyDirectives(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' || i+1 >= len(p) {
+			b.WriteByte(p[i])
+			continue
+		}
+		switch p[i+1] {
+		case '%':
+			b.WriteString("%%")
+		case 'd':
+			b.WriteString(`(?P<d>[1-2]\d|[0 ]?[1-9]|3[0-1])`)
+		case 'b':
+			b.WriteString(`(?P<b>(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))`)
+		case 'a':
+			b.WriteString(`(?i:mon|tue|wed|thu|fri|sat|sun)`)
+		case 'k':
+			b.WriteString(` ?(?P<H>[0-2]?\d)`)
+		default:
+			b.WriteByte('%')
+			continue
+		}
+		i++
+	}
+	return b.String()
 }
 
 // custom is the template of a datepattern line.
@@ -329,10 +361,14 @@ func (d *DateTemplates) addDefaults(lineBegin bool, prematch string) {
 			tn := put(unbound(name))
 			var t *dateTemplate
 			if dt.name != "" {
-				// Epoch and TAI64N have no pattern: fail2ban makes one of
-				// the name, which matches only itself.
-				t = patternTemplate(tn, true)
-				t.name = tn
+				// Epoch and TAI64N have no pattern: fail2ban makes a
+				// template of the name, an Epoch or TAI64N template again
+				// when the prematch is just ^.
+				key := tn
+				if !strings.Contains(tn, "%") {
+					key = strings.ToUpper(tn)
+				}
+				t = d.custom(tn, key)
 			} else {
 				t = patternTemplate(put(unbound(pat)), true)
 				t.name = tn
@@ -403,6 +439,7 @@ func isWord(c byte) bool { return isAlnum(c) || c == '_' || c >= 0x80 }
 // Observe finds the date of one log line as fail2ban would and counts the
 // template that found it.
 func (d *DateTemplates) Observe(line string, ref time.Time) {
+	line = leadingRunes(line)
 	n := len(d.ts)
 	win, dist, end := -1, 0, 0
 	found, fdist, fend := -1, 1<<31, 0
@@ -509,4 +546,28 @@ func (d *DateTemplates) Hits() []TemplateHits {
 		out[i] = TemplateHits{t.name, t.hits}
 	}
 	return out
+}
+
+// leadingRunes writes each of the first two characters of line that is a
+// multi-byte non-word character (a byte order mark) as one byte: fail2ban
+// counts characters where it allows two of them before a line-start date.
+func leadingRunes(line string) string {
+	var b []byte
+	i := 0
+	for n := 0; n < 2 && i < len(line); n++ {
+		r, size := utf8.DecodeRuneInString(line[i:])
+		if size > 1 && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			if b == nil {
+				b = append(b, line[:i]...)
+			}
+			b = append(b, 0x01)
+		} else if b != nil {
+			b = append(b, line[i:i+size]...)
+		}
+		i += size
+	}
+	if b == nil {
+		return line
+	}
+	return string(append(b, line[i:]...))
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,9 +168,10 @@ var processedIn = regexp.MustCompile(`(?m)^\[processed in .*\]$`)
 // TestStockFiltersAgainstFail2banRegex runs fail2ban-regex and moat regex on
 // every sample log under testdata/stock with the stock filter of Debian's
 // fail2ban the log is named after, and requires the same
-// -o '<fid>\t<time>' output and the same Lines: summary. Each log must
-// have matched and missed lines, and must hit every failregex of its filter
-// unless a "# unreached: N" comment line in the log names it.
+// -o '<fid>\t<time>' output and the same whole report, plain and with -v
+// (but for the "[processed in …]" timing line). Each log must have matched
+// and missed lines, and must hit every failregex of its filter unless a
+// "# unreached: N" comment line in the log names it.
 //
 // fail2ban-regex runs in one Python process for all logs (see f2bBatch);
 // one log is also run through the real fail2ban-regex program, and both
@@ -196,7 +198,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 		spec := stockSpec(log)
 		jobs = append(jobs,
 			[]string{"-c", stockConfDir, "-o", tmpl, log, spec},
-			[]string{"-c", stockConfDir, "-v", log, spec})
+			[]string{"-c", stockConfDir, "-v", log, spec},
+			[]string{"-c", stockConfDir, log, spec})
 	}
 	runs := runF2bBatch(t, bin, jobs)
 	for i, r := range runs {
@@ -214,9 +217,15 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 		t.Fatalf("fail2ban-regex's command line run in one process printed\n%s\nthe program printed\n%s", got, want)
 	}
 
+	// moat names the log's encoding from the locale, as Python does: give
+	// it the locale the batch ran in.
+	locale := map[string]string{}
+	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		locale[k] = os.Getenv(k)
+	}
 	for i, log := range logs {
 		spec := stockSpec(log)
-		withO, report := runs[2*i].Stdout, runs[2*i+1].Stdout
+		withO, report, plain := runs[3*i].Stdout, runs[3*i+1].Stdout, runs[3*i+2].Stdout
 		t.Run(strings.TrimSuffix(filepath.Base(log), ".log"), func(t *testing.T) {
 			t.Parallel()
 			name, _, _ := strings.Cut(spec, "[")
@@ -228,7 +237,7 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 				t.Fatal(err)
 			}
 			moat := func(args ...string) string {
-				r := cli(t, nil, append([]string{"regex", "-c", stockConfDir}, args...)...)
+				r := cli(t, locale, append([]string{"regex", "-c", stockConfDir}, args...)...)
 				if r.code != 0 {
 					t.Fatalf("moat regex %q: exit %d: %s", args, r.code, r.stderr)
 				}
@@ -241,8 +250,11 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			if want == nil {
 				t.Fatalf("fail2ban-regex printed no Lines: summary:\n%s", report)
 			}
-			if got := linesSummary.FindString(moat(log, spec)); got != want[0] {
-				t.Errorf("summary differs:\nmoat:           %s\nfail2ban-regex: %s", got, want[0])
+			if d := reportDiff(plain, moat(log, spec)); d != "" {
+				t.Errorf("moat regex %s %s differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", log, spec, d)
+			}
+			if d := reportDiff(report, moat("-v", log, spec)); d != "" {
+				t.Errorf("moat regex -v %s %s differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", log, spec, d)
 			}
 			if want[3] == "0" {
 				t.Errorf("no line matches %s: the log exercises nothing (%s)", spec, want[0])
@@ -265,4 +277,28 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reportDiff compares two regex reports line by line, without their
+// timing lines, and returns the lines that differ ("" if none): each
+// differing line number with fail2ban-regex's line (-) and moat's (+).
+func reportDiff(want, got string) string {
+	w := strings.Split(processedIn.ReplaceAllString(want, ""), "\n")
+	g := strings.Split(processedIn.ReplaceAllString(got, ""), "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < max(len(w), len(g)) && shown < 12; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl || (i < len(w)) != (i < len(g)) {
+			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
+			shown++
+		}
+	}
+	return b.String()
 }
