@@ -53,26 +53,8 @@ func GenerateAuthLog(w io.Writer, n int, seed int64) error {
 			default:
 				_, err = fmt.Fprintf(bw, "%s gw sshd[%d]: Disconnected from user %s %s port %d\n", stamp, pid, u, client, port(r))
 			}
-		case p < 65:
-			if r.IntN(2) == 0 {
-				_, err = fmt.Fprintf(bw, "%s gw CRON[%d]: pam_unix(cron:session): session opened for user %s(uid=0) by (uid=0)\n", stamp, pid, cronTarget[r.IntN(2)])
-			} else {
-				_, err = fmt.Fprintf(bw, "%s gw CRON[%d]: pam_unix(cron:session): session closed for user %s\n", stamp, pid, cronTarget[r.IntN(2)])
-			}
-		case p < 80:
-			u := users[r.IntN(len(users))]
-			if r.IntN(2) == 0 {
-				_, err = fmt.Fprintf(bw, "%s gw sudo[%d]:   %s : TTY=pts/%d ; PWD=/home/%s ; USER=root ; COMMAND=%s\n", stamp, pid, u, r.IntN(4), u, commands[r.IntN(len(commands))])
-			} else {
-				_, err = fmt.Fprintf(bw, "%s gw sudo[%d]: pam_unix(sudo:session): session opened for user root(uid=0) by %s(uid=%d)\n", stamp, pid, u, 1000+r.IntN(5))
-			}
 		default:
-			u := users[r.IntN(len(users))]
-			if r.IntN(2) == 0 {
-				_, err = fmt.Fprintf(bw, "%s gw systemd-logind[412]: New session %d of user %s.\n", stamp, r.IntN(5000), u)
-			} else {
-				_, err = fmt.Fprintf(bw, "%s gw systemd-logind[412]: Session %d logged out. Waiting for processes to exit.\n", stamp, r.IntN(5000))
-			}
+			err = otherLine(bw, r, stamp, pid, p)
 		}
 		if err != nil {
 			return fmt.Errorf("generate auth log: %w", err)
@@ -82,6 +64,35 @@ func GenerateAuthLog(w io.Writer, n int, seed int64) error {
 		return fmt.Errorf("generate auth log: %w", err)
 	}
 	return nil
+}
+
+// otherLine writes one auth.log line of a program other than sshd: CRON
+// (p < 65), sudo (p < 80) or systemd-logind. p is in [40, 100).
+func otherLine(w io.Writer, r *rand.Rand, stamp string, pid, p int) error {
+	var err error
+	switch {
+	case p < 65:
+		if r.IntN(2) == 0 {
+			_, err = fmt.Fprintf(w, "%s gw CRON[%d]: pam_unix(cron:session): session opened for user %s(uid=0) by (uid=0)\n", stamp, pid, cronTarget[r.IntN(2)])
+		} else {
+			_, err = fmt.Fprintf(w, "%s gw CRON[%d]: pam_unix(cron:session): session closed for user %s\n", stamp, pid, cronTarget[r.IntN(2)])
+		}
+	case p < 80:
+		u := users[r.IntN(len(users))]
+		if r.IntN(2) == 0 {
+			_, err = fmt.Fprintf(w, "%s gw sudo[%d]:   %s : TTY=pts/%d ; PWD=/home/%s ; USER=root ; COMMAND=%s\n", stamp, pid, u, r.IntN(4), u, commands[r.IntN(len(commands))])
+		} else {
+			_, err = fmt.Fprintf(w, "%s gw sudo[%d]: pam_unix(sudo:session): session opened for user root(uid=0) by %s(uid=%d)\n", stamp, pid, u, 1000+r.IntN(5))
+		}
+	default:
+		u := users[r.IntN(len(users))]
+		if r.IntN(2) == 0 {
+			_, err = fmt.Fprintf(w, "%s gw systemd-logind[412]: New session %d of user %s.\n", stamp, r.IntN(5000), u)
+		} else {
+			_, err = fmt.Fprintf(w, "%s gw systemd-logind[412]: Session %d logged out. Waiting for processes to exit.\n", stamp, r.IntN(5000))
+		}
+	}
+	return err
 }
 
 // failure writes one sshd authentication failure line.

@@ -40,3 +40,81 @@ func TestGenerateAuthLogDeterministic(t *testing.T) {
 		t.Errorf("%d failure lines in 1000, want about 150", fails)
 	}
 }
+
+func TestGenerateSSHDLog(t *testing.T) {
+	var a, b, c, prefix bytes.Buffer
+	for _, g := range []struct {
+		buf  *bytes.Buffer
+		n    int
+		seed int64
+	}{{&a, 20000, 1}, {&b, 20000, 1}, {&c, 20000, 2}, {&prefix, 5000, 1}} {
+		if err := GenerateSSHDLog(g.buf, g.n, g.seed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("same seed gave different output")
+	}
+	if bytes.Equal(a.Bytes(), c.Bytes()) {
+		t.Error("different seeds gave the same output")
+	}
+	if !bytes.HasPrefix(a.Bytes(), prefix.Bytes()) {
+		t.Error("the first 5000 of 20000 lines differ from the 5000 lines of the same seed")
+	}
+	lines := strings.Split(strings.TrimSuffix(a.String(), "\n"), "\n")
+	if len(lines) != 20000 {
+		t.Fatalf("got %d lines, want 20000", len(lines))
+	}
+	// Every kind of connection appears: each marker is in some line.
+	markers := []string{
+		"Connection from ", "Failed password for root", "Failed password for invalid user",
+		"Failed keyboard-interactive/pam", "error: PAM: Authentication failure",
+		"maximum authentication attempts exceeded", "Disconnecting: Too many authentication failures",
+		"Too many authentication failures [preauth]", "Connection closed by authenticating user",
+		"Received disconnect", ":11: Bye Bye [preauth]", "Disconnected from invalid user",
+		"Connection reset by", "Read from socket failed", "Postponed keyboard-interactive",
+		"Invalid user", "check pass; user unknown", "authentication failure; logname=",
+		"Failed none for invalid user", "Change of username or service not allowed",
+		"Did not receive identification string", "kex_exchange_identification: Connection closed",
+		"read: Connection reset by peer", "invalid protocol identifier", "banner exchange: Connection from",
+		"Bad protocol version identification", "SSH: Server;Ltype: Version", "banner line contains invalid characters",
+		"Unable to negotiate with", "no matching key exchange method found", "no matching host key type found",
+		"Unable to negotiate a key exchange method", "no matching cipher found: client",
+		":14: No supported authentication methods available", ":14: No authentication methods available",
+		"Failed publickey for invalid user", "Failed publickey for git", "not listed in AllowUsers",
+		"listed in AllowGroups", "refused connect from", "ROOT LOGIN REFUSED FROM", "Auth fail [preauth]",
+		"account is locked", "User not known to the underlying authentication module", "Illegal user",
+		"Authentication refused", "Accepted publickey", "Accepted password", "session opened for user",
+		"Disconnected from user", "session closed for user", "CRON[", "sudo[", "systemd-logind[",
+	}
+	for _, m := range markers {
+		found := false
+		for _, l := range lines {
+			if strings.Contains(l, m) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no line contains %q", m)
+		}
+	}
+	// Connections interleave: some sshd pid has another pid's line between
+	// two of its own.
+	last, interleaved := map[string]int{}, false
+	for i, l := range lines {
+		_, rest, ok := strings.Cut(l, " gw sshd[")
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "]")
+		if j, seen := last[pid]; seen && i-j > 1 && strings.Contains(lines[i-1], " gw sshd[") {
+			interleaved = true
+			break
+		}
+		last[pid] = i
+	}
+	if !interleaved {
+		t.Error("no two sshd connections interleave")
+	}
+}
