@@ -3,6 +3,7 @@ package filters
 import (
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -296,6 +297,13 @@ func (f *Filter) PrefregexMatch(line string, ref time.Time, groups bool) (bool, 
 	text := []byte(line[:s] + line[e:])
 	if !groups {
 		return f.pref.matches(text), nil
+	}
+	// The groups come from the prefregex as fail2ban compiles it, whose
+	// address patterns differ from moat's (::ffff:192.0.2.1 is an ip4
+	// there).
+	var n atomic.Int64
+	if cr, err := compileRegex("prefregex", f.ShownPrefregex(), "prefregex", &n); err == nil {
+		return cr.namedGroups(text)
 	}
 	return f.pref.namedGroups(text)
 }
