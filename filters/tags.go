@@ -10,13 +10,17 @@ import (
 // refer to them and `moat regex -o` can print them.
 const (
 	ip4Pattern = `[0-9]{1,3}(?:\.[0-9]{1,3}){3}`
-	// ip6Pattern accepts the usual text forms, "::" compression and an
-	// embedded dotted IPv4 tail (::ffff:192.0.2.1); what it accepts is
-	// validated by netip.ParseAddr afterwards.
-	ip6Pattern = `(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4})`
+	// ip4Mapped is the "::ffff:" an IPv4 address may be written after
+	// (as fail2ban: lower case, 4 to 6 f's); it stays outside the group.
+	ip4Mapped = `(?:::f{4,6}:)?`
+	// ip6Pattern is fail2ban's: groups of 1 to 4 hex digits with "::"
+	// compression, no dotted IPv4 tail (an IPv4-mapped address is matched
+	// by the ip4 tag; one written in hex, ::ffff:c000:201, becomes IPv4
+	// when parsed). What it accepts is validated by netip.ParseAddr.
+	ip6Pattern = `(?:[0-9A-Fa-f]{1,4}::?|::){1,7}(?:[0-9A-Fa-f]{1,4}|:)`
 	dnsPattern = `[0-9A-Za-z_.-]*[0-9A-Za-z_]`
 
-	tagIP4    = `(?P<ip4>` + ip4Pattern + `)`
+	tagIP4    = ip4Mapped + `(?P<ip4>` + ip4Pattern + `)`
 	tagIP6    = `(?P<ip6>` + ip6Pattern + `)`
 	tagDNS    = `(?P<dns>` + dnsPattern + `)`
 	tagCIDR   = `(?P<cidr>[0-9]{1,3})`
@@ -49,6 +53,10 @@ var builtinTags = map[string]string{
 	"F-ADDR/":   tagAddr,
 	"F-CIDR/":   tagCIDR,
 	"F-SUBNET/": tagSubnet,
+	// Self-closing fields with fail2ban's default patterns: an id without
+	// spaces, a port (number or service name).
+	"F-ID/":   `(?P<fid>\S+)`,
+	"F-PORT/": `(?P<fport>\w+)`,
 }
 
 // fieldGroup maps an <F-NAME> tag to its group name, as fail2ban names them.

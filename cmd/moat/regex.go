@@ -345,6 +345,18 @@ func pyTime(t time.Time) string {
 	return s
 }
 
+// pyAddr prints a as fail2ban does (through the C library's inet_ntop):
+// like netip, except that an IPv6 address whose first 96 bits are zero and
+// whose next 16 are not is written with its last 32 bits dotted
+// (::192.0.2.1, where netip writes ::c000:201).
+func pyAddr(a netip.Addr) string {
+	b := a.As16()
+	if !a.Is6() || a.Is4In6() || [12]byte(b[:12]) != [12]byte{} || b[12]|b[13] == 0 {
+		return a.String()
+	}
+	return "::" + netip.AddrFrom4([4]byte(b[12:])).String()
+}
+
 // failure is one failure found in a line, as -o prints it.
 type failure struct {
 	fid, host, user string
@@ -372,7 +384,7 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 		return verdictMissed, nil
 	}
 	if r.Failure {
-		fid := r.Match.Addr.String()
+		fid := pyAddr(r.Match.Addr)
 		if r.Match.ID != "" {
 			fid = r.Match.ID
 		}
