@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -402,4 +403,32 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// StripDate returns line with its date cut out, as the failregexes see it
+// (fail2ban keeps a buffered line that way).
+func (f *Filter) StripDate(line string, ref time.Time) string {
+	line = strings.TrimRight(line, "\r\n")
+	s, e, _, _ := f.date(line, ref, f.loc)
+	return line[:s] + line[e:]
+}
+
+// ExamineAllConsumed is ExamineAll for the report of a multi-line filter:
+// it also returns the earlier lines (as StripDate writes them) that this
+// line's match took out of the buffer, but the oldest line of a full buffer,
+// which would have left anyway. fail2ban-regex counts those lines as matched
+// rather than missed. Result.Consumed is their number.
+func (s *Stream) ExamineAllConsumed(line string, ref time.Time) (Result, []string) {
+	before := append([]string(nil), s.lines...)
+	if len(before) >= s.f.maxLines {
+		before = before[1:]
+	}
+	r := s.ExamineAll(line, ref)
+	var out []string
+	for _, l := range before {
+		if !slices.Contains(s.lines, l) {
+			out = append(out, l)
+		}
+	}
+	return r, out
 }
