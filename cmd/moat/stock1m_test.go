@@ -56,7 +56,7 @@ const stock1MLines = 1_000_000
 // the test's time).
 const stock1MPrefix = 50_000
 
-// TestStockSSHD1MAgainstFail2banRegex runs the real fail2ban-regex program
+// TestSSHD1MLineEquality runs the real fail2ban-regex program
 // and moat regex with -o ip on a generated 1M-line auth.log
 // (testgen.GenerateSSHDLog: interleaved multi-line sshd connections among
 // other programs' lines) with Debian's stock sshd.conf in every mode the
@@ -65,7 +65,7 @@ const stock1MPrefix = 50_000
 // mode, and fail2ban-regex's summary of the log's first lines must show
 // matched, ignored and missed lines in each mode. fail2ban-regex (about 20k
 // lines/s here) runs for two modes at a time.
-func TestStockSSHD1MAgainstFail2banRegex(t *testing.T) {
+func TestSSHD1MLineEquality(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
 		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): 1M-line comparison skipped")

@@ -38,7 +38,7 @@ func GenerateSSHDLog(w io.Writer, n int, seed int64) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	t := authLogStart
 	pid := 20000
-	var open []*sshConn
+	var conns sshdConns
 	for i := 0; i < n; i++ {
 		t = t.Add(time.Duration(r.IntN(1500)) * time.Millisecond)
 		stamp := t.Format(time.Stamp)
@@ -47,16 +47,8 @@ func GenerateSSHDLog(w io.Writer, n int, seed int64) error {
 			pid += 1 + r.IntN(3)
 			err = otherLine(bw, r, stamp, pid, 40+r.IntN(60))
 		} else {
-			if len(open) == 0 || len(open) < maxOpenConns && r.IntN(3) == 0 {
-				pid += 1 + r.IntN(3)
-				open = append(open, &sshConn{pid: pid, lines: sshScript(r)})
-			}
-			k := r.IntN(len(open))
-			c := open[k]
-			_, err = fmt.Fprintf(bw, "%s gw sshd[%d]: %s\n", stamp, c.pid, c.lines[0])
-			if c.lines = c.lines[1:]; len(c.lines) == 0 {
-				open = append(open[:k], open[k+1:]...)
-			}
+			cpid, msg := conns.next(r, &pid)
+			_, err = fmt.Fprintf(bw, "%s gw sshd[%d]: %s\n", stamp, cpid, msg)
 		}
 		if err != nil {
 			return fmt.Errorf("generate sshd log: %w", err)
@@ -66,6 +58,26 @@ func GenerateSSHDLog(w io.Writer, n int, seed int64) error {
 		return fmt.Errorf("generate sshd log: %w", err)
 	}
 	return nil
+}
+
+// sshdConns are the open sshd connections of a generated log.
+type sshdConns struct{ open []*sshConn }
+
+// next returns the pid and message of the next sshd line: from a new
+// connection (its pid the next after *pid) now and then, else from a
+// random open one.
+func (s *sshdConns) next(r *rand.Rand, pid *int) (int, string) {
+	if len(s.open) == 0 || len(s.open) < maxOpenConns && r.IntN(3) == 0 {
+		*pid += 1 + r.IntN(3)
+		s.open = append(s.open, &sshConn{pid: *pid, lines: sshScript(r)})
+	}
+	k := r.IntN(len(s.open))
+	c := s.open[k]
+	msg := c.lines[0]
+	if c.lines = c.lines[1:]; len(c.lines) == 0 {
+		s.open = append(s.open[:k], s.open[k+1:]...)
+	}
+	return c.pid, msg
 }
 
 // sshScript returns the messages of one new sshd connection.

@@ -118,3 +118,47 @@ func TestGenerateSSHDLog(t *testing.T) {
 		t.Error("no two sshd connections interleave")
 	}
 }
+
+func TestMixedLogs(t *testing.T) {
+	share, filters := 0.0, 0
+	for _, l := range MixedLogs {
+		share += l.Share
+		filters += len(l.Filters)
+		t.Run(l.Name, func(t *testing.T) {
+			var a, b bytes.Buffer
+			if err := l.Generate(&a, 2000, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Generate(&b, 2000, 1); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Error("same seed gave different output")
+			}
+			lines := strings.Split(strings.TrimSuffix(a.String(), "\n"), "\n")
+			if len(lines) != 2000 {
+				t.Fatalf("got %d lines, want 2000", len(lines))
+			}
+			// Attackers and legitimate clients both appear, each in
+			// at least 5% of the lines.
+			bad, good := 0, 0
+			for _, line := range lines {
+				if strings.Contains(line, "192.0.2.") || strings.Contains(line, "203.0.113.") || strings.Contains(line, "2001:db8:bad:") {
+					bad++
+				}
+				if strings.Contains(line, "198.51.100.") || strings.Contains(line, "2001:db8:600d:") {
+					good++
+				}
+			}
+			if bad < 100 || good < 100 {
+				t.Errorf("%d lines with an attacker's address and %d with a client's in 2000, want 100 or more each", bad, good)
+			}
+		})
+	}
+	if share < 0.999 || share > 1.001 {
+		t.Errorf("shares add up to %v, want 1", share)
+	}
+	if filters != 10 {
+		t.Errorf("%d filters read the logs, want ten", filters)
+	}
+}
