@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/moatproj/moat/filters"
 )
@@ -568,6 +571,14 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// groups (<F-MLFID>) and the last maxlines lines.
 	stream := f.Stream()
 	dates := f.DateTemplates()
+	// For a multi-line filter, a second Stream tells which buffered lines
+	// each match takes: fail2ban-regex moves those very lines from missed
+	// to matched.
+	var shadow *filters.Stream
+	var recent map[string]string // buffered text → line, for shadow
+	if f.MaxLines() > 1 && o.out == "" {
+		shadow, recent = f.Stream(), map[string]string{}
+	}
 	// fail2ban checks the ignoreregexes before the prefregex when there
 	// are fewer of them than failregexes less two; a line they ignore
 	// leaves the prefregex's last result as it was.
@@ -591,6 +602,14 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		// The report tries every failregex on every line.
 		r := stream.ExamineAll(line, ref)
 		dates.Observe(line, ref)
+		var consumed []string
+		if shadow != nil {
+			if len(recent) > 4*f.MaxLines() {
+				clear(recent)
+			}
+			recent[f.StripDate(line, ref)] = line
+			_, consumed = shadow.ExamineAllConsumed(line, ref)
+		}
 		if st.prefregex != "" {
 			var groups []filters.Group
 			wantGroups := o.verbose && len(st.prefGroups) <= o.printLimit
@@ -639,6 +658,22 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 				st.ignoreHits[0]++
 			}
 		}
+		// A multi-line match used up earlier buffered lines: fail2ban
+		// counts them matched, not missed.
+		for _, c := range consumed {
+			org, ok := recent[c]
+			if !ok {
+				org = c
+			}
+			if i := slices.Index(st.missedLines, org); i >= 0 {
+				st.missedLines = slices.Delete(st.missedLines, i, i+1)
+			}
+			if o.allMatched {
+				st.matchedLines = append(st.matchedLines, org)
+			}
+			st.matched++
+			st.missed--
+		}
 		switch v {
 		case verdictIgnored:
 			st.ignored++
@@ -647,13 +682,6 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			}
 		case verdictMatched:
 			st.matched++
-			// A multi-line match used up earlier buffered lines: fail2ban
-			// counts them matched, not missed.
-			if k := min(r.Consumed, st.missed); k > 0 {
-				st.matched += k
-				st.missed -= k
-				st.missedLines = st.missedLines[:max(0, len(st.missedLines)-k)]
-			}
 			if o.allMatched {
 				st.matchedLines = append(st.matchedLines, line)
 			}
@@ -821,7 +849,7 @@ func printRegexStats(out func(string), o regexOpts, st *regexStats) {
 		if n < o.printLimit || all {
 			trimmed := make([]string, len(l))
 			for i, s := range l {
-				trimmed[i] = strings.TrimRight(s, " \t\r\n\v\f")
+				trimmed[i] = strings.TrimRightFunc(pyText(s), pySpace)
 			}
 			pprintList(out, trimmed, header)
 			return
@@ -851,3 +879,19 @@ func pyGroups(gs []filters.Group) string {
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
+
+// pyText is s as Python prints a log line it decoded: each byte that is
+// not part of valid UTF-8 becomes U+FFFD.
+func pyText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r) // range yields U+FFFD for each invalid byte
+	}
+	return b.String()
+}
+
+// pySpace is Python's str.isspace for one character.
+func pySpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }
