@@ -48,6 +48,10 @@ type Loader struct {
 	Dirs []string
 	// Location is the zone of dates written without one (nil: time.Local).
 	Location *time.Location
+	// MatchTimeout bounds one match of a backtracking (regexp2) regex,
+	// in wall time: a match that runs longer counts as no match (see
+	// Filter.Timeouts). 0 means DefaultMatchTimeout.
+	MatchTimeout time.Duration
 }
 
 // Load compiles the filter named by spec: a built-in or Dirs name ("sshd"),
@@ -315,6 +319,13 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 		}
 	}
 	f.gate = commonLiteral(f.fail)
+	if l.MatchTimeout > 0 {
+		for _, r := range append(append([]*compiledRegex{f.pref}, f.fail...), f.ignore...) {
+			if r != nil && r.bt != nil {
+				r.bt.MatchTimeout = l.MatchTimeout
+			}
+		}
+	}
 	f.lines = f.buildGate()
 	if f.pref == nil || !f.pref.hasGroup(idGroups...) {
 		for _, r := range f.fail {

@@ -26,8 +26,12 @@ import (
 // lookarounds dropped, backreferences made wildcards, conditionals made
 // alternations), so most lines never reach it.
 
-// backtrackTimeout bounds one regexp2 match (catastrophic backtracking).
-const backtrackTimeout = 100 * time.Millisecond
+// DefaultMatchTimeout bounds one regexp2 match (catastrophic
+// backtracking) unless Loader.MatchTimeout says otherwise.
+const DefaultMatchTimeout = 100 * time.Millisecond
+
+// backtrackTimeout is the limit regexes are compiled with.
+const backtrackTimeout = DefaultMatchTimeout
 
 // maxPrefilters is how many required literals a regex checks at most.
 const maxPrefilters = 3

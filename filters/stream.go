@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,10 +39,16 @@ type Stream struct {
 	lines  []string // the buffered lines (maxlines > 1), oldest first
 	prev   []string // lines before the current one, for Result.Consumed
 	joined []byte
-	body   []byte // a single-line prefregex's content and '\n'
 	groups map[string]*mlGroup
 	order  []mlKey // groups in the order they opened (entries may be stale)
 	seq    uint64
+
+	// single-line filters: the scan of the line being examined, and
+	// those of ExamineLines with their workers' scratch space
+	one      lineScan
+	scratch1 scanScratch
+	scans    []lineScan
+	scratch  []*scanScratch
 }
 
 // mlGroup is what a connection group has gathered.
@@ -117,23 +125,26 @@ type Hit struct {
 
 func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	f := s.f
-	if f.maxLines > 1 {
-		// Count the buffered lines this line's match takes away, as
-		// fail2ban-regex does (the oldest of a full buffer would go
-		// anyway).
-		before := append(s.prev[:0], s.lines...)
-		s.prev = before
-		if len(before) >= f.maxLines {
-			before = before[1:]
-		}
-		defer func() {
-			for _, l := range before {
-				if !slices.Contains(s.lines, l) {
-					res.Consumed++
-				}
-			}
-		}()
+	if f.maxLines <= 1 {
+		f.scan(line, ref, all, &s.one, &s.scratch1)
+		s.apply(&s.one, ref, res, all)
+		return
 	}
+	// A multi-line filter: count the buffered lines this line's match
+	// takes away, as fail2ban-regex does (the oldest of a full buffer
+	// would go anyway).
+	before := append(s.prev[:0], s.lines...)
+	s.prev = before
+	if len(before) >= f.maxLines {
+		before = before[1:]
+	}
+	defer func() {
+		for _, l := range before {
+			if !slices.Contains(s.lines, l) {
+				res.Consumed++
+			}
+		}
+	}()
 	res.Failregex = -1
 	line = strings.TrimRight(line, "\r\n")
 	ds, de, t, ok := f.date(line, ref, f.loc)
@@ -142,99 +153,60 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 		t = ref // an optional date pattern that matched nothing
 	}
 	res.Match.Time = t
-	multi := f.maxLines > 1
-	// org is the buffer the failregexes run on, as lines (multi-line
-	// filters only); buf is the same with '\n' after each line.
-	var org []string
-	var buf []byte
-	if multi {
-		s.lines = append(s.lines, line[:ds]+line[de:])
-		if n := len(s.lines) - f.maxLines; n > 0 {
-			s.lines = append(s.lines[:0], s.lines[n:]...)
-		}
-		org = s.lines
-		buf = s.join(org)
-	} else {
-		buf = append(append(append(s.joined[:0], line[:ds]...), line[de:]...), '\n')
-		s.joined = buf
+	// org is the buffer the failregexes run on, as lines; body is the
+	// same with '\n' after each line.
+	s.lines = append(s.lines, line[:ds]+line[de:])
+	if n := len(s.lines) - f.maxLines; n > 0 {
+		s.lines = append(s.lines[:0], s.lines[n:]...)
 	}
-	// single-line regexes see the text without its final newline (Python's
-	// $ matches before it, Go's does not).
-	plain := buf[:len(buf)-1]
-	if f.lines != nil && !f.lines.mayMatch(plain) {
-		if all && f.pref != nil {
-			res.PrefMatched = f.pref.matches(plain)
-		}
-		return
-	}
-
+	org := s.lines
+	body := s.join(org)
 	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
 		for _, ig := range f.ignore {
-			if ig.matches(plain) {
+			if ig.matches(body[:len(body)-1]) {
 				res.Ignored = true
 				return
 			}
 		}
 	}
 	var pg groups
-	body := buf
 	if f.pref != nil {
+		plain := body[:len(body)-1]
 		ok, cs, ce := f.pref.match(plain, &pg)
 		if !ok {
 			return
 		}
 		res.PrefMatched = true
 		if cs >= 0 && ce > cs {
-			if multi {
-				content := string(plain[cs:ce])
-				s.lines = append(s.lines[:0], content)
-				body = append([]byte(content), '\n')
-			} else {
-				s.body = append(append(s.body[:0], plain[cs:ce]...), '\n')
-				body = s.body
-			}
+			content := string(plain[cs:ce])
+			s.lines = append(s.lines[:0], content)
+			body = append([]byte(content), '\n')
 		}
 	}
 	if f.gate != nil && !bytes.Contains(body, f.gate) {
 		return
 	}
 	for i, r := range f.fail {
-		if all && multi && i > 0 {
+		if all && i > 0 {
 			// An earlier match took its lines out of the buffer:
 			// the next failregexes see what is left.
 			body = s.join(s.lines)
 		}
-		text := body
-		if !multi {
-			text = body[:len(body)-1]
-		}
-		if !r.prefilter(text) {
+		if !r.prefilter(body) {
 			continue
 		}
 		var fg groups
-		ok, _, _ := r.match(text, &fg)
-		if !ok {
+		if ok, _, _ := r.match(body, &fg); !ok {
 			continue
 		}
+		host := hostOf(&fg)
 		if !all {
-			res.Failregex = i
+			res.Failregex, res.Host = i, host
 		}
-		host := ""
-		for _, k := range [...]int{gIP4, gIP6, gDNS} {
-			if fg.set[k] && fg.val[k] != "" {
-				host = fg.val[k]
-				break
-			}
-		}
-		if !all {
-			res.Host = host
-		}
-		matched, unmatched := splitMatched(text, &fg, org, multi)
+		matched, unmatched := splitMatched(body, &fg, org, true)
+		s.lines = append(s.lines[:0], unmatched...)
 		if len(f.ignore) > 0 {
-			ig := text
-			if multi {
-				ig = []byte(strings.Join(matched, "\n"))
-			}
+			ig := []byte(strings.Join(matched, "\n"))
 			ignored := false
 			for _, re := range f.ignore {
 				if re.matches(ig) {
@@ -245,64 +217,244 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 			if ignored {
 				res.Ignored = true
 				if !all {
-					if multi {
-						s.lines = append(s.lines[:0], unmatched...)
-					}
 					return
 				}
 				continue
 			}
 		}
-		if multi {
-			s.lines = append(s.lines[:0], unmatched...)
-		}
 		fg.merge(&pg)
-		g := &fg
-		var grp *mlGroup
-		nofail := false
-		if fg.set[gMLFID] {
-			grp, nofail = s.merge(fg.val[gMLFID], &fg, ref)
-			g = &grp.g
-		} else {
-			nofail = fg.set[gNoFail]
-		}
-		if nofail && !all {
+		if s.settle(i, &fg, host, t, ref, res, all) {
 			return
 		}
-		m, ok, id := result2(g, t)
-		if !id && grp == nil {
-			// No address, id or connection: fail2ban reports the
-			// failregex as wrong and tries the next one.
-			if !all {
-				res.Failregex, res.Host = -1, ""
-			}
-			continue
+	}
+}
+
+// lineScan is what examining one line of a single-line filter finds
+// before any state is needed: its date and its failregex matches, in
+// order (in first-match mode, up to the one that decides).
+type lineScan struct {
+	res  Result
+	t    time.Time
+	hits []scanHit
+}
+
+// scanHit is one failregex match of a lineScan.
+type scanHit struct {
+	i       int
+	g       groups // with the prefregex's captures, unless ignored
+	host    string
+	ignored bool // an ignoreregex matched the text the failregex matched
+}
+
+// scanScratch is the working space of scan.
+type scanScratch struct{ text []byte }
+
+// scan does, for a single-line filter, the part of examining line that
+// depends on no earlier line: the date, the gates, the prefregex, the
+// ignoreregexes and the failregexes. Safe for concurrent use (with a
+// scratch space each).
+func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *scanScratch) {
+	sc.hits = sc.hits[:0]
+	sc.res = Result{Failregex: -1}
+	line = strings.TrimRight(line, "\r\n")
+	ds, de, t, ok := f.date(line, ref, f.loc)
+	sc.res.HasDate = ok
+	if !ok || ds == de {
+		t = ref // an optional date pattern that matched nothing
+	}
+	sc.res.Match.Time, sc.t = t, t
+	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
+	plain := w.text
+	if f.lines != nil && !f.lines.mayMatch(plain) {
+		if all && f.pref != nil {
+			sc.res.PrefMatched = f.pref.matches(plain)
 		}
-		if !id {
-			// A failure of a connection whose address is not known
-			// yet: the group counts it once a later line gives one.
-			grp.pending = true
-			if !all {
+		return
+	}
+	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+		for _, ig := range f.ignore {
+			if ig.matches(plain) {
+				sc.res.Ignored = true
 				return
 			}
 		}
-		if grp != nil && host == "" {
-			for _, k := range [...]int{gIP4, gIP6, gDNS} {
-				if g.set[k] && g.val[k] != "" {
-					host = g.val[k]
-					break
-				}
-			}
-		}
-		if !all {
-			res.Match, res.Failure = m, ok
+	}
+	var pg groups
+	body := plain
+	if f.pref != nil {
+		ok, cs, ce := f.pref.match(plain, &pg)
+		if !ok {
 			return
 		}
-		res.Hits = append(res.Hits, Hit{Failregex: i, Match: m, Failure: ok && !nofail, Host: host, NoFail: nofail, Pending: !id})
-		if ok && !nofail && res.Failregex < 0 {
-			res.Failregex, res.Match, res.Failure, res.Host = i, m, true, host
+		sc.res.PrefMatched = true
+		if cs >= 0 && ce > cs {
+			body = plain[cs:ce]
 		}
 	}
+	if f.gate != nil && !bytes.Contains(body, f.gate) {
+		return
+	}
+	for i, r := range f.fail {
+		if !r.prefilter(body) {
+			continue
+		}
+		var fg groups
+		if ok, _, _ := r.match(body, &fg); !ok {
+			continue
+		}
+		h := scanHit{i: i, host: hostOf(&fg)}
+		for _, re := range f.ignore {
+			if re.matches(body) {
+				h.ignored = true
+				break
+			}
+		}
+		if !h.ignored {
+			fg.merge(&pg)
+		}
+		h.g = fg
+		sc.hits = append(sc.hits, h)
+		// First-match mode stops at the match that decides: settle
+		// goes past a match only when it has no address, id, connection
+		// or <F-NOFAIL>.
+		if !all && (h.ignored || fg.set[gMLFID] || fg.set[gNoFail] || hasID(&fg)) {
+			return
+		}
+	}
+}
+
+// hasID reports whether captures hold a failure id: an address, a host
+// name or an <F-ID>.
+func hasID(g *groups) bool {
+	return g.set[gIP4] || g.set[gIP6] || g.set[gDNS] || g.set[gFID]
+}
+
+// apply is the rest of examining a scanned line: its matches, in order,
+// against the connection groups.
+func (s *Stream) apply(sc *lineScan, ref time.Time, res *Result, all bool) {
+	*res = sc.res
+	for k := range sc.hits {
+		h := &sc.hits[k]
+		if !all {
+			res.Failregex, res.Host = h.i, h.host
+		}
+		if h.ignored {
+			res.Ignored = true
+			if !all {
+				return
+			}
+			continue
+		}
+		if s.settle(h.i, &h.g, h.host, sc.t, ref, res, all) {
+			return
+		}
+	}
+}
+
+// ExamineLines examines lines in order into out (as long as lines), as
+// Examine (all false) or ExamineAll (all true) would one by one. For a
+// single-line filter the matching, which needs no earlier line, runs on
+// up to workers goroutines; only the connection groups are then kept in
+// order. A multi-line filter examines one line after the other.
+func (s *Stream) ExamineLines(lines []string, ref time.Time, all bool, workers int, out []Result) {
+	if s.f.maxLines > 1 || workers <= 1 || len(lines) < 2*scanBlock {
+		for i, l := range lines {
+			out[i] = Result{}
+			s.examine(l, ref, &out[i], all)
+		}
+		return
+	}
+	if cap(s.scans) < len(lines) {
+		s.scans = make([]lineScan, len(lines))
+	}
+	scans := s.scans[:len(lines)]
+	for len(s.scratch) < workers {
+		s.scratch = append(s.scratch, &scanScratch{})
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func(sp *scanScratch) {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(scanBlock)) - scanBlock
+				if lo >= len(lines) {
+					return
+				}
+				for i := lo; i < min(lo+scanBlock, len(lines)); i++ {
+					s.f.scan(lines[i], ref, all, &scans[i], sp)
+				}
+			}
+		}(s.scratch[w])
+	}
+	wg.Wait()
+	for i := range scans {
+		s.apply(&scans[i], ref, &out[i], all)
+	}
+}
+
+// scanBlock is how many lines an ExamineLines worker takes at a time.
+const scanBlock = 64
+
+// settle applies failregex i's match (captures g, with the prefregex's,
+// and the host text it took) to the stream's connection groups and fills
+// res. It reports whether the line is decided: in first-match mode (all
+// false) the first match that is not a wrong one (no address, id or
+// connection) decides; ExamineAll goes on and lists every match.
+func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *Result, all bool) bool {
+	g := fg
+	var grp *mlGroup
+	nofail := false
+	if fg.set[gMLFID] {
+		grp, nofail = s.merge(fg.val[gMLFID], fg, ref)
+		g = &grp.g
+	} else {
+		nofail = fg.set[gNoFail]
+	}
+	if nofail && !all {
+		return true
+	}
+	m, ok, id := result2(g, t)
+	if !id && grp == nil {
+		// No address, id or connection: fail2ban reports the
+		// failregex as wrong and tries the next one.
+		if !all {
+			res.Failregex, res.Host = -1, ""
+		}
+		return false
+	}
+	if !id {
+		// A failure of a connection whose address is not known
+		// yet: the group counts it once a later line gives one.
+		grp.pending = true
+		if !all {
+			return true
+		}
+		m.Time = t
+	}
+	if grp != nil && host == "" {
+		host = hostOf(g)
+	}
+	if !all {
+		res.Match, res.Failure = m, ok
+		return true
+	}
+	res.Hits = append(res.Hits, Hit{Failregex: i, Match: m, Failure: ok && !nofail, Host: host, NoFail: nofail, Pending: !id})
+	if ok && !nofail && res.Failregex < 0 {
+		res.Failregex, res.Match, res.Failure, res.Host = i, m, true, host
+	}
+	return false
+}
+
+// hostOf is the host text of captures: the address or name, or "".
+func hostOf(g *groups) string {
+	for _, k := range [...]int{gIP4, gIP6, gDNS} {
+		if g.set[k] && g.val[k] != "" {
+			return g.val[k]
+		}
+	}
+	return ""
 }
 
 // join writes lines, each followed by '\n', into s.joined.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -298,4 +299,46 @@ func FuzzStream(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExamineLinesSameAsOneByOne: ExamineLines, with the matching on
+// several goroutines, gives what Examine and ExamineAll give line by line,
+// for every sample log (each repeated so that it spans many scan blocks).
+func TestExamineLinesSameAsOneByOne(t *testing.T) {
+	for _, j := range sampleLogJobs(t) {
+		f, err := j.l.Load(j.spec)
+		if err != nil {
+			t.Fatalf("%s: %v", j.spec, err)
+		}
+		var lines []string
+		for len(lines) < 5*scanBlock {
+			lines = append(lines, readLinesAt(t, j.log)...)
+		}
+		for _, all := range []bool{false, true} {
+			one := f.Stream()
+			want := make([]Result, len(lines))
+			for i, l := range lines {
+				if all {
+					want[i] = one.ExamineAll(l, goldenRef)
+				} else {
+					want[i] = one.Examine(l, goldenRef)
+				}
+			}
+			got := make([]Result, len(lines))
+			batch := f.Stream()
+			// Two batches, the second reusing the first's space.
+			half := len(lines) / 2
+			batch.ExamineLines(lines[:half], goldenRef, all, 3, got[:half])
+			batch.ExamineLines(lines[half:], goldenRef, all, 3, got[half:])
+			if n := f.Timeouts(); n > 0 {
+				t.Fatalf("%s: %d regexp2 timeouts: the comparison means nothing", j.spec, n)
+			}
+			for i := range lines {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Errorf("%s %s line %d (all=%v): ExamineLines %+v, one by one %+v", j.spec, j.log, i+1, all, got[i], want[i])
+					break
+				}
+			}
+		}
+	}
 }

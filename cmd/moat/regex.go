@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,7 +172,7 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 				if st, err := os.Stat(p); err != nil || st.IsDir() {
 					continue
 				}
-				l := &filters.Loader{}
+				l := &filters.Loader{MatchTimeout: regexMatchTimeout}
 				if filepath.Base(filepath.Dir(p)) == "filter.d" {
 					base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(p), ".conf"), ".local")
 					header = append(header, fmt.Sprintf("Use %11s filter file : %s, basedir: %s", "failregex", base, filepath.Dir(filepath.Dir(p))))
@@ -187,7 +188,7 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 			if filepath.Base(o.config) == "filter.d" {
 				dir = o.config
 			}
-			l := &filters.Loader{Dirs: []string{dir}}
+			l := &filters.Loader{Dirs: []string{dir}, MatchTimeout: regexMatchTimeout}
 			f, err := l.Load(withOpts(name))
 			switch {
 			case err == nil:
@@ -212,7 +213,7 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 	var f *filters.Filter
 	var err error
 	if o.datepattern == "" && o.maxlines == 0 {
-		f, err = (&filters.Loader{}).Inline("regex", []string{escapePercent(spec)}, ig)
+		f, err = (&filters.Loader{MatchTimeout: regexMatchTimeout}).Inline("regex", []string{escapePercent(spec)}, ig)
 	} else {
 		f, err = loadInlineFile(spec, ignore, o)
 	}
@@ -243,7 +244,7 @@ func loadInlineFile(spec string, ignore *string, o regexOpts) (*filters.Filter, 
 	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("regex filter: %w", err)
 	}
-	return (&filters.Loader{}).Load(p)
+	return (&filters.Loader{MatchTimeout: regexMatchTimeout}).Load(p)
 }
 
 func escapePercent(s string) string { return strings.ReplaceAll(s, "%", "%%") }
@@ -584,23 +585,32 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// leaves the prefregex's last result as it was.
 	upfront := len(f.Ignoreregexes()) > 0 && len(f.Ignoreregexes()) < len(f.Failregexes())-2
 	prefMatched := false
+	// The lines are matched in batches on every core (see
+	// filters.Stream.ExamineLines) and taken in order.
+	todo := make([]string, 0, len(lines))
 	for _, line := range lines {
 		line = strings.TrimRight(line, "\r\n")
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+		if line != "" && !strings.HasPrefix(line, "#") {
+			todo = append(todo, line)
 		}
+	}
+	results := make([]filters.Result, min(len(todo), regexBatch))
+	for k, line := range todo {
+		if k%regexBatch == 0 {
+			n := min(regexBatch, len(todo)-k)
+			stream.ExamineLines(todo[k:k+n], ref, o.out == "", runtime.GOMAXPROCS(0), results[:n])
+		}
+		r := results[k%regexBatch]
 		if o.out != "" {
 			// -o prints what fail2ban's daemon would take: the first
 			// failregex that matches decides.
-			r := stream.Examine(line, ref)
 			if v, fl := classify(r, line, o.raw); v == verdictMatched {
 				fillTime(f, fl, line, ref)
 				emit(fl)
 			}
 			continue
 		}
-		// The report tries every failregex on every line.
-		r := stream.ExamineAll(line, ref)
+		// The report tried every failregex on every line.
 		dates.Observe(line, ref)
 		var consumed []string
 		if shadow != nil {
@@ -644,6 +654,9 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			}
 			st.failHits[h.Failregex]++
 			hit := regexHit{h.Host, h.Match.Time}
+			if h.Pending {
+				hit.fid = "None" // Python's None: no id yet
+			}
 			if fl != nil {
 				fillTime(f, fl, line, ref)
 				hit = regexHit{fl.fid, fl.t}
@@ -698,8 +711,21 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	if o.out == "" {
 		printRegexStats(out, o, &st)
 	}
+	if n := f.Timeouts(); n > 0 {
+		// Those lines were counted as not matched: the results are
+		// not what fail2ban-regex would print.
+		return fmt.Errorf("regex: %d matches ran past the %v limit of a backtracking regex and were counted as no match", n, regexMatchTimeout)
+	}
 	return nil
 }
+
+// regexMatchTimeout bounds one backtracking match in moat regex: far above
+// what any sane regex takes, even on a loaded machine (the daemon keeps
+// filters.DefaultMatchTimeout), so the results do not depend on the load.
+const regexMatchTimeout = 10 * time.Second
+
+// regexBatch is how many lines moat regex matches at a time.
+const regexBatch = 8192
 
 // outputFunc returns what -o prints for one failure.
 func outputFunc(ofmt string, out func(string)) func(*failure) {
