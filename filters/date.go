@@ -51,18 +51,26 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 	if loc == nil {
 		loc = time.Local
 	}
-	// Epoch only where fail2ban looks for it: at the start, bare or after
-	// '[', or (after every other format) in a SELinux "audit(".
-	if e, ok := epochAt(line, 0, 0, false); ok {
-		return 0, e, epochTime(line[:e], false), true
+	// Epoch and TAI64N only where fail2ban looks for them: first at the
+	// line's start (after up to two non-word characters, as fail2ban's
+	// line-anchored copies of its templates, tried first, allow), the epoch
+	// also after a '[' without its ']'; then, after every other format, an
+	// epoch in a SELinux "audit(" and a TAI64N label anywhere.
+	if s, e, t, ok := findEpoch(line, epochLineBegin, false); ok {
+		return s, e, t, true
 	}
 	if len(line) > 0 && line[0] == '[' {
 		if e, ok := epochAt(line, 1, 0, false); ok {
 			return 1, e, epochTime(line[1:e], false), true
 		}
 	}
-	if e, t, ok := parseTAI64N(line, 0); ok {
-		return 0, e, t, true
+	for i := 0; i <= 2 && i < len(line); i++ {
+		if e, t, ok := parseTAI64N(line, i); ok {
+			return i, e, t, true
+		}
+		if isWordByte(line[i]) {
+			break
+		}
 	}
 	for i := 0; i < len(line); i++ {
 		if i > 0 && isAlnum(line[i-1]) {
@@ -74,6 +82,16 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 	}
 	if s, e, t, ok := findEpoch(line, epochAnchored, false); ok {
 		return s, e, t, true
+	}
+	for i := strings.IndexByte(line, '@'); i >= 0; {
+		if e, t, ok := parseTAI64N(line, i); ok {
+			return i, e, t, true
+		}
+		k := strings.IndexByte(line[i+1:], '@')
+		if k < 0 {
+			break
+		}
+		i += 1 + k
 	}
 	return 0, 0, time.Time{}, false
 }
