@@ -584,7 +584,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// are fewer of them than failregexes less two; a line they ignore
 	// leaves the prefregex's last result as it was.
 	upfront := len(f.Ignoreregexes()) > 0 && len(f.Ignoreregexes()) < len(f.Failregexes())-2
-	prefMatched := false
+	prefMatched, prefGroups := false, "{}"
 	// The lines are matched in batches on every core (see
 	// filters.Stream.ExamineLines) and taken in order.
 	todo := make([]string, 0, len(lines))
@@ -621,20 +621,20 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			_, consumed = shadow.ExamineAllConsumed(line, ref)
 		}
 		if st.prefregex != "" {
-			var groups []filters.Group
 			wantGroups := o.verbose && len(st.prefGroups) <= o.printLimit
-			switch {
-			case r.Ignored && len(r.Hits) == 0 && upfront:
-			case len(r.Hits) > 0 && !wantGroups:
-				prefMatched = true
-			default:
-				prefMatched, groups = f.PrefregexMatch(line, ref, wantGroups)
+			if !(r.Ignored && len(r.Hits) == 0 && upfront) {
+				prefMatched = r.PrefMatched
+				if prefMatched && wantGroups {
+					_, groups := f.PrefregexMatch(line, ref, true)
+					prefGroups = pyGroups(groups)
+				}
 			}
 			if prefMatched {
 				st.prefMatched++
 				if wantGroups {
+					// (after an ignored line, the groups of the last match)
 					if len(st.prefGroups) < o.printLimit {
-						st.prefGroups = append(st.prefGroups, pyGroups(groups))
+						st.prefGroups = append(st.prefGroups, prefGroups)
 					} else {
 						st.prefGroups = append(st.prefGroups, "...")
 					}
