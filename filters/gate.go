@@ -38,8 +38,8 @@ type gateCache struct {
 	states map[string]int32
 	pcs    [][]uint32 // of each state, by id
 	match  []bool     // of each state, by id
-	// trans holds the next state of state s on class k at
-	// s*nclass+k, or -1 until it is first needed.
+	// trans holds the transition of state s on class k at s*nclass+k
+	// (see run).
 	trans []int32
 	start int32
 	// work space for step
@@ -195,7 +195,7 @@ func (c *gateCache) state(g *lineGate) int32 {
 	c.pcs = append(c.pcs, slices.Clone(c.list))
 	c.match = append(c.match, match)
 	for range g.nclass {
-		c.trans = append(c.trans, -1)
+		c.trans = append(c.trans, gateUnknown)
 	}
 	c.states[string(c.key)] = id
 	c.clearSeen()
@@ -228,29 +228,55 @@ func (c *gateCache) step(g *lineGate, s int32, r rune) int32 {
 func (g *lineGate) mayMatch(text []byte) bool {
 	c := g.pool.Get().(*gateCache)
 	defer g.pool.Put(c)
+	return g.run(c, text)
+}
+
+// Transitions in gateCache.trans are the row (id*nclass) of the next
+// state, or one of these.
+const (
+	gateUnknown = -1 // not worked out yet
+	gateMatch   = -2 // a match ends here: the search is over
+)
+
+// run is mayMatch with a cache of the caller's (from newCache, used by
+// one goroutine at a time).
+func (g *lineGate) run(c *gateCache, text []byte) bool {
 	if len(c.pcs) > maxGateStates {
 		c.reset(g)
 	}
-	s, nc := c.start, int32(g.nclass)
-	for i := 0; i < len(text); {
+	nc := int32(g.nclass)
+	row := c.start * nc
+	trans := c.trans
+	for i := 0; i < len(text); i++ {
 		b := text[i]
+		var n int32
 		if b < utf8.RuneSelf {
-			k := int32(g.class[b])
-			n := c.trans[s*nc+k]
-			if n < 0 {
-				n = c.step(g, s, g.example[k])
-				c.trans[s*nc+k] = n
+			k := row + int32(g.class[b&0x7f])
+			n = trans[k]
+			if n == gateUnknown {
+				n = c.next(g, row/nc, g.example[g.class[b&0x7f]])
+				c.trans[k] = n
+				trans = c.trans
 			}
-			s = n
-			i++
 		} else {
 			r, size := utf8.DecodeRune(text[i:])
-			s = c.step(g, s, r)
-			i += size
+			n = c.next(g, row/nc, r)
+			trans = c.trans
+			i += size - 1
 		}
-		if c.match[s] {
+		if n == gateMatch {
 			return true
 		}
+		row = n
 	}
 	return false
+}
+
+// next is the transition from state s on r, as run keeps it.
+func (c *gateCache) next(g *lineGate, s int32, r rune) int32 {
+	id := c.step(g, s, r)
+	if c.match[id] {
+		return gateMatch
+	}
+	return id * int32(g.nclass)
 }

@@ -246,8 +246,11 @@ type scanHit struct {
 	ignored bool // an ignoreregex matched the text the failregex matched
 }
 
-// scanScratch is the working space of scan.
-type scanScratch struct{ text []byte }
+// scanScratch is the working space of scan, for one goroutine.
+type scanScratch struct {
+	text []byte
+	gate *gateCache
+}
 
 // scan does, for a single-line filter, the part of examining line that
 // depends on no earlier line: the date, the gates, the prefregex, the
@@ -265,11 +268,16 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 	sc.res.Match.Time, sc.t = t, t
 	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
 	plain := w.text
-	if f.lines != nil && !f.lines.mayMatch(plain) {
-		if all && f.pref != nil {
-			sc.res.PrefMatched = f.pref.matches(plain)
+	if f.lines != nil {
+		if w.gate == nil {
+			w.gate = f.lines.newCache()
 		}
-		return
+		if !f.lines.run(w.gate, plain) {
+			if all && f.pref != nil {
+				sc.res.PrefMatched = f.pref.matches(plain)
+			}
+			return
+		}
 	}
 	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
 		for _, ig := range f.ignore {
