@@ -168,8 +168,9 @@ var processedIn = regexp.MustCompile(`(?m)^\[processed in .*\]$`)
 // TestStockFiltersAgainstFail2banRegex runs fail2ban-regex and moat regex on
 // every sample log under testdata/stock with the stock filter of Debian's
 // fail2ban the log is named after, and requires the same
-// -o '<fid>\t<time>' output and the same whole report, plain and with -v
-// (but for the "[processed in …]" timing line). Each log must have matched
+// -o '<fid>\t<time>' output and the same whole report, plain, with -v and
+// with -v --print-all-matched --print-all-missed (but for the
+// "[processed in …]" timing line). Each log must have matched
 // and missed lines, and must hit every failregex of its filter unless a
 // "# unreached: N" comment line in the log names it.
 //
@@ -199,7 +200,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 		jobs = append(jobs,
 			[]string{"-c", stockConfDir, "-o", tmpl, log, spec},
 			[]string{"-c", stockConfDir, "-v", log, spec},
-			[]string{"-c", stockConfDir, log, spec})
+			[]string{"-c", stockConfDir, log, spec},
+			[]string{"-c", stockConfDir, "-v", "--print-all-matched", "--print-all-missed", log, spec})
 	}
 	runs := runF2bBatch(t, bin, jobs)
 	for i, r := range runs {
@@ -225,7 +227,7 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 	}
 	for i, log := range logs {
 		spec := stockSpec(log)
-		withO, report, plain := runs[3*i].Stdout, runs[3*i+1].Stdout, runs[3*i+2].Stdout
+		withO, report, plain, all := runs[4*i].Stdout, runs[4*i+1].Stdout, runs[4*i+2].Stdout, runs[4*i+3].Stdout
 		t.Run(strings.TrimSuffix(filepath.Base(log), ".log"), func(t *testing.T) {
 			t.Parallel()
 			name, _, _ := strings.Cut(spec, "[")
@@ -255,6 +257,9 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			}
 			if d := reportDiff(report, moat("-v", log, spec)); d != "" {
 				t.Errorf("moat regex -v %s %s differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", log, spec, d)
+			}
+			if d := reportDiff(all, moat("-v", "--print-all-matched", "--print-all-missed", log, spec)); d != "" {
+				t.Errorf("moat regex -v --print-all-matched --print-all-missed %s %s differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", log, spec, d)
 			}
 			if want[3] == "0" {
 				t.Errorf("no line matches %s: the log exercises nothing (%s)", spec, want[0])
