@@ -432,3 +432,43 @@ func (s *Stream) ExamineAllConsumed(line string, ref time.Time) (Result, []strin
 	}
 	return r, out
 }
+
+// IgnoreregexHits adds to counts (one per ignoreregex) what fail2ban-regex
+// counts for line: with every failregex tried, each ignoreregex that
+// matches is counted once for each failregex that matched, or once when
+// the ignoreregexes are checked before the failregexes (fewer of them than
+// failregexes less two). The line is taken alone, as in a single-line
+// filter. Safe for concurrent use (counts aside).
+func (f *Filter) IgnoreregexHits(line string, ref time.Time, counts []int) {
+	if len(f.ignore) == 0 || len(counts) < len(f.ignore) {
+		return
+	}
+	text := []byte(f.StripDate(line, ref))
+	count := func(body []byte) {
+		for i, ig := range f.ignore {
+			if ig.matches(body) {
+				counts[i]++
+			}
+		}
+	}
+	if len(f.ignore) < len(f.fail)-2 {
+		count(text)
+		return
+	}
+	body := text
+	if f.pref != nil {
+		var g groups
+		ok, cs, ce := f.pref.match(text, &g)
+		if !ok {
+			return
+		}
+		if cs >= 0 && ce > cs {
+			body = text[cs:ce]
+		}
+	}
+	for _, r := range f.fail {
+		if r.matches(body) {
+			count(body)
+		}
+	}
+}

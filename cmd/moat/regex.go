@@ -114,6 +114,9 @@ type regexStats struct {
 type regexHit struct {
 	fid string
 	t   time.Time
+	// multi is fail2ban's "multiple regex matched" flag: set when at
+	// least two failures came before this hit on the same line.
+	multi bool
 }
 
 // filterNameRE is what fail2ban-regex takes for a filter name or file
@@ -642,10 +645,15 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 			}
 		}
 		v := verdictMissed
+		fails := 0
 		for _, h := range r.Hits {
 			fl, entry := hitEntry(h, line, o.raw)
 			if !entry {
 				continue
+			}
+			multi := fails > 1
+			if !h.NoFail {
+				fails++
 			}
 			if h.NoFail {
 				v = verdictIgnored
@@ -653,23 +661,20 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 				v = verdictMatched
 			}
 			st.failHits[h.Failregex]++
-			hit := regexHit{h.Host, h.Match.Time}
+			hit := regexHit{fid: h.Host, t: h.Match.Time}
 			if h.Pending {
 				hit.fid = "None" // Python's None: no id yet
 			}
 			if fl != nil {
 				fillTime(f, fl, line, ref)
-				hit = regexHit{fl.fid, fl.t}
+				hit = regexHit{fid: fl.fid, t: fl.t}
 			}
+			hit.multi = multi
 			st.failHitList[h.Failregex] = append(st.failHitList[h.Failregex], hit)
 		}
 		if r.Ignored {
 			v = verdictIgnored
-			if len(st.ignoreHits) > 0 {
-				// The API does not say which ignoreregex matched: the
-				// first one is credited.
-				st.ignoreHits[0]++
-			}
+			f.IgnoreregexHits(line, ref, st.ignoreHits)
 		}
 		// A multi-line match used up earlier buffered lines: fail2ban
 		// counts them matched, not missed.
@@ -837,7 +842,11 @@ func printRegexStats(out func(string), o regexOpts, st *regexStats) {
 			}
 			if o.verbose && hitList != nil {
 				for _, h := range hitList[i] {
-					l = append(l, fmt.Sprintf("    %s  %s", h.fid, h.t.Local().Format("Mon Jan 02 15:04:05 2006")))
+					multi := ""
+					if h.multi {
+						multi = " (multiple regex matched)"
+					}
+					l = append(l, fmt.Sprintf("    %s  %s%s", h.fid, h.t.Local().Format("Mon Jan 02 15:04:05 2006"), multi))
 				}
 			}
 		}

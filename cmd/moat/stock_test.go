@@ -307,3 +307,67 @@ func reportDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+// TestRegexReportOptionsAgainstFail2banRegex compares moat regex's whole
+// report with fail2ban-regex's (in one Python batch) for what the sample
+// logs do not reach: several failregexes hitting one line ("multiple regex
+// matched"), ignoreregexes counted per failregex hit or checked up front,
+// -L and -d given on the command line, and an ignoreregex argument.
+func TestRegexReportOptionsAgainstFail2banRegex(t *testing.T) {
+	bin, err := exec.LookPath("fail2ban-regex")
+	if err != nil {
+		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+	}
+	if testing.Short() {
+		t.Skip("short: runs fail2ban-regex")
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "filter.d/multi.conf", `[Definition]
+failregex = ^fail from <HOST>
+            ^fail from <ADDR>
+            ^<F-NOFAIL>fail</F-NOFAIL> from <HOST>
+            ^fail \S+ <HOST>$
+ignoreregex = ^fail from 192\.0\.2\.9$
+              ^never
+`)
+	writeFile(t, dir, "filter.d/upfront.conf", `[Definition]
+failregex = ^fail from <HOST>
+            ^fail from <ADDR>
+            ^<F-NOFAIL>fail</F-NOFAIL> from <HOST>
+            ^fail \S+ <HOST>$
+            ^x <HOST>
+ignoreregex = 192\.0\.2\.9
+              fail
+`)
+	log := filepath.Join(dir, "multi.log")
+	writeFile(t, dir, "multi.log", "fail from 192.0.2.1\nfail from 192.0.2.9\nother\nfail from 198.51.100.7\n")
+	sshd := filepath.Join("testdata", "stock", "sshd.log")
+	jobs := [][]string{
+		{"-c", dir, log, "multi"},
+		{"-c", dir, "-v", log, "multi"},
+		{"-c", dir, "-v", log, "upfront"},
+		{"-c", stockConfDir, "-v", sshd, "sshd", "Connection from"},
+		{"-c", stockConfDir, "-L", "2", sshd, "sshd"},
+		{"-c", stockConfDir, "-v", "-d", "{^LN-BEG}%b %d %H:%M:%S", sshd, "sshd"},
+		{"-v", "--print-all-missed", sshd, `^\S+ \S+ \S+ \S+ \S+ from <HOST>`},
+	}
+	runs := runF2bBatch(t, bin, jobs)
+	locale := map[string]string{}
+	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		locale[k] = os.Getenv(k)
+	}
+	for i, job := range jobs {
+		t.Run(strings.Join(job[2:], " "), func(t *testing.T) {
+			if runs[i].Code != 0 {
+				t.Fatalf("fail2ban-regex %q: exit %d: %s", job, runs[i].Code, runs[i].Stdout)
+			}
+			r := cli(t, locale, append([]string{"regex"}, job...)...)
+			if r.code != 0 {
+				t.Fatalf("moat regex %q: exit %d: %s", job, r.code, r.stderr)
+			}
+			if d := reportDiff(runs[i].Stdout, r.stdout); d != "" {
+				t.Errorf("moat regex %q differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", job, d)
+			}
+		})
+	}
+}
