@@ -73,7 +73,7 @@ func findDate(line string, ref time.Time, loc *time.Location) (start, end int, t
 		}
 	}
 	for i := 0; i < len(line); i++ {
-		if i > 0 && isAlnum(line[i-1]) {
+		if i > 0 && isWordByte(line[i-1]) {
 			continue
 		}
 		if e, t, ok := dateAt(line, i, ref, loc); ok {
@@ -159,7 +159,7 @@ func digits(s string, i, n int) (int, bool) {
 
 // boundaryAt reports whether position i ends a token: end of line or a
 // character that is not a letter or digit.
-func boundaryAt(s string, i int) bool { return i >= len(s) || !isAlnum(s[i]) }
+func boundaryAt(s string, i int) bool { return i >= len(s) || !isWordByte(s[i]) }
 
 var months = [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
 

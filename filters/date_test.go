@@ -66,6 +66,8 @@ func TestFindDate(t *testing.T) {
 		{"invalid month", "2026-13-01T10:00:00Z", time.UTC, false, 0, 0, time.Time{}},
 		{"invalid hour", "2026-11-01T24:00:00Z", time.UTC, false, 0, 0, time.Time{}},
 		{"glued to a word", "x2026-11-26T21:19:40Z", time.UTC, false, 0, 0, time.Time{}},
+		{"glued to an underscore", "_2026-11-26T21:19:40Z", time.UTC, false, 0, 0, time.Time{}},
+		{"underscore after", "2026-11-26T21:19:40_x", time.UTC, false, 0, 0, time.Time{}},
 		{"epoch too short mid-line", "pid 1764192 x", time.UTC, false, 0, 0, time.Time{}},
 		{"epoch not at start", "x 1764192000 y", time.UTC, false, 0, 0, time.Time{}},
 		{"truncated syslog", "Nov 26 21:19", time.UTC, false, 0, 0, time.Time{}},

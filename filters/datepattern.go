@@ -195,7 +195,7 @@ func lineStartOK(line string, s int) bool {
 		return false
 	}
 	for i := 0; i < s; i++ {
-		if isAlnum(line[i]) {
+		if isWordByte(line[i]) { // Python's \w: '_' and letters beyond ASCII too
 			return false
 		}
 	}

@@ -18,6 +18,7 @@ func TestDatePattern(t *testing.T) {
 		{"zone and fraction", `%Y-%m-%dT%H:%M:%S\.%f%z`, "2026-11-26T21:19:40.5+01:00", true, 0, 27, time.Date(2026, 11, 26, 20, 19, 40, 0, time.UTC)},
 		{"12-hour clock", `%d/%m/%Y %I:%M %p`, "26/11/2026 09:19 PM x", true, 0, 19, time.Date(2026, 11, 26, 21, 19, 0, 0, time.UTC)},
 		{"line start only", `{^LN-BEG}%Y-%m-%d %H:%M:%S`, "x 2026-11-26 21:19:40", false, 0, 0, time.Time{}},
+		{"line start not after an underscore", `{^LN-BEG}%Y-%m-%d %H:%M:%S`, "_2026-11-26 21:19:40 x", false, 0, 0, time.Time{}},
 		{"line start after bracket", `{^LN-BEG}%Y-%m-%d %H:%M:%S`, "[2026-11-26 21:19:40] x", true, 1, 20, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"default formats at line start", `{^LN-BEG}`, "Nov 26 21:19:40 x", true, 0, 15, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
 		{"default formats not mid-line", `{^LN-BEG}`, "host Nov 26 21:19:40 x", false, 0, 0, time.Time{}},
