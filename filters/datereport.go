@@ -1,6 +1,7 @@
 package filters
 
 import (
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -147,6 +148,10 @@ type dateTemplate struct {
 	anchored bool    // LINE_BEGIN or LINE_END: a match ends the search
 	wordEnd  bool    // the date must end at a word boundary
 	find     dateFunc
+	// re, when set, finds the template's whole match (faster than find,
+	// which also reads the time); for {^LN-BEG} it allows at most two
+	// non-word characters before the date.
+	re       *regexp.Regexp
 	hits     int
 	matched  int // regex matches, winning or not
 	used     bool
@@ -266,6 +271,60 @@ func pyDirectives(p string) string {
 	return b.String()
 }
 
+// sepRef is a separator group and its back-reference in a template
+// ("(?P<_sep>[-/.])%m(?P=_sep)"), which Go's regexp cannot run.
+var sepRef = regexp.MustCompile(`\(\?P<(\w+)>\[([^\]\\]+)\]\)(.*?)\(\?P=(\w+)\)`)
+
+// namedGroup is the start of a named group.
+var namedGroup = regexp.MustCompile(`\(\?P<\w+>`)
+
+// spanRegex compiles a template's pattern into a Go regexp that finds its
+// whole match only (no groups, no time), or returns nil when Go cannot run
+// it. A back-referenced separator becomes one alternative per character.
+func spanRegex(p string) *regexp.Regexp {
+	start := false
+	if b, ok := strings.CutPrefix(p, "{^LN-BEG}"); ok {
+		p, start = b, true
+	}
+	if strings.HasPrefix(p, "{") || strings.Contains(p, "**") {
+		return nil
+	}
+	src, err := expandDirectives(pyDirectives(p))
+	if err != nil {
+		return nil
+	}
+	for {
+		m := sepRef.FindStringSubmatchIndex(src)
+		if m == nil {
+			break
+		}
+		name, chars, mid, ref := src[m[2]:m[3]], src[m[4]:m[5]], src[m[6]:m[7]], src[m[8]:m[9]]
+		if name != ref || strings.Contains(mid, "(?P=") {
+			return nil
+		}
+		var alts []string
+		for _, c := range chars {
+			q := regexp.QuoteMeta(string(c))
+			alts = append(alts, q+mid+q)
+		}
+		src = src[:m[0]] + "(?:" + strings.Join(alts, "|") + ")" + src[m[1]:]
+	}
+	// Named groups would repeat in the alternatives: make them plain.
+	src = namedGroup.ReplaceAllString(src, "(?:")
+	tr := translatePython(src)
+	if tr.backtrack || strings.Contains(src, "(?P=") {
+		return nil
+	}
+	if start {
+		tr.goSrc = `^(?:\W{0,2})?(?:` + tr.goSrc + `)`
+	}
+	re, err := regexp.Compile(tr.goSrc)
+	if err != nil {
+		return nil
+	}
+	return re
+}
+
 // custom is the template of a datepattern line.
 func (d *DateTemplates) custom(p, key string) *dateTemplate {
 	switch key {
@@ -302,7 +361,7 @@ func patternTemplate(p string, wordBegin bool) *dateTemplate {
 	if b, ok := strings.CutPrefix(body, "{^LN-BEG}"); ok && wordBegin {
 		body, start = b, true
 	}
-	t := &dateTemplate{name: templateName(body), find: compileTemplate(p)}
+	t := &dateTemplate{name: templateName(body), find: compileTemplate(p), re: spanRegex(p)}
 	bound := wordBegin && !noWordBoundBegin(body)
 	if bound && start {
 		t.anchored = true
@@ -417,11 +476,28 @@ func (d *DateTemplates) addDefaults(lineBegin bool, prematch string) {
 // match runs template i on line.
 func (d *DateTemplates) match(i int, line string, ref time.Time) (int, int, bool) {
 	t := d.ts[i]
-	if t.find == nil {
-		return 0, 0, false
-	}
-	s, e, _, ok := t.find(line, ref, d.loc)
-	if !ok {
+	var s, e int
+	switch {
+	case t.re != nil:
+		// fail2ban starts an unanchored date where a word begins (or
+		// at a non-word character): search on past a start inside a word.
+		for off := 0; ; {
+			m := t.re.FindStringIndex(line[off:])
+			if m == nil {
+				return 0, 0, false
+			}
+			s, e = off+m[0], off+m[1]
+			if t.anchored || s == 0 || s >= len(line) || !isWord(line[s-1]) || !isWord(line[s]) {
+				break
+			}
+			off = s + 1
+		}
+	case t.find != nil:
+		var ok bool
+		if s, e, _, ok = t.find(line, ref, d.loc); !ok {
+			return 0, 0, false
+		}
+	default:
 		return 0, 0, false
 	}
 	if t.wordEnd && e > 0 && e < len(line) && isWord(line[e-1]) && isWord(line[e]) {
