@@ -120,6 +120,11 @@ func dateAt(line string, i int, ref time.Time, loc *time.Location) (int, time.Ti
 				return parseSyslogDate(line, j+1, ref, z)
 			}
 		}
+	case c == '+' || c == '-':
+		// A numeric zone before a syslog date ("+0100 Nov 26 21:19:52").
+		if z, j, ok := zone(line, i, false); ok && j < len(line) && line[j] == ' ' {
+			return parseSyslogDate(line, j+1, ref, z)
+		}
 	}
 	return 0, time.Time{}, false
 }
@@ -232,8 +237,8 @@ func fraction(s string, i int, seps string) (ns, end int) {
 	return ns, j
 }
 
-// zone reads Z, ±hh:mm, ±hhmm or ±hh at i (after an optional space when
-// space is true).
+// zone reads what fail2ban's %z does: Z, UTC, GMT, ±hh:mm, ±hhmm or ±hh
+// (hh up to 19) at i (after an optional space when space is true).
 func zone(s string, i int, space bool) (*time.Location, int, bool) {
 	j := i
 	if space && j < len(s) && s[j] == ' ' {
@@ -241,6 +246,9 @@ func zone(s string, i int, space bool) (*time.Location, int, bool) {
 	}
 	if j < len(s) && s[j] == 'Z' && boundaryAt(s, j+1) {
 		return time.UTC, j + 1, true
+	}
+	if j+3 <= len(s) && (s[j:j+3] == "UTC" || s[j:j+3] == "GMT") && boundaryAt(s, j+3) {
+		return time.UTC, j + 3, true
 	}
 	if j >= len(s) || (s[j] != '+' && s[j] != '-') {
 		return nil, i, false
@@ -262,7 +270,7 @@ func zone(s string, i int, space bool) (*time.Location, int, bool) {
 			mm, k = v, k+3
 		}
 	}
-	if hh > 14 || mm > 59 || !boundaryAt(s, k) {
+	if hh > 19 || mm > 59 || !boundaryAt(s, k) {
 		return nil, i, false
 	}
 	off := sign * (hh*3600 + mm*60)
@@ -313,7 +321,12 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 		secEnd := end
 		_, end = fraction(s, end, ".,")
 		zl := loc
-		if z, zend, ok := zone(s, end, sep == '-'); ok {
+		// fail2ban: (?:\s*%z)?
+		j := end
+		for j < len(s) && isPySpace(s[j]) {
+			j++
+		}
+		if z, zend, ok := zone(s, j, false); ok {
 			zl, end = z, zend
 		}
 		if !boundaryAt(s, end) {
@@ -686,6 +699,9 @@ func epochTime(text string, long bool) time.Time {
 	sec := math.Floor(f)
 	return time.Unix(int64(sec), int64(math.Round((f-sec)*1e9)))
 }
+
+// isPySpace reports whether c is an ASCII character of Python's \s.
+func isPySpace(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
 
 // isWordByte reports whether c is a word character of Python's re (bytes
 // of non-ASCII characters count as letters).

@@ -66,6 +66,15 @@ func TestFindDate(t *testing.T) {
 		{"invalid month", "2026-13-01T10:00:00Z", time.UTC, false, 0, 0, time.Time{}},
 		{"invalid hour", "2026-11-01T24:00:00Z", time.UTC, false, 0, 0, time.Time{}},
 		{"glued to a word", "x2026-11-26T21:19:40Z", time.UTC, false, 0, 0, time.Time{}},
+		// fail2ban's %z: Z, UTC, GMT or an offset with hours up to 19; ISO
+		// 8601 takes any whitespace before it, whatever the date separator.
+		{"iso zone UTC word", "2026-11-26 21:19:40 UTC x", plus2, true, 0, 23, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"iso slashes then offset", "2026/11/26 21:19:40 +0100 x", time.UTC, true, 0, 25, time.Date(2026, 11, 26, 20, 19, 40, 0, time.UTC)},
+		{"iso tab and two spaces before offset", "2026.11.26 21:19:40\t -0300 x", time.UTC, true, 0, 26, time.Date(2026, 11, 27, 0, 19, 40, 0, time.UTC)},
+		{"iso offset of 15 hours", "2026-11-26T21:19:40+1500 x", time.UTC, true, 0, 24, time.Date(2026, 11, 26, 6, 19, 40, 0, time.UTC)},
+		{"iso offset of 20 hours is none", "2026-11-26T21:19:40+2000 x", time.UTC, true, 0, 19, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"clf zone GMT word", "[26/Nov/2026:21:19:40 GMT] x", plus2, true, 1, 25, time.Date(2026, 11, 26, 21, 19, 40, 0, time.UTC)},
+		{"offset before syslog", "+0100 Nov 26 21:19:40 x", time.UTC, true, 0, 21, time.Date(2026, 11, 26, 20, 19, 40, 0, time.UTC)},
 		{"glued to an underscore", "_2026-11-26T21:19:40Z", time.UTC, false, 0, 0, time.Time{}},
 		{"underscore after", "2026-11-26T21:19:40_x", time.UTC, false, 0, 0, time.Time{}},
 		{"epoch too short mid-line", "pid 1764192 x", time.UTC, false, 0, 0, time.Time{}},
