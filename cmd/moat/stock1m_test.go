@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,6 +42,33 @@ func TestSSHDModes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := sshdModes([]byte(c.conf)); strings.Join(got, ",") != strings.Join(c.want, ",") {
 				t.Errorf("sshdModes = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestDescribeDiff(t *testing.T) {
+	cases := []struct {
+		name, got, want string
+		has             []string
+	}{
+		{"equal", "192.0.2.1\n192.0.2.2\n", "192.0.2.1\n192.0.2.2\n", nil},
+		{"one missing", "192.0.2.1\n192.0.2.3\n", "192.0.2.1\n192.0.2.2\n192.0.2.3\n", []string{
+			"moat printed 2 lines, fail2ban-regex 3", "first difference at line 2",
+			"192.0.2.2: moat printed it 0 times, fail2ban-regex 1"}},
+		{"one extra at the end", "192.0.2.1\n2001:db8::1\n", "192.0.2.1\n", []string{
+			"first difference at line 2", `"(none)"`, "2001:db8::1: moat printed it 1 times, fail2ban-regex 0"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := describeDiff([]byte(c.got), []byte(c.want))
+			if (d == "") != (c.has == nil) {
+				t.Fatalf("describeDiff = %q", d)
+			}
+			for _, h := range c.has {
+				if !strings.Contains(d, h) {
+					t.Errorf("describeDiff does not say %q:\n%s", h, d)
+				}
 			}
 		})
 	}
@@ -186,24 +214,20 @@ func describeDiff(got, want []byte) string {
 	for k := max(0, i-3); k < i+4 && (k < len(g) || k < len(w)); k++ {
 		fmt.Fprintf(&b, "  %7d  moat %-40q fail2ban-regex %q\n", k+1, at(g, k), at(w, k))
 	}
-	count := map[string]int{}
+	// Addresses whose number of lines differs, in fail2ban-regex's order
+	// and then moat's.
+	inG, inW := map[string]int{}, map[string]int{}
 	for _, l := range g {
-		count[l]++
+		inG[l]++
 	}
 	for _, l := range w {
-		count[l]--
+		inW[l]++
 	}
-	shown := 0
-	for _, l := range w {
-		if c := count[l]; c != 0 && shown < 10 {
-			fmt.Fprintf(&b, "  %s: moat printed it %+d times more than fail2ban-regex\n", l, c)
-			count[l], shown = 0, shown+1
-		}
-	}
-	for _, l := range g {
-		if c := count[l]; c != 0 && shown < 10 {
-			fmt.Fprintf(&b, "  %s: moat printed it %+d times more than fail2ban-regex\n", l, c)
-			count[l], shown = 0, shown+1
+	shown := map[string]bool{}
+	for _, l := range slices.Concat(w, g) {
+		if inG[l] != inW[l] && !shown[l] && len(shown) < 10 {
+			shown[l] = true
+			fmt.Fprintf(&b, "  %s: moat printed it %d times, fail2ban-regex %d\n", l, inG[l], inW[l])
 		}
 	}
 	return b.String()

@@ -9,8 +9,15 @@ import (
 )
 
 // maxOpenConns is how many sshd connections GenerateSSHDLog keeps open at
-// once: their lines interleave.
-const maxOpenConns = 12
+// once: their lines interleave. During a burst (a botnet's scan, now and
+// then) up to burstConns are open: more than fail2ban keeps connection
+// groups for (100), so the oldest open connections lose what they had.
+const (
+	maxOpenConns = 12
+	burstConns   = 160
+	burstLines   = 3000 // sshd lines a burst lasts
+	burstEvery   = 20000
+)
 
 // sshConn is one sshd connection (one pid) that has lines left to write.
 type sshConn struct {
@@ -20,7 +27,8 @@ type sshConn struct {
 
 // GenerateSSHDLog writes n lines of a Debian-style /var/log/auth.log of a
 // busy host where each sshd connection spans several lines under one pid and
-// up to a dozen connections interleave, as OpenSSH writes them with LogLevel
+// up to a dozen connections interleave (over a hundred in occasional
+// bursts), as OpenSSH writes them with LogLevel
 // VERBOSE: brute force runs, invalid users, several users in one connection,
 // scanners that never authenticate (what the stock sshd filter's ddos mode
 // counts), clients that cannot negotiate algorithms (extra mode), failed
@@ -61,13 +69,23 @@ func GenerateSSHDLog(w io.Writer, n int, seed int64) error {
 }
 
 // sshdConns are the open sshd connections of a generated log.
-type sshdConns struct{ open []*sshConn }
+type sshdConns struct {
+	open  []*sshConn
+	burst int // sshd lines left in the current burst
+}
 
 // next returns the pid and message of the next sshd line: from a new
 // connection (its pid the next after *pid) now and then, else from a
 // random open one.
 func (s *sshdConns) next(r *rand.Rand, pid *int) (int, string) {
-	if len(s.open) == 0 || len(s.open) < maxOpenConns && r.IntN(3) == 0 {
+	limit := maxOpenConns
+	if s.burst > 0 {
+		s.burst--
+		limit = burstConns
+	} else if r.IntN(burstEvery) == 0 {
+		s.burst = burstLines
+	}
+	if len(s.open) == 0 || len(s.open) < limit && r.IntN(3) == 0 {
 		*pid += 1 + r.IntN(3)
 		s.open = append(s.open, &sshConn{pid: *pid, lines: sshScript(r)})
 	}
