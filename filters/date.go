@@ -345,6 +345,12 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 	if e, t, ok := parseMySQL(s, i, loc); ok {
 		return e, t, true
 	}
+	if e, t, ok := parseMonthFirst(s, i, loc); ok {
+		return e, t, true
+	}
+	if e, t, ok := parseCompactISO(s, i, loc); ok {
+		return e, t, true
+	}
 	// Common Log Format: 26/Nov/2026:21:19:40 +0000; also BIND's
 	// 26-Nov-2026 21:19:40.123 (fail2ban's template takes '/' or '-',
 	// then ':', ' ' or nothing before the time).
@@ -384,16 +390,33 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 	return end, time.Date(y, mo, d, h, m, sec, 0, zl), true
 }
 
-// parseDayFirst reads "DD-MM-YYYY HH:MM:SS".
+// parseDayFirst reads "DD-MM-YYYY HH:MM:SS", also with '/' and with a
+// two-digit year (fail2ban's %d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S).
 func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
 	d, ok1 := digits(s, i, 2)
 	mo, ok2 := digits(s, i+3, 2)
-	y, ok3 := digits(s, i+6, 4)
-	if !ok1 || !ok2 || !ok3 || s[i+2] != '-' || s[i+5] != '-' || mo < 1 || mo > 12 ||
-		!validDay(y, time.Month(mo), d) || i+10 >= len(s) || s[i+10] != ' ' {
+	if !ok1 || !ok2 || (s[i+2] != '-' && s[i+2] != '/') || s[i+5] != s[i+2] || mo < 1 || mo > 12 {
 		return 0, time.Time{}, false
 	}
-	h, m, sec, end, ok := clock(s, i+11)
+	k := i + 6
+	y, ok := digits(s, k, 4)
+	switch {
+	case ok && k+4 < len(s) && s[k+4] == ' ':
+		k += 4
+	default:
+		yy, ok := digits(s, k, 2)
+		if !ok || k+2 >= len(s) || s[k+2] != ' ' {
+			return 0, time.Time{}, false
+		}
+		y, k = 2000+yy, k+2
+	}
+	if !validDay(y, time.Month(mo), d) {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := clock(s, k+1)
+	if !ok && k+8 <= len(s) {
+		h, m, sec, end, ok = clock1(s, k+1)
+	}
 	if !ok {
 		return 0, time.Time{}, false
 	}
@@ -404,6 +427,89 @@ func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
 		return 0, time.Time{}, false
 	}
 	return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, loc), true
+}
+
+// parseMonthFirst reads cPanel's "MM/DD/YYYY:HH:MM:SS" and
+// "MM-DD-YYYY HH:MM:SS[.frac]", as fail2ban's templates do.
+func parseMonthFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	mo, ok1 := digits(s, i, 2)
+	d, ok2 := digits(s, i+3, 2)
+	y, ok3 := digits(s, i+6, 4)
+	if !ok1 || !ok2 || !ok3 || i+10 >= len(s) || s[i+5] != s[i+2] || !validDay(y, time.Month(mo), d) || mo < 1 || mo > 12 {
+		return 0, time.Time{}, false
+	}
+	switch {
+	case s[i+2] == '/' && s[i+10] == ':':
+		h, m, sec, end, ok := clock(s, i+11)
+		if !ok || !boundaryAt(s, end) {
+			return 0, time.Time{}, false
+		}
+		return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, loc), true
+	case s[i+2] == '-' && s[i+10] == ' ':
+		h, m, sec, end, ok := clock(s, i+11)
+		if !ok && i+18 <= len(s) {
+			h, m, sec, end, ok = clock1(s, i+11)
+		}
+		if !ok {
+			return 0, time.Time{}, false
+		}
+		secEnd := end
+		if _, end = fraction(s, end, "."); !boundaryAt(s, end) {
+			end = secEnd
+		}
+		if !boundaryAt(s, end) {
+			return 0, time.Time{}, false
+		}
+		return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, loc), true
+	}
+	return 0, time.Time{}, false
+}
+
+// parseCompactISO reads "YYYYMMDDTHHMMSS" (or one or two spaces for the
+// 'T') with an optional fraction and zone.
+func parseCompactISO(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	y, ok1 := digits(s, i, 4)
+	mo, ok2 := digits(s, i+4, 2)
+	d, ok3 := digits(s, i+6, 2)
+	if !ok1 || !ok2 || !ok3 || i+8 >= len(s) || mo < 1 || mo > 12 || !validDay(y, time.Month(mo), d) {
+		return 0, time.Time{}, false
+	}
+	k := i + 8
+	switch {
+	case s[k] == 'T':
+		k++
+	case s[k] == ' ':
+		k++
+		if k < len(s) && s[k] == ' ' {
+			k++
+		}
+	default:
+		return 0, time.Time{}, false
+	}
+	h, ok1 := digits(s, k, 2)
+	m, ok2 := digits(s, k+2, 2)
+	sec, ok3 := digits(s, k+4, 2)
+	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || sec > 61 {
+		return 0, time.Time{}, false
+	}
+	sec = min(sec, 59)
+	secEnd := k + 6
+	_, end := fraction(s, secEnd, ".,")
+	zl := loc
+	j := end
+	for j < len(s) && isPySpace(s[j]) {
+		j++
+	}
+	if z, zend, ok := zone(s, j, false); ok {
+		zl, end = z, zend
+	}
+	if !boundaryAt(s, end) {
+		if end == secEnd || !boundaryAt(s, secEnd) {
+			return 0, time.Time{}, false
+		}
+		zl, end = loc, secEnd
+	}
+	return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, zl), true
 }
 
 // parseMySQL reads MySQL's "YYMMDD HH:MM:SS" (the hour may be " 9").
