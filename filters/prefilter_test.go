@@ -2,6 +2,7 @@ package filters
 
 import (
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -167,6 +168,43 @@ func TestAnchoredFirstBytes(t *testing.T) {
 			}
 			if cr.first != nil && cr.prefilter(nil) {
 				t.Error("prefilter lets empty text through")
+			}
+		})
+	}
+}
+
+// TestSuperStopsWhenItRulesOutNothing: a regexp2 regex's RE2 superset runs
+// until it is seen to rule out too few of the texts that reach it; the
+// answers stay right either way.
+func TestSuperStopsWhenItRulesOutNothing(t *testing.T) {
+	var n atomic.Int64
+	cases := []struct {
+		name    string
+		texts   []string // cycled through superTrial times
+		wantOff bool
+	}{
+		{"every text matches", []string{"Failed x from 192.0.2.1", "Failed yy from 192.0.2.2"}, true},
+		{"half the texts cannot match", []string{"Failed x from 192.0.2.1", "Failed x to 192.0.2.1"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cr, err := compileRegex(`^Failed (?=\S)\S+ from <HOST>`, `^Failed (?=\S)\S+ from (?P<ip4>\d+\.\d+\.\d+\.\d+)`, c.name, &n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cr.engine != engineBacktrack || cr.super == nil {
+				t.Fatalf("want a regexp2 regex with an RE2 superset, got engine %v", cr.engine)
+			}
+			for i := range superTrial + 10 {
+				text := c.texts[i%len(c.texts)]
+				var g groups
+				ok, _, _ := cr.match([]byte(text), &g)
+				if want := strings.Contains(text, " from "); ok != want {
+					t.Fatalf("run %d: match(%q) = %v, want %v", i, text, ok, want)
+				}
+			}
+			if got := cr.superOff.Load(); got != c.wantOff {
+				t.Errorf("super skipped = %v, want %v (%d of %d ruled out)", got, c.wantOff, cr.superRejects.Load(), superTrial)
 			}
 		})
 	}

@@ -388,6 +388,36 @@ type compiledRegex struct {
 	// runs on several lines joined by '\n', with ^ and $ at each line.
 	multiline bool
 	timeouts  *atomic.Int64
+	// superRuns and superRejects count the first runs of super; once
+	// it turns out to reject few texts that pass the prefilter, it is
+	// skipped (superOff): it only ever saves a regexp2 run.
+	superRuns, superRejects atomic.Int64
+	superOff                atomic.Bool
+}
+
+// superTrial is how many runs decide whether super is worth running, and
+// superWorth the share of them it must reject (1 in superWorth).
+const (
+	superTrial = 2048
+	superWorth = 8
+)
+
+// superRulesOut reports whether super rules text out, and keeps the count
+// that decides whether to go on asking it.
+func (cr *compiledRegex) superRulesOut(text []byte) bool {
+	if cr.super == nil || cr.superOff.Load() {
+		return false
+	}
+	rejected := !cr.super.Match(text)
+	if n := cr.superRuns.Add(1); n <= superTrial {
+		if rejected {
+			cr.superRejects.Add(1)
+		}
+		if n == superTrial && cr.superRejects.Load()*superWorth < superTrial {
+			cr.superOff.Store(true)
+		}
+	}
+	return rejected
 }
 
 // compileRegex translates and compiles expanded (the regex with its tags
@@ -613,7 +643,7 @@ func (cr *compiledRegex) matches(text []byte) bool {
 	if cr.engine == engineGo {
 		return cr.re.Match(text)
 	}
-	if cr.super != nil && !cr.super.Match(text) {
+	if cr.superRulesOut(text) {
 		return false
 	}
 	ok, err := cr.bt.MatchString(string(text))
@@ -664,7 +694,7 @@ func (cr *compiledRegex) match(text []byte, g *groups) (ok bool, cs, ce int) {
 		}
 		return true, cs, ce
 	}
-	if cr.super != nil && !cr.super.Match(text) {
+	if cr.superRulesOut(text) {
 		return false, cs, ce
 	}
 	rp := runeBuf.Get().(*[]rune)
