@@ -103,10 +103,23 @@ func dateAt(line string, i int, ref time.Time, loc *time.Location) (int, time.Ti
 	}
 	switch c := line[i]; {
 	case c >= '0' && c <= '9':
-		return parseNumericDate(line, i, loc)
+		if e, t, ok := parseNumericDate(line, i, loc); ok {
+			return e, t, ok
+		}
+		return parseTimeOnly(line, i, ref, loc)
+	case c == '<' && i == 0:
+		return parseAngleDate(line, loc)
 	case c >= 'A' && c <= 'Z':
 		if e, t, ok := parseSyslogDate(line, i, ref, loc); ok {
 			return e, t, ok
+		}
+		if e, t, ok := parseTomcat(line, i, loc); ok {
+			return e, t, ok
+		}
+		if i == 0 {
+			if e, t, ok := parseASSP(line, loc); ok {
+				return e, t, ok
+			}
 		}
 		// A zone abbreviation before a syslog date (monit: "PDT Apr 16
 		// 21:05:29"), read as that zone's fixed offset.
@@ -127,6 +140,128 @@ func dateAt(line string, i int, ref time.Time, loc *time.Location) (int, time.Ti
 		}
 	}
 	return 0, time.Time{}, false
+}
+
+// hms reads fail2ban's %H:%M:%S (or %k:%M:%S) at i: one or two digits
+// each (hours to 23, minutes to 59, seconds to 61).
+func hms(s string, i int) (h, m, sec, end int, ok bool) {
+	num := func(k int) (int, int, bool) {
+		if k >= len(s) || !isDigit(s[k]) {
+			return 0, k, false
+		}
+		if k+1 < len(s) && isDigit(s[k+1]) {
+			return int(s[k]-'0')*10 + int(s[k+1]-'0'), k + 2, true
+		}
+		return int(s[k] - '0'), k + 1, true
+	}
+	var k int
+	if h, k, ok = num(i); !ok || h > 23 || k >= len(s) || s[k] != ':' {
+		return 0, 0, 0, 0, false
+	}
+	if m, k, ok = num(k + 1); !ok || m > 59 || k >= len(s) || s[k] != ':' {
+		return 0, 0, 0, 0, false
+	}
+	if sec, k, ok = num(k + 1); !ok || sec > 61 {
+		return 0, 0, 0, 0, false
+	}
+	return h, m, min(sec, 59), k, true
+}
+
+// parseTimeOnly reads fail2ban's {^LN-BEG}%H:%M:%S: a time alone at the
+// line's start (after at most two non-word characters), on the reference
+// time's day, or the day before when that would be after it.
+func parseTimeOnly(s string, i int, ref time.Time, loc *time.Location) (int, time.Time, bool) {
+	if i > 2 {
+		return 0, time.Time{}, false
+	}
+	for k := 0; k < i; k++ {
+		if isWordByte(s[k]) {
+			return 0, time.Time{}, false
+		}
+	}
+	h, m, sec, end, ok := hms(s, i)
+	if !ok || !boundaryAt(s, end) {
+		return 0, time.Time{}, false
+	}
+	r := ref.In(loc)
+	t := time.Date(r.Year(), r.Month(), r.Day(), h, m, sec, 0, loc)
+	if t.After(ref) {
+		t = t.AddDate(0, 0, -1)
+	}
+	return end, t, true
+}
+
+// parseAngleDate reads "<MM/DD/YY@HH:MM:SS>" at the line's start; the
+// date is what is inside the brackets.
+func parseAngleDate(s string, loc *time.Location) (int, time.Time, bool) {
+	mo, ok1 := digits(s, 1, 2)
+	d, ok2 := digits(s, 4, 2)
+	yy, ok3 := digits(s, 7, 2)
+	if !ok1 || !ok2 || !ok3 || s[3] != '/' || s[6] != '/' || len(s) < 10 || s[9] != '@' ||
+		mo < 1 || mo > 12 || !validDay(2000+yy, time.Month(mo), d) {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := hms(s, 10)
+	if !ok || end >= len(s) || s[end] != '>' {
+		return 0, time.Time{}, false
+	}
+	return end + 1, time.Date(2000+yy, time.Month(mo), d, h, m, sec, 0, loc), true
+}
+
+// parseTomcat reads "Mon DD, YYYY H:MM:SS AM" (Apache Tomcat).
+func parseTomcat(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	mo, ok := month(s, i)
+	if !ok || i+4 >= len(s) || s[i+3] != ' ' {
+		return 0, time.Time{}, false
+	}
+	k := i + 4
+	d, ok := digits(s, k, 2)
+	if ok {
+		k += 2
+	} else if d, ok = digits(s, k, 1); ok {
+		k++
+	} else {
+		return 0, time.Time{}, false
+	}
+	y, ok := digits(s, k+2, 4)
+	if !ok || k+6 >= len(s) || s[k] != ',' || s[k+1] != ' ' || s[k+6] != ' ' || !validDay(y, mo, d) {
+		return 0, time.Time{}, false
+	}
+	h, m, sec, end, ok := hms(s, k+7)
+	if !ok || h < 1 || h > 12 || end+3 > len(s) || s[end] != ' ' {
+		return 0, time.Time{}, false
+	}
+	switch strings.ToUpper(s[end+1 : end+3]) {
+	case "AM":
+		h %= 12
+	case "PM":
+		h = h%12 + 12
+	default:
+		return 0, time.Time{}, false
+	}
+	if !boundaryAt(s, end+3) {
+		return 0, time.Time{}, false
+	}
+	return end + 3, time.Date(y, mo, d, h, m, sec, 0, loc), true
+}
+
+// parseASSP reads ASSP's "Mon-DD-YY HH:MM:SS" at the line's start.
+func parseASSP(s string, loc *time.Location) (int, time.Time, bool) {
+	mo, ok := month(s, 0)
+	d, ok1 := digits(s, 4, 2)
+	yy, ok2 := digits(s, 7, 2)
+	if !ok || !ok1 || !ok2 || s[3] != '-' || s[6] != '-' || len(s) < 10 || s[9] != ' ' || !validDay(2000+yy, mo, d) {
+		return 0, time.Time{}, false
+	}
+	k := 10
+	if k < len(s) && s[k] == ' ' {
+		k++ // %k's space before a one-digit hour
+	}
+	h, m, sec, end, ok := hms(s, k)
+	if !ok || !boundaryAt(s, end) {
+		return 0, time.Time{}, false
+	}
+	return end, time.Date(2000+yy, mo, d, h, m, sec, 0, loc), true
 }
 
 // zoneAbbrevs are the offsets, in minutes east of UTC, of the zone
