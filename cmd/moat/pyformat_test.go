@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/filters"
 )
 
 // The expected texts below are what Python 3 (fail2ban's interpreter)
@@ -68,6 +70,27 @@ func TestPyText(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := pyText(c.in); got != c.want {
 				t.Errorf("pyText(%q) = %q, want %q", c.in, got, c.want)
+			}
+		})
+	}
+}
+
+func TestClassifyNamesSubnets(t *testing.T) {
+	cases := []struct{ name, addr, prefix, want string }{
+		{"ipv4 subnet", "192.0.2.0", "192.0.2.0/24", "192.0.2.0/24"},
+		{"ipv6 subnet", "2001:db8::", "2001:db8::/64", "2001:db8::/64"},
+		{"full length is the address", "192.0.2.7", "192.0.2.7/32", "192.0.2.7"},
+		{"no subnet", "2001:db8::1", "", "2001:db8::1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := filters.Match{Addr: netip.MustParseAddr(c.addr)}
+			if c.prefix != "" {
+				m.Prefix = netip.MustParsePrefix(c.prefix)
+			}
+			v, fl := classify(filters.Result{Failregex: 0, Failure: true, Match: m, Host: c.addr}, "line", false)
+			if v != verdictMatched || fl == nil || fl.fid != c.want {
+				t.Fatalf("classify(%v) = %v %+v, want matched with id %q", m, v, fl, c.want)
 			}
 		})
 	}

@@ -392,6 +392,10 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 	}
 	if r.Failure {
 		fid := pyAddr(r.Match.Addr)
+		if p := r.Match.Prefix; p.IsValid() && p.Bits() < p.Addr().BitLen() {
+			// fail2ban names a subnet by its masked address and length.
+			fid = pyAddr(p.Addr()) + "/" + strconv.Itoa(p.Bits())
+		}
 		if r.Match.ID != "" {
 			fid = r.Match.ID
 		}
