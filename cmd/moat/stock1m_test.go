@@ -79,16 +79,17 @@ func TestDescribeDiff(t *testing.T) {
 const stock1MLines = 1_000_000
 
 // stock1MPrefix is how many of its first lines also get fail2ban-regex's
-// Lines: summary, to show that each mode matches, ignores and misses lines
-// (-o ip shows only the matches; the summary of the whole log would double
-// the test's time).
+// Lines: summary, to show that each mode matches, ignores and misses lines,
+// and to compare moat's summary with it (-o ip shows only the matches; the
+// summary of the whole log would double the test's time).
 const stock1MPrefix = 50_000
 
 // TestSSHD1MLineEquality runs the real fail2ban-regex program
 // and moat regex with -o ip on a generated 1M-line auth.log
 // (testgen.GenerateSSHDLog: interleaved multi-line sshd connections among
 // other programs' lines) with Debian's stock sshd.conf in every mode the
-// file defines, and requires byte-identical output. Each mode must print a
+// file defines, and requires byte-identical output; on the log's first 50k
+// lines it also requires the same Lines: summary. Each mode must print a
 // substantial number of addresses and a different list than every other
 // mode, and fail2ban-regex's summary of the log's first lines must show
 // matched, ignored and missed lines in each mode. fail2ban-regex (about 20k
@@ -144,6 +145,9 @@ func TestSSHD1MLineEquality(t *testing.T) {
 				m := linesSummary.FindSubmatch(summary)
 				if m == nil {
 					t.Fatalf("fail2ban-regex %s printed no Lines: summary:\n%s", spec, summary)
+				}
+				if got := linesSummary.FindString(cli(t, nil, "regex", prefix, spec).stdout); got != string(m[0]) {
+					t.Errorf("summary of the first %d lines with %s differs:\nmoat:           %s\nfail2ban-regex: %s", stock1MPrefix, spec, got, m[0])
 				}
 				for k, what := range []string{"ignored", "matched", "missed"} {
 					if n, _ := strconv.Atoi(string(m[2+k])); n < stock1MPrefix/100 {
