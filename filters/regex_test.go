@@ -193,6 +193,7 @@ func TestAddressTags(t *testing.T) {
 		{"compatible dotted is no address", `^from <HOST>$`, "from ::192.0.2.1", "", "", false},
 		{"ip6 tag takes no dotted tail", `^from <IP6>$`, "from ::ffff:192.0.2.1", "", "", false},
 		{"mapped in hex is ipv4", `^from <IP6>$`, "from ::ffff:c000:0201", "192.0.2.1", "", true},
+		{"cidr of any length", `^from <SUBNET> x$`, "from 192.0.2.1/1234 x", "192.0.2.1", "", true},
 		{"ipv6 ending in ::", `^from <HOST> x$`, "from 2001:db8:: x", "2001:db8::", "", true},
 		{"alt user merged", `^(?:u=<F-USER>\w+</F-USER>|r=<F-ALT_USER>\w+</F-ALT_USER>) <HOST>$`, "r=bob 192.0.2.1", "192.0.2.1", "bob", true},
 		{"alt user merged on regexp2", `^(?=.)(?:u=<F-USER>\w+</F-USER>|r=<F-ALT_USER>\w+</F-ALT_USER>) <HOST>$`, "r=bob 192.0.2.1", "192.0.2.1", "bob", true},

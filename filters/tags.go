@@ -23,7 +23,7 @@ const (
 	tagIP4    = ip4Mapped + `(?P<ip4>` + ip4Pattern + `)`
 	tagIP6    = `(?P<ip6>` + ip6Pattern + `)`
 	tagDNS    = `(?P<dns>` + dnsPattern + `)`
-	tagCIDR   = `(?P<cidr>[0-9]{1,3})`
+	tagCIDR   = `(?P<cidr>[0-9]+)` // any number, as fail2ban's \d+
 	tagAddr   = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)\]?`
 	tagHost   = `(?:` + tagAddr + `|` + tagDNS + `)`
 	tagSubnet = `\[?(?:` + tagIP4 + `|` + tagIP6 + `)(?:/` + tagCIDR + `)?\]?`

@@ -81,6 +81,7 @@ func TestClassifyNamesSubnets(t *testing.T) {
 		{"ipv6 subnet", "2001:db8::", "2001:db8::/64", "2001:db8::/64"},
 		{"full length is the address", "192.0.2.7", "192.0.2.7/32", "192.0.2.7"},
 		{"no subnet", "2001:db8::1", "", "2001:db8::1"},
+		{"length 0 leaves the masked address", "192.0.2.1", "0.0.0.0/0", "0.0.0.0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

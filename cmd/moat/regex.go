@@ -393,8 +393,12 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 	if r.Failure {
 		fid := pyAddr(r.Match.Addr)
 		if p := r.Match.Prefix; p.IsValid() && p.Bits() < p.Addr().BitLen() {
-			// fail2ban names a subnet by its masked address and length.
-			fid = pyAddr(p.Addr()) + "/" + strconv.Itoa(p.Bits())
+			// fail2ban names a subnet by its masked address and length
+			// (but for length 0, which it leaves out).
+			fid = pyAddr(p.Addr())
+			if p.Bits() > 0 {
+				fid += "/" + strconv.Itoa(p.Bits())
+			}
 		}
 		if r.Match.ID != "" {
 			fid = r.Match.ID
