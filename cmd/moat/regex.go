@@ -486,8 +486,10 @@ func localeEncoding(getenv func(string) string) string {
 }
 
 // logLines returns the lines of LOG (a file, or the argument itself) and
-// the header lines that describe it.
-func logLines(log, encoding string) ([]string, []string, error) {
+// the header lines that describe it. A log given as text is one line unless
+// it holds a newline or the filter reads several lines at once (maxLines >
+// 1), as in fail2ban-regex.
+func logLines(log, encoding string, maxLines int) ([]string, []string, error) {
 	if st, err := os.Stat(log); err == nil && !st.IsDir() {
 		data, err := os.ReadFile(log)
 		if err != nil {
@@ -504,7 +506,7 @@ func logLines(log, encoding string) ([]string, []string, error) {
 		}
 		return lines, []string{"Use         log file : " + log, "Use         encoding : " + encoding}, nil
 	}
-	if !strings.Contains(log, "\n") {
+	if !strings.Contains(log, "\n") && maxLines <= 1 {
 		return []string{log}, []string{"Use      single line : " + shortstr(log)}, nil
 	}
 	lines := strings.Split(log, "\n")
@@ -539,7 +541,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}
-	lines, logHeader, err := logLines(log, o.encoding)
+	lines, logHeader, err := logLines(log, o.encoding, f.MaxLines())
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}

@@ -312,7 +312,9 @@ func reportDiff(want, got string) string {
 // report with fail2ban-regex's (in one Python batch) for what the sample
 // logs do not reach: several failregexes hitting one line ("multiple regex
 // matched"), ignoreregexes counted per failregex hit or checked up front,
-// -L and -d given on the command line, and an ignoreregex argument.
+// -L and -d given on the command line, an ignoreregex argument, a line
+// given as text to a multi-line filter, and dates in many formats without
+// a datepattern (fail2ban's whole template list, reordered as it goes).
 func TestRegexReportOptionsAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
@@ -323,50 +325,79 @@ func TestRegexReportOptionsAgainstFail2banRegex(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeFile(t, dir, "filter.d/multi.conf", `[Definition]
-failregex = ^fail from <HOST>
-            ^fail from <ADDR>
-            ^<F-NOFAIL>fail</F-NOFAIL> from <HOST>
-            ^fail \S+ <HOST>$
-ignoreregex = ^fail from 192\.0\.2\.9$
+failregex = ^\s*fail from <HOST>
+            ^\s*fail from <ADDR>
+            ^\s*<F-NOFAIL>fail</F-NOFAIL> from <HOST>
+            ^\s*fail \S+ <HOST>$
+ignoreregex = ^\s*fail from 192\.0\.2\.9$
               ^never
 `)
 	writeFile(t, dir, "filter.d/upfront.conf", `[Definition]
-failregex = ^fail from <HOST>
-            ^fail from <ADDR>
-            ^<F-NOFAIL>fail</F-NOFAIL> from <HOST>
-            ^fail \S+ <HOST>$
+failregex = ^\s*fail from <HOST>
+            ^\s*fail from <ADDR>
+            ^\s*<F-NOFAIL>fail</F-NOFAIL> from <HOST>
+            ^\s*fail \S+ <HOST>$
             ^x <HOST>
 ignoreregex = 192\.0\.2\.9
               fail
 `)
-	log := filepath.Join(dir, "multi.log")
-	writeFile(t, dir, "multi.log", "fail from 192.0.2.1\nfail from 192.0.2.9\nother\nfail from 198.51.100.7\n")
+	log := writeFile(t, dir, "multi.log", "Nov 26 21:00:01 fail from 192.0.2.1\nNov 26 21:00:02 fail from 192.0.2.9\nNov 26 21:00:03 other\nNov 26 21:00:04 fail from 198.51.100.7\n")
+	dates := writeFile(t, dir, "dates.log", strings.Join([]string{
+		"Nov 26 21:00:01 host sshd[1]: fail from 192.0.2.1",
+		"2026-11-26 21:00:02 fail from 192.0.2.2",
+		"2026-11-26T21:00:03.123+01:00 fail from 192.0.2.3",
+		"[26/Nov/2026:21:00:04 +0000] fail from 192.0.2.4",
+		"Thu Nov 26 21:00:05 2026 fail from 192.0.2.5",
+		"1764190806 fail from 192.0.2.6",
+		"[1764190807] fail from 192.0.2.7",
+		"host: 26-Nov-2026 21:00:08 fail from 192.0.2.8",
+		"x 2026/11/26 21:00:09 fail from 192.0.2.9",
+		"261126 21:00:10 fail from 192.0.2.10",
+		"Nov 26 2026 21:00:11 fail from 192.0.2.11",
+		"PDT Nov 26 21:00:13 fail from 192.0.2.13",
+		"@4000000069277c8000000000 fail from 192.0.2.14",
+		"Nov 26 21:00:15 host sshd[1]: fail from 192.0.2.15",
+		"client 192.0.2.16 at 2026-11-26 21:00:16 fail from 192.0.2.16",
+		"Nov 26 21:00:24 host sshd[1]: fail from 192.0.2.24",
+		"2026-11-26 21:00:25 fail from 192.0.2.25",
+	}, "\n")+"\n")
 	sshd := filepath.Join("testdata", "stock", "sshd.log")
-	jobs := [][]string{
-		{"-c", dir, log, "multi"},
-		{"-c", dir, "-v", log, "multi"},
-		{"-c", dir, "-v", log, "upfront"},
-		{"-c", stockConfDir, "-v", sshd, "sshd", "Connection from"},
-		{"-c", stockConfDir, "-L", "2", sshd, "sshd"},
-		{"-c", stockConfDir, "-v", "-d", "{^LN-BEG}%b %d %H:%M:%S", sshd, "sshd"},
-		{"-v", "--print-all-missed", sshd, `^\S+ \S+ \S+ \S+ \S+ from <HOST>`},
+	line := "Nov 26 21:00:01 srv sshd[1]: Invalid user x from 192.0.2.1 port 1"
+	cases := []struct {
+		name string
+		args []string
+	}{
+		{"several regexes hit a line", []string{"-c", dir, log, "multi"}},
+		{"several regexes hit a line -v", []string{"-c", dir, "-v", log, "multi"}},
+		{"ignoreregexes first", []string{"-c", dir, "-v", log, "upfront"}},
+		{"ignoreregex argument", []string{"-c", stockConfDir, "-v", sshd, "sshd", "Connection from"}},
+		{"maxlines option", []string{"-c", stockConfDir, "-L", "2", sshd, "sshd"}},
+		{"datepattern option", []string{"-c", stockConfDir, "-v", "-d", "{^LN-BEG}%b %d %H:%M:%S", sshd, "sshd"}},
+		{"regex argument", []string{"-v", "--print-all-missed", sshd, `^\S+ \S+ \S+ \S+ \S+ from <HOST>`}},
+		{"default date templates", []string{"-v", dates, "fail from <HOST>"}},
+		{"line to a multi-line filter", []string{"-c", stockConfDir, "-L", "2", line, "sshd"}},
+		{"single line", []string{"-c", stockConfDir, line, "sshd"}},
+	}
+	var jobs [][]string
+	for _, c := range cases {
+		jobs = append(jobs, c.args)
 	}
 	runs := runF2bBatch(t, bin, jobs)
 	locale := map[string]string{}
 	for _, k := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
 		locale[k] = os.Getenv(k)
 	}
-	for i, job := range jobs {
-		t.Run(strings.Join(job[2:], " "), func(t *testing.T) {
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
 			if runs[i].Code != 0 {
-				t.Fatalf("fail2ban-regex %q: exit %d: %s", job, runs[i].Code, runs[i].Stdout)
+				t.Fatalf("fail2ban-regex %q: exit %d: %s", c.args, runs[i].Code, runs[i].Stdout)
 			}
-			r := cli(t, locale, append([]string{"regex"}, job...)...)
+			r := cli(t, locale, append([]string{"regex"}, c.args...)...)
 			if r.code != 0 {
-				t.Fatalf("moat regex %q: exit %d: %s", job, r.code, r.stderr)
+				t.Fatalf("moat regex %q: exit %d: %s", c.args, r.code, r.stderr)
 			}
 			if d := reportDiff(runs[i].Stdout, r.stdout); d != "" {
-				t.Errorf("moat regex %q differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", job, d)
+				t.Errorf("moat regex %q differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", c.args, d)
 			}
 		})
 	}
