@@ -129,8 +129,15 @@ func compileDatePattern(value string) (dateFunc, error) {
 			continue
 		}
 		// fail2ban's "**" at either end only turns off its word-boundary
-		// check, which moat does not add: drop it.
+		// check, which moat adds only for a fraction (below): drop it.
+		unboundEnd := strings.HasSuffix(line, "**")
 		line = strings.TrimSuffix(strings.TrimPrefix(line, "**"), "**")
+		// fail2ban ends a date where a word ends (unless the pattern ends
+		// with $, \b, \s or **): a fraction longer than %f's 6 digits is
+		// then given up by backtracking and the date ends before it. moat
+		// does the same for patterns with %f, on regexp2.
+		wordEnd := strings.Contains(line, "%f") && !strings.Contains(line, "{DATE}") && !unboundEnd &&
+			!strings.HasSuffix(line, "$") && !strings.HasSuffix(line, `\b`) && !strings.HasSuffix(line, `\s`)
 		switch line {
 		case "{TAI64N}", "TAI64N":
 			line = `{DATE}`
@@ -143,6 +150,9 @@ func compileDatePattern(value string) (dateFunc, error) {
 			return nil, fmt.Errorf("datepattern %q: %w", line, err)
 		}
 		tr := translatePython(src)
+		if wordEnd {
+			tr.backtrack, tr.btSrc = true, tr.btSrc+`(?=\b|\W|$)`
+		}
 		if tr.backtrack {
 			bt, err := regexp2.Compile(tr.btSrc, regexp2.None)
 			if err != nil {
