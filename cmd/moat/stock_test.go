@@ -360,6 +360,14 @@ ignoreregex = 192\.0\.2\.9
 		"client 192.0.2.16 at 2026-11-26 21:00:16 fail from 192.0.2.16",
 		"Nov 26 21:00:24 host sshd[1]: fail from 192.0.2.24",
 		"2026-11-26 21:00:25 fail from 192.0.2.25",
+		"11/26/2026:21:00:26 fail from 192.0.2.26",
+		"11-26-2026 21:00:27.5 fail from 192.0.2.27",
+		"Nov 26, 2026 9:00:28 PM fail from 192.0.2.28",
+		"<11/26/26@21:00:29> fail from 192.0.2.29",
+		"Nov-26-26 21:00:30 fail from 192.0.2.30",
+		"20261126T210031 fail from 192.0.2.31",
+		"+0100 Nov 26 21:00:32 fail from 192.0.2.32",
+		"Nov 26 21:00:33 host sshd[1]: fail from 192.0.2.33",
 	}, "\n")+"\n")
 	sshd := filepath.Join("testdata", "stock", "sshd.log")
 	line := "Nov 26 21:00:01 srv sshd[1]: Invalid user x from 192.0.2.1 port 1"
