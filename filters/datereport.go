@@ -412,7 +412,7 @@ func (d *DateTemplates) addDefaults(lineBegin bool, prematch string) {
 			}
 			put := func(s string) string {
 				i := strings.Index(strings.ToUpper(prematch), "{DATE}")
-				for i > 0 && prematch[i-1] == '\\' {
+				if i < 0 || i > 0 && prematch[i-1] == '\\' {
 					return prematch
 				}
 				return prematch[:i] + s + prematch[i+len("{DATE}"):]

@@ -226,3 +226,30 @@ func TestDateTemplatesReplay(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDateTemplates(f *testing.F) {
+	for _, s := range []string{"{^LN-BEG}", `^%Y-%m-%d %H:%M:%S`, `^[^\[]*\[({DATE})`, "EPOCH", "{NONE}", "^TAI64N", "%d/%b/%Y:%H:%M:%S %z\n{^LN-BEG}"} {
+		f.Add(s, "Nov 26 21:19:40 host a 2026-11-26 21:19:42")
+	}
+	ref := time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, datepattern, line string) {
+		doc := newIniDoc()
+		sec := doc.section("Definition")
+		sec.set("failregex", &iniValue{val: "<HOST>"})
+		sec.set("datepattern", &iniValue{val: datepattern})
+		fl, err := (&Loader{}).build("fuzz", doc, nil)
+		if err != nil {
+			return
+		}
+		d := fl.DateTemplates()
+		d.Observe(line, ref)
+		d.Observe(line, ref)
+		total := 0
+		for _, h := range d.Hits() {
+			total += h.Hits
+		}
+		if total > 2 {
+			t.Errorf("two lines gave %d template hits", total)
+		}
+	})
+}
