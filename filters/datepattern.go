@@ -253,13 +253,20 @@ func (t template) find(line string, ref time.Time, loc *time.Location) (int, int
 }
 
 // defaultDateRegex finds (loosely) any of the default formats, for {DATE}.
-const defaultDateRegex = `(?:[A-Z][a-z]{2} )?[A-Z][a-z]{2} {1,2}\d{1,2}(?: \d{4})? \d{2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
-	`|\d{4}[-/.]\d{2}[-/.]\d{2}(?:T| {1,2})\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?(?:Z|[+-]\d{2}(?::?\d{2})?))?` +
-	`|\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
-	`|\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[+-]\d{2}:?\d{2})?` +
+const defaultDateRegex = `(?:[+-]\d{2}(?::?\d{2})? )?(?:[A-Z][a-z]{2} )?[A-Z][a-z]{2} {1,2}\d{1,2}(?: \d{4})? \d{2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
+	`|\d{4}[-/.]\d{2}[-/.]\d{2}(?:T| {1,2})\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:\s*` + zoneRegex + `)?` +
+	`|\d{2}[-/][A-Z][a-z]{2}[-/]\d{4}[ :]?\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ` + zoneRegex + `)?` +
+	`|\d{2}[-/]\d{2}[-/](?:\d{4}|\d{2}) \d{1,2}:\d{2}:\d{2}` +
+	`|\d{2}/\d{2}/\d{4}:\d{2}:\d{2}:\d{2}` +
+	`|\d{2}-\d{2}-\d{4} \d{1,2}:\d{2}:\d{2}(?:\.\d+)?` +
 	`|\d{6} {1,2}\d{1,2}:\d{2}:\d{2}` +
+	`|\d{8}(?:T| {1,2})\d{6}(?:[.,]\d+)?(?:\s*` + zoneRegex + `)?` +
+	`|[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d{2}:\d{2} [AaPp][Mm]` +
 	`|\d{10,11}(?:\.\d{3,6})?` +
 	`|@[0-9a-f]{24}`
+
+// zoneRegex is fail2ban's %z (what zone reads), ending a word.
+const zoneRegex = `(?:Z|UTC|GMT|[+-][01]\d(?::?\d{2})?)\b`
 
 // defaultDateAt reads a default-format date (epoch and TAI64N included)
 // starting at i.
