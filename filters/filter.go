@@ -23,4 +23,8 @@ type Match struct {
 	// Prefix is set when the regex captured a subnet (<SUBNET> with a
 	// /bits part, or <CIDR>): the masked prefix of Addr; zero otherwise.
 	Prefix netip.Prefix
+	// Lines are the log lines the failure is made of, as fail2ban lists
+	// its matches: set by a Stream with KeepMatches only. (A multi-line
+	// filter gives them without their dates.)
+	Lines []string
 }

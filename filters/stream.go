@@ -35,8 +35,14 @@ type Stream struct {
 	// before the first Match.
 	MaxGroups int
 	GroupAge  time.Duration
+	// KeepMatches makes failures carry the lines they are made of
+	// (Match.Lines), gathered per connection group as fail2ban does for
+	// its matches; off, a Stream keeps no lines. Set it before the
+	// first Match.
+	KeepMatches bool
 
 	lines  []string // the buffered lines (maxlines > 1), oldest first
+	full   []string // the same as read, with their dates (KeepMatches)
 	prev   []string // lines before the current one, for Result.Consumed
 	joined []byte
 	groups map[string]*mlGroup
@@ -59,6 +65,9 @@ type mlGroup struct {
 	user    string
 	users2  bool
 	pending bool // a failure was seen before the group had an address
+	// matches and nofailMatches are the lines fail2ban lists as the
+	// group's failure (Stream.KeepMatches only)
+	matches, nofailMatches []string
 	opened  time.Time
 	seq     uint64
 }
@@ -156,10 +165,20 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	// org is the buffer the failregexes run on, as lines; body is the
 	// same with '\n' after each line.
 	s.lines = append(s.lines, line[:ds]+line[de:])
+	if s.KeepMatches {
+		// The lines as read, beside the buffer (for Match.Lines).
+		s.full = append(s.full, line)
+		if len(s.full) > len(s.lines) {
+			s.full = s.full[len(s.full)-len(s.lines):]
+		}
+	}
 	if n := len(s.lines) - f.maxLines; n > 0 {
 		s.lines = append(s.lines[:0], s.lines[n:]...)
+		if len(s.full) > len(s.lines) {
+			s.full = append(s.full[:0], s.full[len(s.full)-len(s.lines):]...)
+		}
 	}
-	org := s.lines
+	org := slices.Clone(s.lines)
 	body := s.join(org)
 	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
 		for _, ig := range f.ignore {
@@ -203,8 +222,19 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 		if !all {
 			res.Failregex, res.Host = i, host
 		}
-		matched, unmatched := splitMatched(body, &fg, org, true)
-		s.lines = append(s.lines[:0], unmatched...)
+		mi, ui := splitMatched(body, &fg, org)
+		matched := pick(org, mi)
+		s.lines = append(s.lines[:0], pick(org, ui)...)
+		var lines []string
+		if s.KeepMatches {
+			// With a prefregex the buffer held the content only: the
+			// lines go without their dates.
+			lines = matched
+			if full := pick(s.full, mi); f.pref == nil && full != nil {
+				lines = full
+			}
+			s.full = pick(s.full, ui)
+		}
 		if len(f.ignore) > 0 {
 			ig := []byte(strings.Join(matched, "\n"))
 			ignored := false
@@ -223,7 +253,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 			}
 		}
 		fg.merge(&pg)
-		if s.settle(i, &fg, host, t, ref, res, all) {
+		if s.settle(i, &fg, host, t, ref, res, all, lines) {
 			return
 		}
 	}
@@ -233,6 +263,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 // before any state is needed: its date and its failregex matches, in
 // order (in first-match mode, up to the one that decides).
 type lineScan struct {
+	line string // as read, less its line end
 	res  Result
 	t    time.Time
 	hits []scanHit
@@ -260,6 +291,7 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 	sc.hits = sc.hits[:0]
 	sc.res = Result{Failregex: -1}
 	line = strings.TrimRight(line, "\r\n")
+	sc.line = line
 	ds, de, t, ok := f.date(line, ref, f.loc)
 	sc.res.HasDate = ok
 	if !ok || ds == de {
@@ -353,7 +385,11 @@ func (s *Stream) apply(sc *lineScan, ref time.Time, res *Result, all bool) {
 			}
 			continue
 		}
-		if s.settle(h.i, &h.g, h.host, sc.t, ref, res, all) {
+		var lines []string
+		if s.KeepMatches {
+			lines = []string{sc.line}
+		}
+		if s.settle(h.i, &h.g, h.host, sc.t, ref, res, all, lines) {
 			return
 		}
 	}
@@ -410,12 +446,12 @@ const scanBlock = 64
 // res. It reports whether the line is decided: in first-match mode (all
 // false) the first match that is not a wrong one (no address, id or
 // connection) decides; ExamineAll goes on and lists every match.
-func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *Result, all bool) bool {
+func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *Result, all bool, lines []string) bool {
 	g := fg
 	var grp *mlGroup
 	nofail := false
 	if fg.set[gMLFID] {
-		grp, nofail = s.merge(fg.val[gMLFID], fg, ref)
+		grp, nofail = s.merge(fg.val[gMLFID], fg, ref, lines)
 		g = &grp.g
 	} else {
 		nofail = fg.set[gNoFail]
@@ -424,6 +460,13 @@ func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *R
 		return true
 	}
 	m, ok, id := result2(g, t)
+	if s.KeepMatches && ok {
+		if grp != nil {
+			m.Lines = slices.Clone(grp.matches)
+		} else {
+			m.Lines = slices.Clone(lines)
+		}
+	}
 	if !id && grp == nil {
 		// No address, id or connection: fail2ban reports the
 		// failregex as wrong and tries the next one.
@@ -478,11 +521,11 @@ func (s *Stream) join(lines []string) []byte {
 
 // splitMatched splits org into the lines a multi-line match used and the
 // rest (before and after it, and those its <SKIPLINES> spanned), which stay
-// buffered. text is org joined (or a prefregex's content, counted in lines
-// of org as fail2ban does).
-func splitMatched(text []byte, g *groups, org []string, multi bool) (matched, unmatched []string) {
-	if !multi || len(org) <= 1 {
-		return org, nil
+// buffered; it gives them as indexes into org. text is org joined (or a
+// prefregex's content, counted in lines of org as fail2ban does).
+func splitMatched(text []byte, g *groups, org []string) (matched, unmatched []int) {
+	if len(org) <= 1 {
+		return upTo(0, len(org)), nil
 	}
 	start, end := g.start, g.end
 	first := bytes.LastIndexByte(text[:min(start+1, len(text))], '\n') + 1
@@ -494,8 +537,8 @@ func splitMatched(text []byte, g *groups, org []string, multi bool) (matched, un
 	}
 	lc1 := min(bytes.Count(text[:first], []byte{'\n'}), len(org))
 	lc2 := min(max(bytes.Count(text[:last], []byte{'\n'}), lc1), len(org))
-	matched = append([]string(nil), org[lc1:lc2]...)
-	unmatched = append([]string(nil), org[:lc1]...)
+	matched = upTo(lc1, lc2)
+	unmatched = upTo(0, lc1)
 	var skipped []string
 	for _, sp := range g.skips {
 		skipped = append(skipped, strings.Split(strings.TrimSuffix(string(text[sp[0]:sp[1]]), "\n"), "\n")...)
@@ -506,7 +549,7 @@ func splitMatched(text []byte, g *groups, org []string, multi bool) (matched, un
 			break
 		}
 		for j := n; j < len(matched); j++ {
-			if matched[j] == sk {
+			if org[matched[j]] == sk {
 				unmatched = append(unmatched, matched[j])
 				matched = append(matched[:j], matched[j+1:]...)
 				n = j
@@ -514,8 +557,29 @@ func splitMatched(text []byte, g *groups, org []string, multi bool) (matched, un
 			}
 		}
 	}
-	unmatched = append(unmatched, org[lc2:]...)
+	unmatched = append(unmatched, upTo(lc2, len(org))...)
 	return matched, unmatched
+}
+
+// upTo is the indexes from i to j (not included).
+func upTo(i, j int) []int {
+	out := make([]int, 0, max(0, j-i))
+	for ; i < j; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// pick returns the elements of l at idx (nil when l is shorter).
+func pick(l []string, idx []int) []string {
+	out := make([]string, 0, len(idx))
+	for _, i := range idx {
+		if i >= len(l) {
+			return nil
+		}
+		out = append(out, l[i])
+	}
+	return out
 }
 
 // merge adds the captures of cur to the connection group id and returns
@@ -523,11 +587,12 @@ func splitMatched(text []byte, g *groups, org []string, multi bool) (matched, un
 // fail2ban: <F-MLFGAINED> (a success) and <F-NOFAIL> make the line no
 // failure unless the group had a failure waiting for its address or saw
 // more than one user; <F-MLFFORGET> closes the group after this line.
-func (s *Stream) merge(id string, cur *groups, now time.Time) (*mlGroup, bool) {
+func (s *Stream) merge(id string, cur *groups, now time.Time, lines []string) (*mlGroup, bool) {
 	gained := cur.set[gMLFGained]
 	if gained && !cur.set[gNoFail] {
 		cur.set[gNoFail], cur.val[gNoFail] = true, cur.val[gMLFGained]
 	}
+	nofail := cur.set[gNoFail]
 	forget := cur.set[gMLFForget]
 	cur.set[gMLFForget], cur.val[gMLFForget] = false, ""
 	user := ""
@@ -543,9 +608,15 @@ func (s *Stream) merge(id string, cur *groups, now time.Time) (*mlGroup, bool) {
 				e.users2 = true
 			}
 		}
+		wasNoFail := e.g.set[gNoFail] || e.g.set[gMLFGained]
 		e.g.set[gNoFail], e.g.set[gMLFGained] = false, false
 		if gained {
 			e.pending = false
+		}
+		if !wasNoFail && !e.pending {
+			// The lines of a failure already reported are not
+			// matches of the next one.
+			e.matches = nil
 		}
 		for i := range cur.set {
 			if cur.set[i] {
@@ -566,6 +637,22 @@ func (s *Stream) merge(id string, cur *groups, now time.Time) (*mlGroup, bool) {
 	if e.pending || e.users2 {
 		e.pending = false
 		e.g.set[gNoFail], e.g.set[gMLFGained] = false, false
+		nofail, gained = false, false
+	}
+	if s.KeepMatches {
+		// fail2ban's matches: a failure takes the lines its group held
+		// back while it looked like no failure, then its own (but for a
+		// success, which ends the failures).
+		switch {
+		case !nofail:
+			m := append(e.nofailMatches, e.matches...)
+			if !gained {
+				m = append(m, lines...)
+			}
+			e.matches, e.nofailMatches = m, nil
+		case !forget:
+			e.nofailMatches = append(e.nofailMatches, lines...)
+		}
 	}
 	return e, e.g.set[gNoFail]
 }

@@ -369,6 +369,9 @@ type failure struct {
 	fid, host, user string
 	t               time.Time
 	line            string
+	// lines are the lines of the failure's connection group, as
+	// fail2ban lists its matches (nil: just line)
+	lines []string
 }
 
 // lineVerdict is what fail2ban-regex makes of a line.
@@ -403,7 +406,7 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 		if r.Match.ID != "" {
 			fid = r.Match.ID
 		}
-		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line}
+		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line, lines: r.Match.Lines}
 	}
 	if r.Host == "" {
 		return verdictIgnored, nil
@@ -584,6 +587,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// A Stream keeps what fail2ban keeps between lines: connection
 	// groups (<F-MLFID>) and the last maxlines lines.
 	stream := f.Stream()
+	stream.KeepMatches = o.out != ""
 	dates := f.DateTemplates()
 	// For a multi-line filter, a second Stream tells which buffered lines
 	// each match takes: fail2ban-regex moves those very lines from missed
@@ -748,7 +752,14 @@ func outputFunc(ofmt string, out func(string)) func(*failure) {
 	case ofmt == "id" || ofmt == "fid" || ofmt == "ip":
 		return func(fl *failure) { out(fl.fid) }
 	case ofmt == "msg":
-		return func(fl *failure) { out(pyText(fl.line)) }
+		return func(fl *failure) {
+			if fl.lines == nil {
+				out(pyText(fl.line))
+			}
+			for _, l := range fl.lines {
+				out(pyText(l))
+			}
+		}
 	case ofmt == "row":
 		return func(fl *failure) {
 			out(fmt.Sprintf("[%s,\t%s,\t%s],", pyRepr(fl.fid), pyTime(fl.t), fl.rowData()))

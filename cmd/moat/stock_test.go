@@ -201,7 +201,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			[]string{"-c", stockConfDir, "-o", tmpl, log, spec},
 			[]string{"-c", stockConfDir, "-v", log, spec},
 			[]string{"-c", stockConfDir, log, spec},
-			[]string{"-c", stockConfDir, "-v", "--print-all-matched", "--print-all-missed", log, spec})
+			[]string{"-c", stockConfDir, "-v", "--print-all-matched", "--print-all-missed", log, spec},
+			[]string{"-c", stockConfDir, "-o", "msg", log, spec})
 	}
 	runs := runF2bBatch(t, bin, jobs)
 	for i, r := range runs {
@@ -227,7 +228,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 	}
 	for i, log := range logs {
 		spec := stockSpec(log)
-		withO, report, plain, all := runs[4*i].Stdout, runs[4*i+1].Stdout, runs[4*i+2].Stdout, runs[4*i+3].Stdout
+		const perLog = 5
+		withO, report, plain, all, msg := runs[perLog*i].Stdout, runs[perLog*i+1].Stdout, runs[perLog*i+2].Stdout, runs[perLog*i+3].Stdout, runs[perLog*i+4].Stdout
 		t.Run(strings.TrimSuffix(filepath.Base(log), ".log"), func(t *testing.T) {
 			t.Parallel()
 			name, _, _ := strings.Cut(spec, "[")
@@ -247,6 +249,11 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			}
 			if got := moat("-o", tmpl, log, spec); got != withO {
 				t.Errorf("-o %s differs:\nmoat:\n%s\nfail2ban-regex:\n%s", tmpl, got, withO)
+			}
+			// -o msg lists every line of a failure, those of its
+			// connection group and of a multi-line match included.
+			if d := reportDiff(msg, moat("-o", "msg", log, spec)); d != "" {
+				t.Errorf("-o msg differs (- fail2ban-regex, + moat):\n%s", d)
 			}
 			want := linesSummary.FindStringSubmatch(report)
 			if want == nil {
