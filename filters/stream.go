@@ -68,8 +68,8 @@ type mlGroup struct {
 	// matches and nofailMatches are the lines fail2ban lists as the
 	// group's failure (Stream.KeepMatches only)
 	matches, nofailMatches []string
-	opened  time.Time
-	seq     uint64
+	opened                 time.Time
+	seq                    uint64
 }
 
 type mlKey struct {
