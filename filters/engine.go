@@ -460,7 +460,7 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	text := append((*bp)[:0], line[:s]...)
 	text = append(text, line[e:]...)
 	*bp = text
-	if f.lines != nil && !f.lines.mayMatch(text) {
+	if (f.gate != nil && !bytes.Contains(text, f.gate)) || (f.lines != nil && !f.lines.mayMatch(text)) {
 		return
 	}
 

@@ -17,7 +17,8 @@ import (
 // it rejects matches none of them, and is missed without running a regex.
 //
 // A lineGate is safe for concurrent use: each goroutine takes a DFA cache
-// from a pool.
+// from a free list (not a sync.Pool, which drops them at every other
+// garbage collection and would have them built again and again).
 type lineGate struct {
 	prog  *syntax.Prog
 	start []uint32 // the instructions the empty prefix reaches
@@ -26,7 +27,32 @@ type lineGate struct {
 	class   [utf8.RuneSelf]uint8
 	nclass  int
 	example []rune // a byte of each class
-	pool    sync.Pool
+	mu      sync.Mutex
+	free    []*gateCache
+}
+
+// maxFreeCaches bounds the caches a gate keeps for reuse.
+const maxFreeCaches = 16
+
+// get takes a cache from the free list, or makes one.
+func (g *lineGate) get() *gateCache {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := len(g.free); n > 0 {
+		c := g.free[n-1]
+		g.free = g.free[:n-1]
+		return c
+	}
+	return g.newCache()
+}
+
+// put gives a cache back for reuse.
+func (g *lineGate) put(c *gateCache) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.free) < maxFreeCaches {
+		g.free = append(g.free, c)
+	}
 }
 
 // maxGateStates bounds the DFA states a cache holds: past it the cache
@@ -74,8 +100,7 @@ func newLineGate(srcs []string) *lineGate {
 	if c.match[c.start] {
 		return nil // matches the empty text: it would pass every line
 	}
-	g.pool.New = func() any { return g.newCache() }
-	g.pool.Put(c)
+	g.put(c)
 	return g
 }
 
@@ -226,8 +251,8 @@ func (c *gateCache) step(g *lineGate, s int32, r rune) int32 {
 // mayMatch reports whether one of the gate's regexes may match in text:
 // false means none does.
 func (g *lineGate) mayMatch(text []byte) bool {
-	c := g.pool.Get().(*gateCache)
-	defer g.pool.Put(c)
+	c := g.get()
+	defer g.put(c)
 	return g.run(c, text)
 }
 

@@ -71,17 +71,17 @@ func TestLineGateCacheReset(t *testing.T) {
 			b[i] = "ab"[rnd.IntN(2)]
 		}
 		b[rnd.IntN(len(b))] = 'x'
-		c := g.pool.Get().(*gateCache)
+		c := g.get()
 		before := len(c.pcs)
-		g.pool.Put(c)
+		g.put(c)
 		if got, want := g.mayMatch(b), re.Match(b); got != want {
 			t.Fatalf("%q: mayMatch = %v, want %v", b, got, want)
 		}
-		c = g.pool.Get().(*gateCache)
+		c = g.get()
 		if len(c.pcs) < before {
 			resets++
 		}
-		g.pool.Put(c)
+		g.put(c)
 	}
 	if resets == 0 {
 		t.Errorf("the cache never started again past %d states", maxGateStates)

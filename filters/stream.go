@@ -304,7 +304,9 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 		if w.gate == nil {
 			w.gate = f.lines.newCache()
 		}
-		if !f.lines.run(w.gate, plain) {
+		// The literal every failregex needs (f.gate) is in the line if
+		// it is in the content: the cheaper test goes first.
+		if (f.gate != nil && !bytes.Contains(plain, f.gate)) || !f.lines.run(w.gate, plain) {
 			if all && f.pref != nil {
 				sc.res.PrefMatched = f.pref.matches(plain)
 			}
