@@ -27,4 +27,9 @@ type Match struct {
 	// its matches: set by a Stream with KeepMatches only. (A multi-line
 	// filter gives them without their dates.)
 	Lines []string
+	// Fields is fail2ban's dictionary of the failure (every named group
+	// of its regexes, merged over a connection group), as
+	// fail2ban-regex -o row prints it: set by a Stream with KeepFields
+	// only.
+	Fields []Field
 }

@@ -40,6 +40,11 @@ type Stream struct {
 	// its matches; off, a Stream keeps no lines. Set it before the
 	// first Match.
 	KeepMatches bool
+	// KeepFields makes failures carry fail2ban's dictionary of them
+	// (Match.Fields: every named group, merged over the connection
+	// group), as fail2ban-regex -o row prints it. Set it before the
+	// first Match.
+	KeepFields bool
 
 	lines  []string // the buffered lines (maxlines > 1), oldest first
 	full   []string // the same as read, with their dates (KeepMatches)
@@ -68,6 +73,7 @@ type mlGroup struct {
 	// matches and nofailMatches are the lines fail2ban lists as the
 	// group's failure (Stream.KeepMatches only)
 	matches, nofailMatches []string
+	fields                 pyDict // KeepFields only
 	opened                 time.Time
 	seq                    uint64
 }
@@ -135,6 +141,7 @@ type Hit struct {
 func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	f := s.f
 	if f.maxLines <= 1 {
+		s.one.keep = s.KeepFields
 		f.scan(line, ref, all, &s.one, &s.scratch1)
 		s.apply(&s.one, ref, res, all)
 		return
@@ -253,7 +260,12 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 			}
 		}
 		fg.merge(&pg)
-		if s.settle(i, &fg, host, t, ref, res, all, lines) {
+		var fields pyDict
+		if s.KeepFields {
+			pd, _ := f.pref.pyGroupsOrNil(body[:len(body)-1])
+			fields = withFields(pd, r, body)
+		}
+		if s.settle(i, &fg, host, t, ref, res, all, lines, fields) {
 			return
 		}
 	}
@@ -263,6 +275,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 // before any state is needed: its date and its failregex matches, in
 // order (in first-match mode, up to the one that decides).
 type lineScan struct {
+	keep bool   // compute fields (Stream.KeepFields)
 	line string // as read, less its line end
 	res  Result
 	t    time.Time
@@ -275,6 +288,7 @@ type scanHit struct {
 	g       groups // with the prefregex's captures, unless ignored
 	host    string
 	ignored bool // an ignoreregex matched the text the failregex matched
+	fields  pyDict
 }
 
 // scanScratch is the working space of scan, for one goroutine.
@@ -322,6 +336,7 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 		}
 	}
 	var pg groups
+	var pd pyDict
 	body := plain
 	if f.pref != nil {
 		ok, cs, ce := f.pref.match(plain, &pg)
@@ -329,6 +344,10 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 			return
 		}
 		sc.res.PrefMatched = true
+		if sc.keep {
+			pd, _ = f.pref.pyGroups(plain)
+			pd.pop("content")
+		}
 		if cs >= 0 && ce > cs {
 			body = plain[cs:ce]
 		}
@@ -353,6 +372,9 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 		}
 		if !h.ignored {
 			fg.merge(&pg)
+			if sc.keep {
+				h.fields = withFields(pd, r, body)
+			}
 		}
 		h.g = fg
 		sc.hits = append(sc.hits, h)
@@ -391,7 +413,7 @@ func (s *Stream) apply(sc *lineScan, ref time.Time, res *Result, all bool) {
 		if s.KeepMatches {
 			lines = []string{sc.line}
 		}
-		if s.settle(h.i, &h.g, h.host, sc.t, ref, res, all, lines) {
+		if s.settle(h.i, &h.g, h.host, sc.t, ref, res, all, lines, h.fields) {
 			return
 		}
 	}
@@ -429,6 +451,7 @@ func (s *Stream) ExamineLines(lines []string, ref time.Time, all bool, workers i
 					return
 				}
 				for i := lo; i < min(lo+scanBlock, len(lines)); i++ {
+					scans[i].keep = s.KeepFields
 					s.f.scan(lines[i], ref, all, &scans[i], sp)
 				}
 			}
@@ -448,12 +471,12 @@ const scanBlock = 64
 // res. It reports whether the line is decided: in first-match mode (all
 // false) the first match that is not a wrong one (no address, id or
 // connection) decides; ExamineAll goes on and lists every match.
-func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *Result, all bool, lines []string) bool {
+func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *Result, all bool, lines []string, fields pyDict) bool {
 	g := fg
 	var grp *mlGroup
 	nofail := false
 	if fg.set[gMLFID] {
-		grp, nofail = s.merge(fg.val[gMLFID], fg, ref, lines)
+		grp, nofail = s.merge(fg.val[gMLFID], fg, ref, lines, fields)
 		g = &grp.g
 	} else {
 		nofail = fg.set[gNoFail]
@@ -468,6 +491,12 @@ func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *R
 		} else {
 			m.Lines = slices.Clone(lines)
 		}
+	}
+	if s.KeepFields && ok {
+		if grp != nil {
+			fields = grp.fields
+		}
+		m.Fields = []Field(fields.clone())
 	}
 	if !id && grp == nil {
 		// No address, id or connection: fail2ban reports the
@@ -589,7 +618,7 @@ func pick(l []string, idx []int) []string {
 // fail2ban: <F-MLFGAINED> (a success) and <F-NOFAIL> make the line no
 // failure unless the group had a failure waiting for its address or saw
 // more than one user; <F-MLFFORGET> closes the group after this line.
-func (s *Stream) merge(id string, cur *groups, now time.Time, lines []string) (*mlGroup, bool) {
+func (s *Stream) merge(id string, cur *groups, now time.Time, lines []string, fields pyDict) (*mlGroup, bool) {
 	gained := cur.set[gMLFGained]
 	if gained && !cur.set[gNoFail] {
 		cur.set[gNoFail], cur.val[gNoFail] = true, cur.val[gMLFGained]
@@ -628,6 +657,9 @@ func (s *Stream) merge(id string, cur *groups, now time.Time, lines []string) (*
 		if forget {
 			delete(s.groups, id)
 		}
+		if s.KeepFields {
+			mergeFields(e, fields, true, forget)
+		}
 	} else {
 		e = &mlGroup{g: *cur, opened: now}
 		e.g.skips = nil
@@ -635,11 +667,16 @@ func (s *Stream) merge(id string, cur *groups, now time.Time, lines []string) (*
 		if !forget {
 			s.open(id, e)
 		}
+		if s.KeepFields {
+			mergeFields(e, fields, false, forget)
+		}
 	}
 	if e.pending || e.users2 {
 		e.pending = false
 		e.g.set[gNoFail], e.g.set[gMLFGained] = false, false
 		nofail, gained = false, false
+		e.fields.pop("nofail")
+		e.fields.pop("mlfgained")
 	}
 	if s.KeepMatches {
 		// fail2ban's matches: a failure takes the lines its group held

@@ -372,6 +372,8 @@ type failure struct {
 	// lines are the lines of the failure's connection group, as
 	// fail2ban lists its matches (nil: just line)
 	lines []string
+	// fields are fail2ban's dictionary of the failure (-o row)
+	fields []filters.Field
 }
 
 // lineVerdict is what fail2ban-regex makes of a line.
@@ -406,7 +408,7 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 		if r.Match.ID != "" {
 			fid = r.Match.ID
 		}
-		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line, lines: r.Match.Lines}
+		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line, lines: r.Match.Lines, fields: r.Match.Fields}
 	}
 	if r.Host == "" {
 		return verdictIgnored, nil
@@ -588,6 +590,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// groups (<F-MLFID>) and the last maxlines lines.
 	stream := f.Stream()
 	stream.KeepMatches = o.out != ""
+	stream.KeepFields = o.out == "row"
 	dates := f.DateTemplates()
 	// For a multi-line filter, a second Stream tells which buffered lines
 	// each match takes: fail2ban-regex moves those very lines from missed
@@ -800,6 +803,24 @@ func (fl *failure) tag(name string) string {
 // rowData approximates the data dict of fail2ban's row output with the
 // values moat knows.
 func (fl *failure) rowData() string {
+	if fl.fields != nil {
+		parts := make([]string, 0, len(fl.fields))
+		for _, f := range fl.fields {
+			v := pyRepr(f.Str)
+			switch {
+			case f.None:
+				v = "None"
+			case f.Set != nil:
+				items := make([]string, len(f.Set))
+				for i, x := range f.Set {
+					items[i] = pyRepr(x)
+				}
+				v = "{" + strings.Join(items, ", ") + "}"
+			}
+			parts = append(parts, pyRepr(f.Key)+": "+v)
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
 	var parts []string
 	if fl.user != "" {
 		parts = append(parts, "'user': "+pyRepr(fl.user))

@@ -202,7 +202,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			[]string{"-c", stockConfDir, "-v", log, spec},
 			[]string{"-c", stockConfDir, log, spec},
 			[]string{"-c", stockConfDir, "-v", "--print-all-matched", "--print-all-missed", log, spec},
-			[]string{"-c", stockConfDir, "-o", "msg", log, spec})
+			[]string{"-c", stockConfDir, "-o", "msg", log, spec},
+			[]string{"-c", stockConfDir, "-o", "row", log, spec})
 	}
 	runs := runF2bBatch(t, bin, jobs)
 	for i, r := range runs {
@@ -228,8 +229,8 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 	}
 	for i, log := range logs {
 		spec := stockSpec(log)
-		const perLog = 5
-		withO, report, plain, all, msg := runs[perLog*i].Stdout, runs[perLog*i+1].Stdout, runs[perLog*i+2].Stdout, runs[perLog*i+3].Stdout, runs[perLog*i+4].Stdout
+		const perLog = 6
+		withO, report, plain, all, msg, row := runs[perLog*i].Stdout, runs[perLog*i+1].Stdout, runs[perLog*i+2].Stdout, runs[perLog*i+3].Stdout, runs[perLog*i+4].Stdout, runs[perLog*i+5].Stdout
 		t.Run(strings.TrimSuffix(filepath.Base(log), ".log"), func(t *testing.T) {
 			t.Parallel()
 			name, _, _ := strings.Cut(spec, "[")
@@ -254,6 +255,12 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 			// connection group and of a multi-line match included.
 			if d := reportDiff(msg, moat("-o", "msg", log, spec)); d != "" {
 				t.Errorf("-o msg differs (- fail2ban-regex, + moat):\n%s", d)
+			}
+			// -o row prints fail2ban's dictionary of each failure; the
+			// order of a set in it is Python's hash order, which changes
+			// run to run.
+			if d := reportDiff(sortedSets(row), sortedSets(moat("-o", "row", log, spec))); d != "" {
+				t.Errorf("-o row differs (- fail2ban-regex, + moat):\n%s", d)
 			}
 			want := linesSummary.FindStringSubmatch(report)
 			if want == nil {
@@ -415,5 +422,26 @@ ignoreregex = 192\.0\.2\.9
 				t.Errorf("moat regex %q differs from fail2ban-regex (- fail2ban-regex, + moat):\n%s", c.args, d)
 			}
 		})
+	}
+}
+
+// pySet is a Python set of strings as repr prints it in a -o row line.
+var pySet = regexp.MustCompile(`': \{('[^{}]*')\}`)
+
+// sortedSets sorts the elements of every set in -o row output.
+func sortedSets(s string) string {
+	return pySet.ReplaceAllStringFunc(s, func(m string) string {
+		inner := strings.TrimSuffix(strings.TrimPrefix(m, "': {"), "}")
+		items := strings.Split(inner, ", ")
+		sort.Strings(items)
+		return "': {" + strings.Join(items, ", ") + "}"
+	})
+}
+
+func TestSortedSets(t *testing.T) {
+	in := "['192.0.2.1',\t1.0,\t{'user': 'b', 'users': {'b', 'a'}}],"
+	want := "['192.0.2.1',\t1.0,\t{'user': 'b', 'users': {'a', 'b'}}],"
+	if got := sortedSets(in); got != want {
+		t.Errorf("sortedSets(%q) = %q, want %q", in, got, want)
 	}
 }
