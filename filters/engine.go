@@ -534,8 +534,17 @@ func result(g *groups, t time.Time) (Match, bool) {
 		s = g.val[gIP4]
 	case g.set[gIP6] && g.val[gIP6] != "":
 		s = g.val[gIP6]
+	case g.set[gDNS] && g.val[gDNS] != "":
+		// A host name: moat never resolves names.
+		return Match{}, false
+	case g.set[gFID] && g.val[gFID] != "":
+		// No address: fail2ban takes the <F-ID> as one. One that is no
+		// address is no failure moat can ban, but keeps its ID.
+		s = g.val[gFID]
+		if _, err := netip.ParseAddr(s); err != nil {
+			return Match{Time: t, User: m.User, ID: s}, false
+		}
 	default:
-		// <DNS> or no address at all: moat never resolves names.
 		return Match{}, false
 	}
 	a, err := netip.ParseAddr(s)

@@ -485,14 +485,14 @@ func (s *Stream) settle(i int, fg *groups, host string, t, ref time.Time, res *R
 		return true
 	}
 	m, ok, id := result2(g, t)
-	if s.KeepMatches && ok {
+	if s.KeepMatches && (ok || m.ID != "") {
 		if grp != nil {
 			m.Lines = slices.Clone(grp.matches)
 		} else {
 			m.Lines = slices.Clone(lines)
 		}
 	}
-	if s.KeepFields && ok {
+	if s.KeepFields && (ok || m.ID != "") {
 		if grp != nil {
 			fields = grp.fields
 		}

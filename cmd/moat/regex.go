@@ -410,6 +410,10 @@ func classify(r filters.Result, line string, raw bool) (lineVerdict, *failure) {
 		}
 		return verdictMatched, &failure{fid: fid, host: r.Host, user: r.Match.User, t: r.Match.Time, line: line, lines: r.Match.Lines, fields: r.Match.Fields}
 	}
+	if r.Host == "" && r.Match.ID != "" {
+		// An <F-ID> that is no address: fail2ban prints it as the id.
+		return verdictMatched, &failure{fid: r.Match.ID, user: r.Match.User, t: r.Match.Time, line: line, lines: r.Match.Lines, fields: r.Match.Fields}
+	}
 	if r.Host == "" {
 		return verdictIgnored, nil
 	}

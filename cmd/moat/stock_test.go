@@ -385,11 +385,16 @@ ignoreregex = 192\.0\.2\.9
 	}, "\n")+"\n")
 	sshd := filepath.Join("testdata", "stock", "sshd.log")
 	line := "Nov 26 21:00:01 srv sshd[1]: Invalid user x from 192.0.2.1 port 1"
+	ids := writeFile(t, dir, "ids.log", "Nov 26 21:00:01 app: login failed id=abc42\nNov 26 21:00:02 app: login failed id=192.0.2.5\nNov 26 21:00:03 app: login ok id=abc42\n")
+	const idRegex = `login failed id=<F-ID>\S+</F-ID>`
 	cases := []struct {
 		name string
 		args []string
 	}{
 		{"several regexes hit a line", []string{"-c", dir, log, "multi"}},
+		{"an id for an address -o fid", []string{"-o", "<fid>", ids, idRegex}},
+		{"an id for an address -o row", []string{"-o", "row", ids, idRegex}},
+		{"an id for an address", []string{"-v", ids, idRegex}},
 		{"several regexes hit a line -v", []string{"-c", dir, "-v", log, "multi"}},
 		{"ignoreregexes first", []string{"-c", dir, "-v", log, "upfront"}},
 		{"ignoreregex argument", []string{"-c", stockConfDir, "-v", sshd, "sshd", "Connection from"}},
