@@ -528,6 +528,9 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 // parseDayFirst reads "DD-MM-YYYY HH:MM:SS", also with '/' and with a
 // two-digit year (fail2ban's %d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S).
 func parseDayFirst(s string, i int, loc *time.Location) (int, time.Time, bool) {
+	if i+6 > len(s) {
+		return 0, time.Time{}, false
+	}
 	d, ok1 := digits(s, i, 2)
 	mo, ok2 := digits(s, i+3, 2)
 	if !ok1 || !ok2 || (s[i+2] != '-' && s[i+2] != '/') || s[i+5] != s[i+2] || mo < 1 || mo > 12 {
