@@ -2,7 +2,6 @@ package filters
 
 import (
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -309,88 +308,22 @@ func (f *Filter) PrefregexMatch(line string, ref time.Time, groups bool) (bool, 
 	return f.pref.namedGroups(text)
 }
 
-// namedGroups matches text and returns every named group of the regex.
+// namedGroups matches text and returns every named group of the regex,
+// as fail2ban's groupdict (see pyGroups) without moat's internal _x_
+// groups.
 func (cr *compiledRegex) namedGroups(text []byte) (bool, []Group) {
-	var out []Group
-	seen := map[string]bool{}
-	add := func(name, val string, set bool) {
-		if name == "" || seen[name] || strings.HasPrefix(name, "_") && strings.HasSuffix(name, "_") {
-			return
-		}
-		seen[name] = true
-		out = append(out, Group{Name: name, Value: val, Set: set})
-	}
-	if cr.engine == engineGo {
-		loc := cr.re.FindSubmatchIndex(text)
-		if loc == nil {
-			return false, nil
-		}
-		for i, n := range cr.re.SubexpNames() {
-			if i == 0 {
-				continue
-			}
-			if loc[2*i] >= 0 {
-				add(n, string(text[loc[2*i]:loc[2*i+1]]), true)
-			} else {
-				add(n, "", false)
-			}
-		}
-		return true, altGroups(out)
-	}
-	m, err := cr.bt.FindStringMatch(string(text))
-	if err != nil || m == nil {
+	d, ok := cr.pyGroups(text)
+	if !ok {
 		return false, nil
 	}
-	for _, n := range cr.bt.GetGroupNames() {
-		if n == "" || n[0] >= '0' && n[0] <= '9' {
+	var out []Group
+	for _, f := range d {
+		if strings.HasPrefix(f.Key, "_") && strings.HasSuffix(f.Key, "_") {
 			continue
 		}
-		g := m.GroupByName(n)
-		if g != nil && len(g.Captures) > 0 {
-			add(n, g.String(), true)
-		} else {
-			add(n, "", false)
-		}
+		out = append(out, Group{Name: f.Key, Value: f.Str, Set: !f.None})
 	}
-	return true, altGroups(out)
-}
-
-// altGroups gives a group that took no part the value of its alt_
-// alternative, as fail2ban merges them (alt_user_1 into user).
-func altGroups(gs []Group) []Group {
-	var alts []Group
-	for _, g := range gs {
-		if strings.HasPrefix(g.Name, "alt_") && len(g.Name) > 4 {
-			alts = append(alts, g)
-		}
-	}
-	if len(alts) == 0 {
-		return gs
-	}
-	sort.Slice(alts, func(i, j int) bool { return alts[i].Name < alts[j].Name })
-	for _, a := range alts {
-		base := strings.TrimPrefix(a.Name, "alt_")
-		if k := strings.LastIndexByte(base, '_'); k > 0 && isDigits(base[k+1:]) {
-			base = base[:k]
-		}
-		base = fieldGroup(strings.ToUpper(base))
-		if !a.Set || a.Value == "" {
-			continue
-		}
-		found := false
-		for i := range gs {
-			if gs[i].Name == base {
-				found = true
-				if !gs[i].Set || gs[i].Value == "" {
-					gs[i].Value, gs[i].Set = a.Value, true
-				}
-			}
-		}
-		if !found {
-			gs = append(gs, Group{Name: base, Value: a.Value, Set: true})
-		}
-	}
-	return gs
+	return true, out
 }
 
 func isDigits(s string) bool {
