@@ -446,7 +446,7 @@ func (f *Filter) Ignoreregexes() []string {
 
 func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	res.Failregex = -1
-	line = strings.TrimRight(line, "\r\n")
+	line = trimEOL(line)
 	s, e, t, ok := f.date(line, ref, f.loc)
 	res.HasDate = ok
 	if !ok || s == e {

@@ -33,3 +33,12 @@ type Match struct {
 	// only.
 	Fields []Field
 }
+
+// trimEOL is strings.TrimRight(s, "\r\n") without building a cutset on
+// every call (it runs on every line).
+func trimEOL(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
+}

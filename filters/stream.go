@@ -162,7 +162,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 		}
 	}()
 	res.Failregex = -1
-	line = strings.TrimRight(line, "\r\n")
+	line = trimEOL(line)
 	ds, de, t, ok := f.date(line, ref, f.loc)
 	res.HasDate = ok
 	if !ok || ds == de {
@@ -304,7 +304,7 @@ type scanScratch struct {
 func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *scanScratch) {
 	sc.hits = sc.hits[:0]
 	sc.res = Result{Failregex: -1}
-	line = strings.TrimRight(line, "\r\n")
+	line = trimEOL(line)
 	sc.line = line
 	ds, de, t, ok := f.date(line, ref, f.loc)
 	sc.res.HasDate = ok

@@ -504,14 +504,18 @@ func logLines(log, encoding string, maxLines int) ([]string, []string, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("read log: %w", err)
 		}
-		var lines []string
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(make([]byte, 64*1024), 16<<20)
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-		}
-		if err := sc.Err(); err != nil {
-			return nil, nil, fmt.Errorf("read log: %w", err)
+		// One string for the file, the lines slices of it: no copy per
+		// line. A line ends at '\n', less one '\r' before it.
+		text := string(data)
+		lines := make([]string, 0, bytes.Count(data, []byte{'\n'})+1)
+		for len(text) > 0 {
+			l := text
+			if i := strings.IndexByte(text, '\n'); i >= 0 {
+				l, text = text[:i], text[i+1:]
+			} else {
+				text = ""
+			}
+			lines = append(lines, strings.TrimSuffix(l, "\r"))
 		}
 		return lines, []string{"Use         log file : " + log, "Use         encoding : " + encoding}, nil
 	}
@@ -613,7 +617,9 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	// filters.Stream.ExamineLines) and taken in order.
 	todo := make([]string, 0, len(lines))
 	for _, line := range lines {
-		line = strings.TrimRight(line, "\r\n")
+		for line != "" && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
+			line = line[:len(line)-1]
+		}
 		if line != "" && !strings.HasPrefix(line, "#") {
 			todo = append(todo, line)
 		}
