@@ -453,24 +453,9 @@ func parseNumericDate(s string, i int, loc *time.Location) (int, time.Time, bool
 		if !ok {
 			return 0, time.Time{}, false
 		}
-		secEnd := end
-		_, end = fraction(s, end, ".,")
-		zl := loc
-		// fail2ban: (?:\s*%z)?
-		j := end
-		for j < len(s) && isPySpace(s[j]) {
-			j++
-		}
-		if z, zend, ok := zone(s, j, false); ok {
-			zl, end = z, zend
-		}
-		if !boundaryAt(s, end) {
-			// fail2ban's template backs off to the seconds, which a
-			// '.' or ',' ends.
-			if end == secEnd || !boundaryAt(s, secEnd) {
-				return 0, time.Time{}, false
-			}
-			zl, end = loc, secEnd
+		end, zl, ok := fractionAndZone(s, end, loc)
+		if !ok {
+			return 0, time.Time{}, false
 		}
 		return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, zl), true
 	}
@@ -631,9 +616,21 @@ func parseCompactISO(s string, i int, loc *time.Location) (int, time.Time, bool)
 		return 0, time.Time{}, false
 	}
 	sec = min(sec, 59)
-	secEnd := k + 6
-	_, end := fraction(s, secEnd, ".,")
-	zl := loc
+	end, zl, ok := fractionAndZone(s, k+6, loc)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, zl), true
+}
+
+// fractionAndZone reads what may follow the seconds ending at secEnd in
+// fail2ban's numeric templates, (?:[.,]%f)?(?:\s*%z)?, and returns where
+// the date ends and its zone (loc without one). Where the date does not
+// end at a word boundary, fail2ban's template backs off to the seconds,
+// which a '.' or ',' ends; ok is false when that fails too.
+func fractionAndZone(s string, secEnd int, loc *time.Location) (end int, zl *time.Location, ok bool) {
+	_, end = fraction(s, secEnd, ".,")
+	zl = loc
 	j := end
 	for j < len(s) && isPySpace(s[j]) {
 		j++
@@ -643,11 +640,11 @@ func parseCompactISO(s string, i int, loc *time.Location) (int, time.Time, bool)
 	}
 	if !boundaryAt(s, end) {
 		if end == secEnd || !boundaryAt(s, secEnd) {
-			return 0, time.Time{}, false
+			return 0, nil, false
 		}
 		zl, end = loc, secEnd
 	}
-	return end, time.Date(y, time.Month(mo), d, h, m, sec, 0, zl), true
+	return end, zl, true
 }
 
 // parseMySQL reads MySQL's "YYMMDD HH:MM:SS" (the hour may be " 9").
