@@ -403,11 +403,12 @@ type Result struct {
 	HasDate bool
 	// Host is the host text the failregex captured (an address or a name).
 	Host string
-	// Consumed is set by Stream.Examine for a multi-line filter: how many
-	// earlier lines, still buffered before this one, the buffer no longer
-	// holds after it (a match took them). fail2ban-regex counts such
-	// lines as matched rather than missed.
-	Consumed int
+	// Consumed is set by Stream.Examine and ExamineAll for a multi-line
+	// filter: the earlier lines, still buffered before this one (without
+	// their dates), that the buffer no longer holds after it (a match took
+	// them). fail2ban-regex counts such lines as matched rather than
+	// missed.
+	Consumed []string
 	// PrefMatched is set when the filter's prefregex matched the line
 	// (by Stream.Examine and ExamineAll; a line no failregex can match
 	// may skip it in Examine).

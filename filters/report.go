@@ -1,7 +1,6 @@
 package filters
 
 import (
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -344,26 +343,6 @@ func (f *Filter) StripDate(line string, ref time.Time) string {
 	line = strings.TrimRight(line, "\r\n")
 	s, e, _, _ := f.date(line, ref, f.loc)
 	return line[:s] + line[e:]
-}
-
-// ExamineAllConsumed is ExamineAll for the report of a multi-line filter:
-// it also returns the earlier lines (as StripDate writes them) that this
-// line's match took out of the buffer, but the oldest line of a full buffer,
-// which would have left anyway. fail2ban-regex counts those lines as matched
-// rather than missed. Result.Consumed is their number.
-func (s *Stream) ExamineAllConsumed(line string, ref time.Time) (Result, []string) {
-	before := append([]string(nil), s.lines...)
-	if len(before) >= s.f.maxLines {
-		before = before[1:]
-	}
-	r := s.ExamineAll(line, ref)
-	var out []string
-	for _, l := range before {
-		if !slices.Contains(s.lines, l) {
-			out = append(out, l)
-		}
-	}
-	return r, out
 }
 
 // IgnoreregexHits adds to counts (one per ignoreregex) what fail2ban-regex

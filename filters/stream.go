@@ -157,7 +157,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	defer func() {
 		for _, l := range before {
 			if !slices.Contains(s.lines, l) {
-				res.Consumed++
+				res.Consumed = append(res.Consumed, l)
 			}
 		}
 	}()

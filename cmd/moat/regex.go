@@ -600,13 +600,12 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	stream.KeepMatches = o.out != ""
 	stream.KeepFields = o.out == "row"
 	dates := f.DateTemplates()
-	// For a multi-line filter, a second Stream tells which buffered lines
-	// each match takes: fail2ban-regex moves those very lines from missed
-	// to matched.
-	var shadow *filters.Stream
-	var recent map[string]string // buffered text → line, for shadow
+	// For a multi-line filter, fail2ban-regex moves the very buffered lines
+	// a match takes (Result.Consumed, without their dates) from missed to
+	// matched: recent finds them as read.
+	var recent map[string]string
 	if f.MaxLines() > 1 && o.out == "" {
-		shadow, recent = f.Stream(), map[string]string{}
+		recent = map[string]string{}
 	}
 	// fail2ban checks the ignoreregexes before the prefregex when there
 	// are fewer of them than failregexes less two; a line they ignore
@@ -642,13 +641,11 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		}
 		// The report tried every failregex on every line.
 		dates.Observe(line, ref)
-		var consumed []string
-		if shadow != nil {
+		if recent != nil {
 			if len(recent) > 4*f.MaxLines() {
 				clear(recent)
 			}
 			recent[f.StripDate(line, ref)] = line
-			_, consumed = shadow.ExamineAllConsumed(line, ref)
 		}
 		if st.prefregex != "" {
 			wantGroups := o.verbose && len(st.prefGroups) <= o.printLimit
@@ -705,7 +702,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		}
 		// A multi-line match used up earlier buffered lines: fail2ban
 		// counts them matched, not missed.
-		for _, c := range consumed {
+		for _, c := range r.Consumed {
 			org, ok := recent[c]
 			if !ok {
 				org = c
