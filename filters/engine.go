@@ -337,6 +337,33 @@ func (l *Loader) build(name string, doc *iniDoc, opts map[string]string) (*Filte
 	return f, nil
 }
 
+// ignoreFirst reports whether fail2ban checks the ignoreregexes on the
+// whole line before the prefregex and the failregexes: when there are
+// fewer of them than failregexes less two.
+func (f *Filter) ignoreFirst() bool {
+	return len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2
+}
+
+// rejects reports whether text, a line less its date, is missed whatever
+// the regexes, by the gates (c is the caller's DFA cache, or nil): the
+// literal every failregex needs (in the line if it is in a prefregex's
+// content; not where an ignoreregex checked first may still count the
+// line ignored), then the lineGate, whose union holds those
+// ignoreregexes.
+func (f *Filter) rejects(text []byte, c *gateCache) bool {
+	if f.gate != nil && !f.ignoreFirst() && !bytes.Contains(text, f.gate) {
+		return true
+	}
+	switch {
+	case f.lines == nil:
+		return false
+	case c != nil:
+		return !f.lines.run(c, text)
+	default:
+		return !f.lines.mayMatch(text)
+	}
+}
+
 // buildGate returns the lineGate of a single-line filter's failregexes
 // (and of its ignoreregexes when examine checks them before the
 // failregexes, as an ignored line is counted apart from a missed one), or
@@ -346,7 +373,7 @@ func (f *Filter) buildGate() *lineGate {
 		return nil
 	}
 	rs := f.fail
-	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+	if f.ignoreFirst() {
 		rs = append(slices.Clone(rs), f.ignore...)
 	}
 	var srcs []string
@@ -461,7 +488,7 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	text := append((*bp)[:0], line[:s]...)
 	text = append(text, line[e:]...)
 	*bp = text
-	if (f.gate != nil && !bytes.Contains(text, f.gate)) || (f.lines != nil && !f.lines.mayMatch(text)) {
+	if f.rejects(text, nil) {
 		return
 	}
 
@@ -470,7 +497,7 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	// checks them again on the text a failregex matched (the
 	// <F-CONTENT> with a prefregex). The result is the same but for
 	// counting: an ignored line is counted as ignored, not missed.
-	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+	if f.ignoreFirst() {
 		for _, ig := range f.ignore {
 			if ig.matches(text) {
 				res.Ignored = true

@@ -172,3 +172,31 @@ func TestGateChangesNoResult(t *testing.T) {
 	}
 	t.Logf("%d of %d filters gated", gated, len(jobs))
 }
+
+// TestGatesKeepLinesIgnoredFirst: where fail2ban checks the ignoreregexes
+// before the failregexes, a line an ignoreregex matches is counted
+// ignored even when it lacks what every failregex needs; no gate may drop
+// it first.
+func TestGatesKeepLinesIgnoredFirst(t *testing.T) {
+	f, err := (&Loader{Location: time.UTC}).Inline("t", []string{
+		`^sshd: \S+ one from <HOST>$`, `^sshd: \S+ two from <HOST>$`,
+		`^sshd: \S+ three from <HOST>$`, `^sshd: \S+ four from <HOST>$`,
+	}, []string{`maintenance window`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.gate == nil {
+		t.Fatal("want a common literal gate for the test to mean something")
+	}
+	line := "Nov 26 10:00:00 cron: maintenance window"
+	if r := f.Examine(line, goldenRef); !r.Ignored {
+		t.Errorf("Filter.Examine: %+v, want Ignored", r)
+	}
+	for _, all := range []bool{false, true} {
+		var r Result
+		f.Stream().examine(line, goldenRef, &r, all)
+		if !r.Ignored {
+			t.Errorf("Stream (all=%v): %+v, want Ignored", all, r)
+		}
+	}
+}

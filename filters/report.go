@@ -363,7 +363,7 @@ func (f *Filter) IgnoreregexHits(line string, ref time.Time, counts []int) {
 			}
 		}
 	}
-	if len(f.ignore) < len(f.fail)-2 {
+	if f.ignoreFirst() {
 		count(text)
 		return
 	}

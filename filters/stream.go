@@ -187,7 +187,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	}
 	org := slices.Clone(s.lines)
 	body := s.join(org)
-	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+	if f.ignoreFirst() {
 		for _, ig := range f.ignore {
 			if ig.matches(body[:len(body)-1]) {
 				res.Ignored = true
@@ -314,20 +314,16 @@ func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *sca
 	sc.res.Match.Time, sc.t = t, t
 	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
 	plain := w.text
-	if f.lines != nil {
-		if w.gate == nil {
-			w.gate = f.lines.newCache()
-		}
-		// The literal every failregex needs (f.gate) is in the line if
-		// it is in the content: the cheaper test goes first.
-		if (f.gate != nil && !bytes.Contains(plain, f.gate)) || !f.lines.run(w.gate, plain) {
-			if all && f.pref != nil {
-				sc.res.PrefMatched = f.pref.matches(plain)
-			}
-			return
-		}
+	if f.lines != nil && w.gate == nil {
+		w.gate = f.lines.newCache()
 	}
-	if len(f.ignore) > 0 && len(f.ignore) < len(f.fail)-2 {
+	if f.rejects(plain, w.gate) {
+		if all && f.pref != nil {
+			sc.res.PrefMatched = f.pref.matches(plain)
+		}
+		return
+	}
+	if f.ignoreFirst() {
 		for _, ig := range f.ignore {
 			if ig.matches(plain) {
 				sc.res.Ignored = true
