@@ -712,7 +712,7 @@ func (d *decoder) ports(n *yaml.Node, field string) ([]firewall.PortRange, bool)
 			out = append(out, r)
 		}
 	}
-	return mergePorts(out), good
+	return firewall.MergePorts(out), good
 }
 
 // parsePortRange reads "22", "8000-8100", "8000:8100" or a service name;
@@ -742,25 +742,6 @@ func parsePortRange(s string) (firewall.PortRange, string) {
 		return firewall.PortRange{}, "ends before it starts"
 	}
 	return firewall.PortRange{First: uint16(a), Last: uint16(b)}, ""
-}
-
-// mergePorts sorts ranges and merges those that overlap or touch, so the
-// firewall can put them in an interval set (which refuses overlaps).
-func mergePorts(rs []firewall.PortRange) []firewall.PortRange {
-	if len(rs) == 0 {
-		return nil
-	}
-	slices.SortFunc(rs, func(a, b firewall.PortRange) int { return cmp.Compare(a.First, b.First) })
-	out := rs[:1]
-	for _, r := range rs[1:] {
-		last := &out[len(out)-1]
-		if int(r.First) <= int(last.Last)+1 {
-			last.Last = max(last.Last, r.Last)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // listenAddr checks a host:port to listen on: an IP literal, localhost, or

@@ -5,8 +5,10 @@
 package firewall
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -22,6 +24,25 @@ type Jail struct {
 // First == Last.
 type PortRange struct {
 	First, Last uint16
+}
+
+// MergePorts sorts ranges (in place) and merges those that overlap or
+// touch, as an interval set needs them (it refuses overlaps).
+func MergePorts(rs []PortRange) []PortRange {
+	if len(rs) == 0 {
+		return nil
+	}
+	slices.SortFunc(rs, func(a, b PortRange) int { return cmp.Compare(a.First, b.First) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		last := &out[len(out)-1]
+		if int(r.First) <= int(last.Last)+1 {
+			last.Last = max(last.Last, r.Last)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // Ban is one banned prefix in one jail. A zero Expires means no end.

@@ -1,9 +1,7 @@
 package fail2ban
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -101,17 +99,7 @@ func mergePorts(rs []firewall.PortRange) []firewall.PortRange {
 			rs[i].First = 1
 		}
 	}
-	slices.SortFunc(rs, func(a, b firewall.PortRange) int { return cmp.Compare(a.First, b.First) })
-	out := rs[:1]
-	for _, r := range rs[1:] {
-		last := &out[len(out)-1]
-		if int(r.First) <= int(last.Last)+1 {
-			last.Last = max(last.Last, r.Last)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
+	return firewall.MergePorts(rs)
 }
 
 // splitWords splits s at commas, spaces and newlines (fail2ban's
