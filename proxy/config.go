@@ -42,7 +42,11 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For and Forwarded
 	// headers are believed, read right to left.
 	TrustedProxies []netip.Prefix
-	Routes         []Route
+	// ClientHeader is the header trusted proxies put the client chain in:
+	// HeaderXFF (when "") or HeaderForwarded. Only one is read, so a client
+	// cannot add the other behind a proxy that sets just one.
+	ClientHeader string
+	Routes       []Route
 	// Global, when set, limits each client across all routes before the
 	// route's own limit.
 	Global *Limit
