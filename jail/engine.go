@@ -1042,6 +1042,44 @@ func (e *Engine) UnbanAll(ctx context.Context) (int, error) {
 	return len(lift), nil
 }
 
+// Blocks reports whether an active ban covers a for traffic to a host
+// port: a ban in a jail without a port list, or whose ports include port
+// (port 0 counts every jail). It is what the proxy asks per connection and
+// per request, so bans hold there even without a kernel firewall. It takes
+// the engine's mutex briefly and does no I/O.
+func (e *Engine) Blocks(a netip.Addr, port uint16) bool {
+	a = a.Unmap().WithZone("")
+	if !a.IsValid() {
+		return false
+	}
+	now := e.now().UnixNano()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, js := range e.jails {
+		if port != 0 && len(js.cfg.Ports) > 0 && !coversPort(js.cfg.Ports, port) {
+			continue
+		}
+		if exp, ok := e.blocked[winKey{name, netaddr.HostPrefix(a, js.cfg.IPv6Prefix)}]; ok && now < exp {
+			return true
+		}
+		for _, w := range e.wide[name] {
+			if now < w.exp && w.p.Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func coversPort(rs []firewall.PortRange, port uint16) bool {
+	for _, r := range rs {
+		if r.First <= port && port <= r.Last {
+			return true
+		}
+	}
+	return false
+}
+
 // Bans returns the active bans of a jail ("" all), sorted by jail then
 // prefix. It reads a go-memdb snapshot and takes no lock.
 func (e *Engine) Bans(jail string) []Ban {

@@ -971,3 +971,55 @@ func TestFailureInsideWiderBanIgnored(t *testing.T) {
 		t.Error("no ban after the /24 was lifted")
 	}
 }
+
+func TestBlocks(t *testing.T) {
+	web := jailCfg("web")
+	web.Ports = []firewall.PortRange{{First: 80, Last: 80}, {First: 443, Last: 443}}
+	ssh := jailCfg("sshd")
+	ssh.Ports = []firewall.PortRange{{First: 22, Last: 22}}
+	all := jailCfg("recidive")
+	v6 := jailCfg("v6")
+	v6.IPv6Prefix = 64
+	r := newRig(t, web, ssh, all, v6)
+	ban := func(j, p string, d time.Duration) {
+		t.Helper()
+		if _, err := r.e.Ban(ctx, j, pfx(p), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ban("web", "192.0.2.1/32", time.Hour)
+	ban("sshd", "192.0.2.2/32", time.Hour)
+	ban("recidive", "198.51.100.0/24", time.Hour)
+	ban("v6", "2001:db8:1::/64", time.Minute)
+	cases := []struct {
+		addr string
+		port uint16
+		want bool
+	}{
+		{"192.0.2.1", 443, true},
+		{"192.0.2.1", 22, false},
+		{"192.0.2.1", 0, true},
+		{"192.0.2.2", 443, false},
+		{"192.0.2.2", 22, true},
+		{"198.51.100.77", 443, true},      // a wide ban in a jail for every port
+		{"::ffff:198.51.100.7", 80, true}, // mapped
+		{"2001:db8:1::99", 443, true},     // inside the banned /64
+		{"2001:db8:2::1", 443, false},
+		{"203.0.113.1", 443, false},
+	}
+	for _, c := range cases {
+		if got := r.e.Blocks(netip.MustParseAddr(c.addr), c.port); got != c.want {
+			t.Errorf("Blocks(%s, %d) = %v, want %v", c.addr, c.port, got, c.want)
+		}
+	}
+	r.clk.Add(2 * time.Minute)
+	if r.e.Blocks(netip.MustParseAddr("2001:db8:1::99"), 443) {
+		t.Error("Blocks is true after the ban expired")
+	}
+	if _, err := r.e.Unban(ctx, pfx("192.0.2.1/32"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if r.e.Blocks(netip.MustParseAddr("192.0.2.1"), 443) {
+		t.Error("Blocks is true after unban")
+	}
+}
