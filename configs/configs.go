@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/jail"
+	"github.com/moatproj/moat/proxy"
 )
 
 // Config is a whole, validated configuration.
@@ -17,6 +18,10 @@ type Config struct {
 	Socket   string
 	Firewall Firewall
 	Metrics  Metrics
+	// Proxy is the reverse proxy's settings; nil when there is no proxy:
+	// section. Its jail (proxy.DefaultJail) is among Jails, without
+	// logpath unless the configuration gives one.
+	Proxy *proxy.Config
 	// Jails are the enabled jails, in file order.
 	Jails []Jail
 	// Fail2ban is a fail2ban configuration directory (the fail2ban: key or

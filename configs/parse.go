@@ -19,6 +19,7 @@ import (
 
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/netaddr"
+	"github.com/moatproj/moat/proxy"
 )
 
 // Defaults applied to every jail unless defaults: or the jail sets them
@@ -37,7 +38,7 @@ const (
 const maxSocketPath = 107
 
 var (
-	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "fail2ban", "defaults", "jails"}
+	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "proxy", "fail2ban", "defaults", "jails"}
 	firewallKeys  = []string{"backend", "table", "check"}
 	metricsKeys   = []string{"listen"}
 	jailKeys      = []string{"enabled", "filter", "logpath", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix"}
@@ -78,7 +79,7 @@ const (
 // On failure the error is an errors.Join of one or more *Error, sorted by
 // line (unwrap it with interface{ Unwrap() []error } to print each). Parse does no I/O of its own and is safe for concurrent use.
 func Parse(name string, data []byte, opts Options) (*Config, error) {
-	d := &decoder{file: name}
+	d := &decoder{file: name, disabled: map[string]bool{}}
 	cfg := d.parse(data, opts)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -90,6 +91,8 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 type decoder struct {
 	file string
 	errs []*Error
+	// disabled is the jails written with enabled: false.
+	disabled map[string]bool
 }
 
 func (d *decoder) fail(line int, field, value, problem, want string) {
@@ -875,6 +878,8 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 				}
 				cfg.Metrics.Listen = v
 			})
+		case "proxy":
+			cfg.Proxy = d.proxySection(key, val)
 		case "fail2ban":
 			if v, ok := d.absPath(val, k, "the absolute path of a fail2ban configuration directory such as /etc/fail2ban"); ok {
 				cfg.Fail2ban = v
@@ -915,10 +920,44 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 		cfg.Fail2ban = opts.Fail2ban
 	}
 	// With a fail2ban directory, the jails may all come from there.
-	if root.Kind == yaml.MappingNode && (jailsKey != nil || cfg.Fail2ban == "") {
+	// With a fail2ban directory or a proxy, the jails may all come from
+	// there.
+	if root.Kind == yaml.MappingNode && (jailsKey != nil || cfg.Fail2ban == "" && cfg.Proxy == nil) {
 		d.jails(cfg, jailsKey, jailsNode, defaults, opts)
 	}
+	if cfg.Proxy != nil {
+		cfg.Proxy.StateDir = cfg.StateDir
+		d.proxyJail(cfg, defaults)
+	}
 	return cfg
+}
+
+// proxyJail adds the proxy's jail, with the defaults, when the jails do
+// not configure it (a disabled one stays out: the proxy then bans nobody).
+func (d *decoder) proxyJail(cfg *Config, defaults spec) {
+	for _, j := range cfg.Jails {
+		if j.Name == proxy.DefaultJail {
+			return
+		}
+	}
+	if d.disabled[proxy.DefaultJail] {
+		return
+	}
+	j := Jail{Line: cfg.Proxy.Line}
+	j.Name = proxy.DefaultJail
+	j.MaxRetry = defaults.maxretry.get(DefaultMaxRetry)
+	j.FindTime = defaults.findtime.get(DefaultFindTime)
+	j.BanTime = defaults.bantime.get(DefaultBanTime)
+	j.Increment.Enabled = defaults.incEnabled.get(false)
+	j.Increment.Factor = defaults.factor.get(1)
+	j.Increment.MaxTime = defaults.maxtime.get(0)
+	j.Increment.Multipliers = slices.Clone(defaults.multipliers.get(nil))
+	j.Increment.RndTime = defaults.rndtime.get(0)
+	j.IgnoreIP = slices.Clone(defaults.ignoreip.get(nil))
+	j.IgnoreSelf = defaults.ignoreself.get(true)
+	j.IPv6Prefix = defaults.ipv6prefix.get(DefaultIPv6Prefix)
+	j.Ports = slices.Clone(defaults.ports.get(nil))
+	cfg.Jails = append(cfg.Jails, j)
 }
 
 func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Options) {
@@ -956,7 +995,12 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		j.IPv6Prefix = s.ipv6prefix.get(DefaultIPv6Prefix)
 		j.Ports = slices.Clone(s.ports.get(nil))
 		j.LogPath = slices.Clone(s.logpath.get(nil))
-		if !s.logpath.set && !s.logpathBad && !s.bad {
+		// The proxy's jail counts rate-limit rejections; a log is optional.
+		proxyJail := cfg.Proxy != nil && name == proxy.DefaultJail && !s.logpath.set
+		if proxyJail && s.filter.set && !s.filterBad {
+			d.fail(s.filter.line, join(field, "filter"), s.filter.v.Name, "is set without logpath", "logpath: the log the filter reads, such as the proxy's access_log")
+		}
+		if !s.logpath.set && !s.logpathBad && !s.bad && !proxyJail {
 			d.fail(nameNode.Line, join(field, "logpath"), "", "is missing", wantLogPath)
 		}
 		filterLine := s.filter.line
@@ -966,10 +1010,14 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		}
 		j.Filter.FailRegex = slices.Clone(j.Filter.FailRegex)
 		j.Filter.IgnoreRegex = slices.Clone(j.Filter.IgnoreRegex)
+		if proxyJail {
+			j.Filter = Filter{}
+		}
 		if !s.enabled.get(true) {
+			d.disabled[name] = true
 			return
 		}
-		if opts.CheckFilter != nil && !s.filterBad && nameOK {
+		if opts.CheckFilter != nil && !s.filterBad && nameOK && !proxyJail {
 			if err := opts.CheckFilter(j.Filter); err != nil {
 				want := wantFilterName + ", or a mapping with failregex:"
 				problem := "cannot be loaded: " + err.Error()

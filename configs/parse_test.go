@@ -54,8 +54,8 @@ var badCases = []struct {
 	},
 	{
 		name: "unknown top-level key without suggestion",
-		yaml: "proxy: {}\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
-		want: []string{`moat.yaml:1: "proxy" is not a known key (want one of state_dir, socket, firewall, metrics, fail2ban, defaults, jails)`},
+		yaml: "webserver: {}\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
+		want: []string{`moat.yaml:1: "webserver" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, fail2ban, defaults, jails)`},
 	},
 	{
 		name: "unknown key in firewall",
@@ -293,7 +293,7 @@ var badCases = []struct {
 		name: "merge key",
 		yaml: "x: &base {logpath: /var/log/auth.log}\njails:\n  sshd:\n    <<: *base\n",
 		want: []string{
-			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, fail2ban, defaults, jails)`,
+			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, fail2ban, defaults, jails)`,
 			`moat.yaml:3: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them)`,
 			`moat.yaml:4: jails.sshd: "<<" merge keys are not supported (want shared settings under defaults:)`,
 		},

@@ -8,6 +8,8 @@ package proxy
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,6 +70,8 @@ type Config struct {
 	AccessLog string
 	// Jail is the jail rate-limit rejections count in (DefaultJail when "").
 	Jail string
+	// Line is the proxy section's line in the configuration, for messages.
+	Line int
 	// StateDir is where certificates, the ACME account and the internal CA
 	// are kept (moat's state directory; certificates go in StateDir/certs).
 	StateDir string
@@ -117,4 +121,19 @@ type Limit struct {
 	// Window is the unit the rate was written in (time.Second for 10/s,
 	// time.Minute for 600/m), used in the RateLimit-Policy header.
 	Window time.Duration
+}
+
+// Hosts is the host names routes name, without wildcards, sorted and
+// unique: the names certificates are obtained for.
+func Hosts(routes []Route) []string {
+	var out []string
+	for _, r := range routes {
+		for _, h := range r.Hosts {
+			if !strings.HasPrefix(h, "*") {
+				out = append(out, strings.ToLower(h))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
