@@ -331,6 +331,14 @@ func appendSeconds(b []byte, d time.Duration) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII marks the bytes appendString copies as they are.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString writes s as a quoted JSON string, escaping what could break
 // a line or the object: '"', '\\', control characters (and DEL), U+2028 and
 // U+2029; each byte of invalid UTF-8 becomes \ufffd, as encoding/json does.
@@ -339,11 +347,11 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plainASCII[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
