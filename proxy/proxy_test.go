@@ -1,0 +1,581 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recBans is the jail engine's side as the proxy sees it: a set of banned
+// addresses and the failures reported, recorded for the test to read.
+type recBans struct {
+	mu       sync.Mutex
+	banned   map[netip.Addr]bool
+	failures []netip.Addr
+	jails    []string
+}
+
+func newRecBans() *recBans { return &recBans{banned: map[netip.Addr]bool{}} }
+
+func (b *recBans) Blocks(a netip.Addr, port uint16) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.banned[a]
+}
+
+func (b *recBans) Failure(jail string, a netip.Addr, t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failures = append(b.failures, a)
+	b.jails = append(b.jails, jail)
+}
+
+func (b *recBans) ban(a string) {
+	b.mu.Lock()
+	b.banned[netip.MustParseAddr(a)] = true
+	b.mu.Unlock()
+}
+
+func (b *recBans) failed() []netip.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]netip.Addr(nil), b.failures...)
+}
+
+// echo is an upstream that answers with what it received.
+func echo(name string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "upstream/1.2.3")
+		w.Header().Set("X-Upstream", name)
+		fmt.Fprintf(w, "%s %s %s host=%s xff=%s proto=%s xhost=%s real=%s conn=%s keepalive=%s foo=%s",
+			name, r.Method, r.URL.RequestURI(), r.Host, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"),
+			r.Header.Get("X-Forwarded-Host"), r.Header.Get("X-Real-IP"), r.Header.Get("Connection"), r.Header.Get("Keep-Alive"),
+			r.Header.Get("X-Foo"))
+	}))
+}
+
+func hostPort(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// startProxy runs a proxy for cfg on loopback (TLS off unless cfg says)
+// and returns its first address.
+func startProxy(t *testing.T, cfg Config, bans Bans) (*Proxy, string) {
+	t.Helper()
+	if cfg.HTTP == "" && cfg.TLS.Mode == "" {
+		cfg.HTTP = "127.0.0.1:0"
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := New(ctx, cfg, Options{Bans: bans})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return p, p.Addrs()[0].String()
+}
+
+// fetch sends one request from a chosen loopback source address.
+func fetch(t *testing.T, from, addr, host, path string, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	c := clientFrom(from)
+	req, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s from %s: %v", host, path, from, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func clientFrom(from string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+}
+
+func TestRouting(t *testing.T) {
+	a, b, c := echo("a"), echo("b"), echo("c")
+	defer a.Close()
+	defer b.Close()
+	defer c.Close()
+	_, addr := startProxy(t, Config{Routes: []Route{
+		{Hosts: []string{"app.example.com"}, Upstreams: []string{hostPort(a)}},
+		{Hosts: []string{"app.example.com"}, Path: "/api", Upstreams: []string{"http://" + hostPort(b) + "/v1"}},
+		{Hosts: []string{"*.example.org"}, Upstreams: []string{hostPort(c)}},
+	}}, nil)
+	for _, tc := range []struct {
+		host, path string
+		status     int
+		want       string
+	}{
+		{"app.example.com", "/", 200, "a GET / "},
+		{"APP.example.com:80", "/x?q=1", 200, "a GET /x?q=1 "},
+		{"app.example.com", "/api", 200, "b GET /v1/api "},
+		{"app.example.com", "/api/users?id=2", 200, "b GET /v1/api/users?id=2 "},
+		{"app.example.com", "/apix", 200, "a GET /apix "},
+		{"www.example.org", "/", 200, "c GET / "},
+		{"a.b.example.org", "/", 404, ""},
+		{"example.org", "/", 404, ""},
+		{"other.example.net", "/", 404, ""},
+	} {
+		resp, body := fetch(t, "", addr, tc.host, tc.path, nil)
+		if resp.StatusCode != tc.status || !strings.HasPrefix(body, tc.want) {
+			t.Errorf("%s%s = %d %q, want %d %q…", tc.host, tc.path, resp.StatusCode, body, tc.status, tc.want)
+		}
+		if s := resp.Header.Get("Server"); s != "" {
+			t.Errorf("%s%s: Server header %q reached the client", tc.host, tc.path, s)
+		}
+	}
+}
+
+func TestForwardingHeaders(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	trust := []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	bans := newRecBans()
+	_, addr := startProxy(t, Config{TrustedProxies: trust, Routes: []Route{
+		{Upstreams: []string{hostPort(up)}, Limit: &Limit{Rate: 0.001, Burst: 1, Window: time.Second}},
+	}}, bans)
+	spoof := http.Header{
+		"X-Forwarded-For":   {"198.51.100.77"},
+		"X-Forwarded-Proto": {"https"},
+		"X-Forwarded-Host":  {"evil.example.net"},
+		"X-Real-Ip":         {"198.51.100.78"},
+		"Connection":        {"X-Foo, keep-alive"},
+		"X-Foo":             {"hop"},
+		"Keep-Alive":        {"timeout=5"},
+	}
+	// An untrusted peer: its forwarding headers are replaced, hop-by-hop
+	// headers are dropped, and it is the one limited.
+	_, body := fetch(t, "127.0.0.3", addr, "app.example.com", "/", spoof)
+	for _, want := range []string{"xff=127.0.0.3 ", "proto=http ", "xhost=app.example.com ", "real=127.0.0.3 ", "conn= ", "keepalive= ", "foo="} {
+		if !strings.Contains(body, want) {
+			t.Errorf("untrusted peer: upstream saw %q, want %q", body, want)
+		}
+	}
+	resp, _ := fetch(t, "127.0.0.3", addr, "app.example.com", "/", spoof)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("second request = %d, want 429", resp.StatusCode)
+	}
+	if got := bans.failed(); len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.3") {
+		t.Errorf("failures = %v, want the peer 127.0.0.3, not the spoofed address", got)
+	}
+	// A trusted proxy: the chain is kept and extended, the client is its
+	// rightmost untrusted entry, and that client is the one limited.
+	_, body = fetch(t, "127.0.0.2", addr, "app.example.com", "/", spoof)
+	for _, want := range []string{"xff=198.51.100.77, 127.0.0.2 ", "proto=https ", "xhost=evil.example.net ", "real=198.51.100.77 "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("trusted peer: upstream saw %q, want %q", body, want)
+		}
+	}
+	resp, _ = fetch(t, "127.0.0.2", addr, "app.example.com", "/", spoof)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("trusted: second request = %d, want 429", resp.StatusCode)
+	}
+	if got := bans.failed(); len(got) != 2 || got[1] != netip.MustParseAddr("198.51.100.77") {
+		t.Errorf("failures = %v, want 198.51.100.77 second", got)
+	}
+	// Another client behind the same proxy is not limited by the first.
+	other := http.Header{"X-Forwarded-For": {"198.51.100.99"}}
+	if resp, _ := fetch(t, "127.0.0.2", addr, "app.example.com", "/", other); resp.StatusCode != 200 {
+		t.Errorf("other client behind the proxy = %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestRateLimitHeaders(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	bans := newRecBans()
+	_, addr := startProxy(t, Config{Jail: "web", Routes: []Route{
+		{Upstreams: []string{hostPort(up)}, Limit: &Limit{Rate: 1.0 / 60, Burst: 3, Window: time.Minute}},
+	}}, bans)
+	for i := range 3 {
+		resp, _ := fetch(t, "127.0.0.4", addr, "a.example.com", "/", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d = %d, want 200", i, resp.StatusCode)
+		}
+		if resp.Header.Get("RateLimit-Policy") == "" || resp.Header.Get("RateLimit") == "" {
+			t.Errorf("request %d: no RateLimit headers: %v", i, resp.Header)
+		}
+	}
+	resp, _ := fetch(t, "127.0.0.4", addr, "a.example.com", "/", nil)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("4th request = %d, want 429", resp.StatusCode)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After = %q, want seconds until a token is back", ra)
+	}
+	if !strings.Contains(resp.Header.Get("RateLimit"), "r=0") {
+		t.Errorf("RateLimit = %q, want r=0", resp.Header.Get("RateLimit"))
+	}
+	bans.mu.Lock()
+	jails := append([]string(nil), bans.jails...)
+	bans.mu.Unlock()
+	if len(jails) != 1 || jails[0] != "web" {
+		t.Errorf("failure jails = %v, want [web]", jails)
+	}
+	// Another client is served.
+	if resp, _ := fetch(t, "127.0.0.5", addr, "a.example.com", "/", nil); resp.StatusCode != 200 {
+		t.Errorf("other client = %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestBannedClientRefused(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	bans := newRecBans()
+	p, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(up)}}}}, bans)
+	// Banned while connected: the next request on the connection gets 403.
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}}).DialContext}
+	c := &http.Client{Transport: tr}
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("before ban: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
+	resp.Body.Close()
+	bans.ban("127.0.0.6")
+	resp, err = c.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("banned on an open connection = %d, want 403", resp.StatusCode)
+	}
+	// A new connection is closed at accept.
+	if _, err := clientFrom("127.0.0.6").Get("http://" + addr + "/"); err == nil {
+		t.Error("a banned client's new connection was served")
+	}
+	if p.refusedBanned.Load() == 0 {
+		t.Error("no connection counted as refused for a ban")
+	}
+	if resp, _ := fetch(t, "127.0.0.7", addr, "a.example.com", "/", nil); resp.StatusCode != 200 {
+		t.Errorf("unbanned client = %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestUpstreamFailover(t *testing.T) {
+	a, b := echo("a"), echo("b")
+	defer a.Close()
+	dead := hostPort(b)
+	b.Close() // refuses connections from now on
+	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(a), dead}}}}, nil)
+	for i := range 6 {
+		resp, body := fetch(t, "", addr, "x.example.com", "/", nil)
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "a ") {
+			t.Fatalf("request %d = %d %q, want a's answer", i, resp.StatusCode, body)
+		}
+	}
+	// POST with a body moves on too, since nothing of it was sent.
+	resp, err := clientFrom("").Post("http://"+addr+"/", "text/plain", strings.NewReader("payload"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST = %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestRoundRobin(t *testing.T) {
+	a, b := echo("a"), echo("b")
+	defer a.Close()
+	defer b.Close()
+	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(a), hostPort(b)}}}}, nil)
+	seen := map[string]int{}
+	for range 10 {
+		_, body := fetch(t, "", addr, "x.example.com", "/", nil)
+		seen[body[:1]]++
+	}
+	if seen["a"] != 5 || seen["b"] != 5 {
+		t.Errorf("answers = %v, want 5 each", seen)
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "%d", n)
+	}))
+	defer up.Close()
+	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(up)}, MaxBodyBytes: 1000}}}, nil)
+	c := clientFrom("")
+	resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", 1000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "1000" {
+		t.Errorf("body at the limit = %d %q", resp.StatusCode, b)
+	}
+	resp, err = c.Post("http://"+addr+"/", "text/plain", strings.NewReader(strings.Repeat("x", 1001)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("declared body over the limit = %d, want 413", resp.StatusCode)
+	}
+	// A chunked body (no length declared) is cut off at the limit.
+	pr, pw := io.Pipe()
+	go func() {
+		for range 20 {
+			pw.Write([]byte(strings.Repeat("y", 100)))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", pr)
+	resp, err = c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("chunked body over the limit = 200, want refusal")
+		}
+	}
+}
+
+func TestStreamingAndUpgrade(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			<-release
+			fmt.Fprint(w, "data: second\n\n")
+		case "/ws":
+			if r.Header.Get("Upgrade") != "websocket" {
+				http.Error(w, "want upgrade", 400)
+				return
+			}
+			c, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			rw.Flush()
+			line, _ := rw.ReadString('\n')
+			rw.WriteString("echo:" + line)
+			rw.Flush()
+		}
+	}))
+	defer up.Close()
+	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(up)}}}}, nil)
+
+	// Server-sent events: the first event arrives while the upstream still
+	// holds the response open.
+	resp, err := clientFrom("").Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(resp.Body)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event = %q, %v", line, err)
+	}
+	close(release)
+	resp.Body.Close()
+
+	// A WebSocket-style upgrade is passed through both ways.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "GET /ws HTTP/1.1\r\nHost: x.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	status, _ := br.ReadString('\n')
+	if !strings.HasPrefix(status, "HTTP/1.1 101") {
+		t.Fatalf("upgrade status = %q", status)
+	}
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l == "\r\n" {
+			break
+		}
+	}
+	fmt.Fprint(c, "hello\n")
+	got, err := br.ReadString('\n')
+	if err != nil || got != "echo:hello\n" {
+		t.Errorf("through the upgrade: %q, %v", got, err)
+	}
+}
+
+func TestHTTP2AndHSTSWithInternalCA(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	cfg := Config{
+		HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0",
+		TLS:    TLS{Mode: TLSInternal, HSTS: 24 * time.Hour},
+		Routes: []Route{{Hosts: []string{"app.example.test"}, Upstreams: []string{hostPort(up)}}},
+	}
+	p, httpAddr := startProxy(t, cfg, nil)
+	httpsAddr := p.Addrs()[1].String()
+	pem, err := os.ReadFile(p.RootPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.example.test"}, ForceAttemptHTTP2: true}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	req, _ := http.NewRequest("GET", "https://"+httpsAddr+"/", nil)
+	req.Host = "app.example.test"
+	var resp *http.Response
+	for i := 0; ; i++ { // the certificate is issued by Manage, just after start
+		resp, err = c.Do(req)
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("protocol = %s, want HTTP/2", resp.Proto)
+	}
+	if !strings.Contains(string(body), "proto=https") {
+		t.Errorf("upstream saw %q, want proto=https", body)
+	}
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=86400" {
+		t.Errorf("HSTS = %q", got)
+	}
+	// Plain HTTP for a known host is redirected with 308; an unknown host
+	// is not redirected anywhere.
+	noFollow := clientFrom("")
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, _ = http.NewRequest("POST", "http://"+httpAddr+"/login?next=%2F", nil)
+	req.Host = "app.example.test"
+	resp, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	if want := "https://app.example.test:" + port + "/login?next=%2F"; resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
+		t.Errorf("redirect = %d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+	}
+	req.Host = "evil.example.net"
+	resp, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown host over http = %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestSlowClients opens 500 connections that send their headers one byte
+// per second, from one address, while another client is served: the cap
+// refuses the connections past max_conns_per_client at once, and the
+// header timeout closes the rest.
+func TestSlowClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow clients take a few seconds")
+	}
+	up := echo("up")
+	defer up.Close()
+	p, addr := startProxy(t, Config{ReadHeaderTimeout: 2 * time.Second, MaxConnsPerClient: 100,
+		Routes: []Route{{Upstreams: []string{hostPort(up)}}}}, nil)
+	const n = 500
+	var wg sync.WaitGroup
+	closed := make(chan time.Duration, n)
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.8")}}).Dial("tcp", addr)
+			if err != nil {
+				closed <- 0
+				return
+			}
+			defer c.Close()
+			msg := "GET / HTTP/1.1\r\nHost: x.example.com\r\nX-Slow: " + strings.Repeat("a", 20)
+			for i := range len(msg) {
+				if _, err := c.Write([]byte{msg[i]}); err != nil {
+					break
+				}
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				if _, err := c.Read(make([]byte, 1)); err != nil && !isTimeout(err) {
+					break
+				}
+			}
+			closed <- time.Since(start)
+		}()
+	}
+	// Meanwhile another client is served, every time.
+	for i := range 20 {
+		resp, _ := fetch(t, "127.0.0.9", addr, "x.example.com", "/", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d of the other client = %d", i, resp.StatusCode)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	close(closed)
+	late := 0
+	for d := range closed {
+		if d > 15*time.Second {
+			late++
+		}
+	}
+	if late > 0 {
+		t.Errorf("%d slow connections were held for more than 15 s (header timeout 2 s)", late)
+	}
+	if got := p.refusedConns.Load(); got < n-100 {
+		t.Errorf("refused over the cap = %d, want at least %d", got, n-100)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
