@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -122,6 +123,65 @@ func TestMoatProxyFilterForeignLines(t *testing.T) {
 				t.Errorf("Match(%q) = %v, want no failure", c.line, m.Addr)
 			}
 		})
+	}
+}
+
+// FuzzMoatProxyFilter writes one entry with hostile request fields and
+// checks that the filter finds exactly the entry's client and time when its
+// status counts, and nothing when it does not.
+func FuzzMoatProxyFilter(f *testing.F) {
+	for _, c := range entryCases {
+		f.Add(c.e.Host, c.e.Method, c.e.Path, c.e.Upstream, int64(c.e.Duration), true)
+	}
+	f.Add(`h","client":"203.0.113.9`, "GET", `/","status":404,"client":"203.0.113.9`, "", int64(0), false)
+	f.Add("h\n{\"time\":\"2026-11-27T03:00:07.000000Z\",\"client\":\"203.0.113.9\"", "GET", "/", "", int64(0), false)
+	flt, err := (&filters.Loader{Location: time.UTC}).Load("moat-proxy")
+	if err != nil {
+		f.Fatal(err)
+	}
+	client := netip.MustParseAddr("192.0.2.7")
+	t0 := time.Date(2026, 11, 27, 3, 4, 5, 678000000, time.UTC)
+	ref := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, host, method, path, upstream string, dur int64, counts bool) {
+		e := Entry{Time: t0, Client: client, Host: host, Method: method, Path: path, Upstream: upstream,
+			Duration: time.Duration(dur), Status: 200, RateLimited: counts}
+		if counts {
+			e.Status = 404
+		}
+		line := appendEntry(nil, e)
+		m, ok := flt.Match(string(line[:len(line)-1]), ref)
+		if ok != counts {
+			t.Fatalf("Match(%q) = %v, want %v", line, ok, counts)
+		}
+		if ok && (m.Addr != client || !m.Time.Equal(t0.Truncate(time.Second))) {
+			t.Fatalf("Match(%q) = %v at %v, want %v at %v", line, m.Addr, m.Time, client, t0.Truncate(time.Second))
+		}
+	})
+}
+
+// BenchmarkMoatProxyFilter runs the filter over access log lines, half of
+// them failures.
+func BenchmarkMoatProxyFilter(b *testing.B) {
+	flt, err := (&filters.Loader{Location: time.UTC}).Load("moat-proxy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lines []string
+	for i := range 64 {
+		e := entryCases[0].e
+		e.Path = fmt.Sprintf("/assets/%d/app.js?v=%d", i, i*7)
+		if i%2 == 1 {
+			e.Status = 404
+		}
+		l := appendEntry(nil, e)
+		lines = append(lines, string(l[:len(l)-1]))
+	}
+	ref := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		flt.Match(lines[i%len(lines)], ref)
+		i++
 	}
 }
 
