@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -60,6 +61,9 @@ type AccessLog struct {
 	// failing is set after a write error was logged, so a broken disk
 	// gives one message until a write succeeds again.
 	failing bool
+
+	// checkFailing is set after a failed rotation check was logged.
+	checkFailing atomic.Bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -230,21 +234,30 @@ func (a *AccessLog) run() {
 }
 
 // checkRotated reopens the log when its path no longer names the open file
-// (renamed away or removed).
+// (renamed away or removed). A failure is logged once until a check
+// succeeds again.
 func (a *AccessLog) checkRotated() {
 	fi, err := os.Stat(a.path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		a.log.Warn("check access log", "path", a.path, "err", err)
+		a.checkFailed(fmt.Errorf("check access log: %w", err))
 		return
 	}
 	a.mu.Lock()
 	same := err == nil && os.SameFile(fi, a.fi)
 	a.mu.Unlock()
-	if same {
-		return
+	if !same {
+		if err := a.Reopen(); err != nil {
+			a.checkFailed(err)
+			return
+		}
+		a.log.Info("access log reopened", "path", a.path)
 	}
-	if err := a.Reopen(); err != nil {
-		a.log.Error("reopen access log", "path", a.path, "err", err)
+	a.checkFailing.Store(false)
+}
+
+func (a *AccessLog) checkFailed(err error) {
+	if !a.checkFailing.Swap(true) {
+		a.log.Error("follow access log rotation", "path", a.path, "err", err)
 	}
 }
 

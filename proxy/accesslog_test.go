@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -354,6 +356,51 @@ func TestAccessLogReopenError(t *testing.T) {
 		t.Errorf("%d entries kept in the open file, want 2", len(got))
 	}
 }
+
+// TestAccessLogCheckLogsOnce checks that a rotation that cannot be
+// followed (the directory went away) is logged once, not every second, and
+// that the entries stay in the open file.
+func TestAccessLogCheckLogsOnce(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "logs")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logged countingHandler
+	a, err := OpenAccessLog(filepath.Join(sub, "access.log"), slog.New(&logged))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sub, filepath.Join(dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		a.Write(alEntry(i))
+		a.checkRotated()
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := logged.errors.Load(); n != 1 {
+		t.Errorf("%d errors logged for 3 failed checks, want 1", n)
+	}
+	if got := readEntries(t, filepath.Join(dir, "gone", "access.log")); len(got) != 3 {
+		t.Errorf("%d entries in the open file, want 3", len(got))
+	}
+}
+
+// countingHandler counts the error records logged through it.
+type countingHandler struct{ errors atomic.Int64 }
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.errors.Add(1)
+	}
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestAccessLogDetectsRemoval(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
