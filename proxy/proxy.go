@@ -417,6 +417,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 			return nil
 		})
+		g.Go(func() error { p.reportExpiry(gctx); return nil })
 	}
 	p.mu.Lock()
 	servers := slices.Clone(p.servers)
@@ -456,6 +457,27 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.certs.Close()
 	}
 	return err
+}
+
+// expiryEvery is how often certificate expiry is copied to the metrics.
+const expiryEvery = time.Minute
+
+// reportExpiry copies the served certificates' expiry to the metrics until
+// ctx ends: soon after start (when the first ones are in), then each minute.
+func (p *Proxy) reportExpiry(ctx context.Context) {
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for h, na := range p.certs.Expiries() {
+			p.metrics.CertExpiry(h, na)
+		}
+		t.Reset(expiryEvery)
+	}
 }
 
 // ReopenLog reopens the access log (after a rotation; SIGUSR1).

@@ -14,6 +14,7 @@ import (
 	"github.com/moatproj/moat/configs/fail2ban"
 	"github.com/moatproj/moat/filters"
 	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/proxy"
 )
 
 func cmdCheck(args []string, io stdio) error {
@@ -51,8 +52,28 @@ func cmdCheck(args []string, io stdio) error {
 			fmt.Fprintf(io.stdout, "  not carried out: %s\n", w)
 		}
 	}
-	fmt.Fprintf(io.stdout, "state_dir %s, socket %s, firewall %s (table %s)\n\n",
+	fmt.Fprintf(io.stdout, "state_dir %s, socket %s, firewall %s (table %s)\n",
 		cfg.StateDir, cfg.Socket, cfg.Firewall.Backend, cfg.Firewall.Table)
+	if p := cfg.Proxy; p != nil {
+		fmt.Fprintf(io.stdout, "proxy: http %q, https %q, tls %s, %d route(s), rate-limit rejections count in jail %s\n",
+			p.HTTP, p.HTTPS, p.TLS.Mode, len(p.Routes), proxy.DefaultJail)
+		for _, r := range p.Routes {
+			hosts := strings.Join(r.Hosts, ",")
+			if hosts == "" {
+				hosts = "*"
+			}
+			path := r.Path
+			if path == "" {
+				path = "/"
+			}
+			limit := "no limit"
+			if r.Limit != nil {
+				limit = fmt.Sprintf("%g/s burst %d", r.Limit.Rate, r.Limit.Burst)
+			}
+			fmt.Fprintf(io.stdout, "  %s%s -> %s (%s)\n", hosts, path, strings.Join(r.Upstreams, " "), limit)
+		}
+	}
+	fmt.Fprintln(io.stdout)
 	tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JAIL\tFILTER\tMAXRETRY\tFINDTIME\tBANTIME\tPORTS\tLOGPATH")
 	for _, j := range cfg.Jails {
@@ -86,6 +107,11 @@ func loadConfig(path, fail2banDir string, io stdio) (*configs.Config, *fail2ban.
 		CheckFilter: func(f configs.Filter) error { _, err := buildFilter(f, ""); return err },
 		Fail2ban:    fail2banDir,
 	})
+	if err == nil && cfg.Proxy != nil {
+		if perr := proxy.Check(*cfg.Proxy); perr != nil {
+			return nil, nil, errors.Join(&configs.Error{File: cfg.File, Line: cfg.Proxy.Line, Field: "proxy", Problem: perr.Error(), Err: perr})
+		}
+	}
 	if err != nil || cfg.Fail2ban == "" {
 		return cfg, nil, err
 	}
@@ -134,6 +160,9 @@ func buildFilter(f configs.Filter, jailName string) (*filters.Filter, error) {
 func filterLabel(f configs.Filter) string {
 	if f.Name != "" {
 		return f.Name
+	}
+	if len(f.FailRegex) == 0 {
+		return "(proxy: 429s)"
 	}
 	return fmt.Sprintf("(inline, %d failregex)", len(f.FailRegex))
 }

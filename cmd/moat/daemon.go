@@ -27,6 +27,7 @@ import (
 	"github.com/moatproj/moat/firewall/none"
 	"github.com/moatproj/moat/jail"
 	"github.com/moatproj/moat/jail/control"
+	"github.com/moatproj/moat/proxy"
 )
 
 // Attribute keys of the daemon's log lines.
@@ -52,6 +53,10 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGUSR1 (reopen the access log) likewise.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	logger := newLogger(io)
 	cfg, f2b, err := loadConfig(*path, *f2bDir, io)
 	if err != nil {
@@ -63,7 +68,7 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 			logger.Warn("fail2ban option not carried out", keyJail, w.Jail, "option", w.Option, "value", w.Value, "reason", w.Reason)
 		}
 	}
-	d := &daemon{io: io, cfgPath: *path, f2bDir: *f2bDir, logger: logger, hup: hup}
+	d := &daemon{io: io, cfgPath: *path, f2bDir: *f2bDir, logger: logger, hup: hup, usr1: usr1}
 	return d.run(ctx, cfg)
 }
 
@@ -89,6 +94,7 @@ type daemon struct {
 	f2bDir  string // --fail2ban, read again on reload
 	logger  *slog.Logger
 	hup     <-chan os.Signal // SIGHUP: reload
+	usr1    <-chan os.Signal // SIGUSR1: reopen the access log
 
 	cfg     *configs.Config // the configuration moat started with (its state_dir, socket, firewall and metrics stay)
 	engine  *jail.Engine
@@ -97,6 +103,11 @@ type daemon struct {
 	// set is the jails in force, swapped whole on reload; the dispatcher
 	// reads it per line.
 	set atomic.Pointer[jailSet]
+
+	// proxy is the reverse proxy (nil without a proxy: section) and the
+	// configuration it runs.
+	proxy    *proxy.Proxy
+	proxyCfg *proxy.Config
 
 	mu           sync.Mutex
 	follower     *follow.Follower
@@ -147,6 +158,15 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	}
 	d.set.Store(set)
 
+	var pbans *proxyBans
+	if cfg.Proxy != nil {
+		p, b, err := d.startProxy(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+		d.proxy, d.proxyCfg, pbans = p, cfg.Proxy, b
+	}
+
 	ln, err := control.Listen(cfg.Socket, 0o600)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
@@ -164,6 +184,11 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	if cfg.Metrics.Listen != "" {
 		g.Go(func() error { return d.metrics.serve(gctx, cfg.Metrics.Listen, log) })
+	}
+	if d.proxy != nil {
+		g.Go(func() error { return pbans.run(gctx) })
+		g.Go(func() error { return d.proxy.Run(gctx) })
+		g.Go(func() error { return d.reopenOnUSR1(gctx) })
 	}
 	err = g.Wait()
 	log.Info("moat stopped")
@@ -205,6 +230,12 @@ func (d *daemon) compile(cfg *configs.Config) (*jailSet, error) {
 	set := &jailSet{}
 	seen := map[string]bool{}
 	for _, jc := range cfg.Jails {
+		if len(jc.LogPath) == 0 {
+			// The proxy's jail without a log: its failures come from the
+			// proxy only.
+			set.jails = append(set.jails, &runJail{cfg: jc, m: d.metrics.forJail(jc.Name)})
+			continue
+		}
 		f, err := buildFilter(jc.Filter, jc.Name)
 		if err != nil {
 			return nil, fmt.Errorf("jail %s: filter: %w", jc.Name, err)
@@ -232,6 +263,11 @@ func jailConfigs(set *jailSet) []jail.Config {
 // describe logs what the daemon watches and what is missing.
 func (d *daemon) describe(set *jailSet) {
 	for _, j := range set.jails {
+		if len(j.cfg.LogPath) == 0 {
+			d.logger.Info("jail counting the proxy's rate-limit rejections", keyJail, j.cfg.Name,
+				"maxretry", j.cfg.MaxRetry, "findtime", j.cfg.FindTime.String(), "bantime", banTimeLabel(j.cfg.BanTime))
+			continue
+		}
 		var found, missing []string
 		for _, p := range j.cfg.LogPath {
 			m, _ := filepath.Glob(p)
@@ -417,6 +453,23 @@ func matchesAny(patterns []string, path string) bool {
 	return false
 }
 
+// reopenOnUSR1 reopens the proxy's access log on each SIGUSR1 (after a
+// rotation that moved it; a rename is also noticed by itself).
+func (d *daemon) reopenOnUSR1(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.usr1:
+			if err := d.proxy.ReopenLog(); err != nil {
+				d.logger.Error("reopen access log", keyError, err)
+			} else {
+				d.logger.Info("access log reopened")
+			}
+		}
+	}
+}
+
 // reloadOnHUP reloads the configuration on each SIGHUP.
 func (d *daemon) reloadOnHUP(ctx context.Context) error {
 	for {
@@ -461,6 +514,7 @@ func (d *daemon) reload(ctx context.Context) error {
 		}
 		d.logger.Error("reload applied, but the firewall sync failed; it is retried", keyError, err)
 	}
+	d.reloadProxy(cfg)
 	d.mu.Lock()
 	prev := d.set.Swap(set)
 	if !slices.Equal(prev.patterns, set.patterns) && d.stopFollower != nil {
