@@ -46,12 +46,14 @@ type CertOptions struct {
 	// Now is the clock of the internal CA (time.Now when nil). certmagic
 	// keeps its own clock for renewals.
 	Now func() time.Time
-	// HTTPAddr and HTTPSAddr are the listen addresses of moat's HTTP and
-	// HTTPS listeners (acme). The HTTP-01 challenge is answered by
-	// HTTPChallenge on the first, TLS-ALPN-01 by TLSConfig on the second;
-	// an empty address disables that challenge. Both listeners must be
-	// bound before Manage is called: certmagic probes these addresses and
-	// starts its own challenge server on one it finds free.
+	// HTTPAddr and HTTPSAddr are the addresses moat's HTTP and HTTPS
+	// listeners are bound to (acme; with an explicit port, so the bound
+	// address when the configuration says port 0). The HTTP-01 challenge
+	// is answered by HTTPChallenge on the first, TLS-ALPN-01 by TLSConfig
+	// on the second; an empty address disables that challenge. Both
+	// listeners must be bound before Manage is called: certmagic probes
+	// these addresses and starts its own challenge server on one it finds
+	// free.
 	HTTPAddr, HTTPSAddr string
 
 	// filesPoll is how often the files mode stats the pair besides
@@ -161,6 +163,7 @@ func NewCerts(ctx context.Context, cfg TLS, hosts []string, stateDir string, o C
 			return nil, err
 		}
 		c.rootPath = ca.certPath
+		log.Info("internal CA: clients trust this root", "root", ca.certPath, "subject", ca.cert.Subject.CommonName)
 		c.magic.Issuers = []certmagic.Issuer{ca}
 		// Local and quick: done now, so the first handshake has its
 		// certificate and a failure stops the start.
@@ -216,7 +219,9 @@ func newACMEIssuer(magic *certmagic.Config, cfg TLS, o CertOptions, zl *zap.Logg
 			return nil, fmt.Errorf("acme: https listener: %w", err)
 		}
 		if !tmpl.DisableHTTPChallenge && host != tmpl.ListenHost {
-			return nil, fmt.Errorf("acme: http and https listeners on different hosts (%q, %q)", tmpl.ListenHost, host)
+			// One probe host for both: the wildcard conflicts with a
+			// listener on any address of the port.
+			host = ""
 		}
 		tmpl.ListenHost, tmpl.AltTLSALPNPort = host, port
 	}
@@ -519,6 +524,8 @@ func (c *Certs) watchFiles(ctx context.Context) error {
 			c.log.Info("tls files reloaded", "cert", c.certFile, "not_after", leaf.NotAfter)
 		}
 	}
+	// What changed between the load in NewCerts and the watch.
+	check()
 	for {
 		select {
 		case <-ctx.Done():

@@ -314,7 +314,7 @@ func TestInternalCA(t *testing.T) {
 	stateDir := t.TempDir()
 	now := time.Now().Truncate(time.Second)
 	clock := func() time.Time { return now }
-	logger, _ := testLog(t, "moat")
+	logger, logs := testLog(t, "moat")
 
 	c, err := NewCerts(t.Context(), TLS{Mode: TLSInternal}, []string{host, "203.0.113.7"}, stateDir, CertOptions{Logger: logger, Now: clock})
 	if err != nil {
@@ -324,6 +324,9 @@ func TestInternalCA(t *testing.T) {
 	rootPath := c.RootPath()
 	if rootPath == "" {
 		t.Fatal("RootPath() empty in internal mode")
+	}
+	if !strings.Contains(logs.String(), "root="+rootPath) {
+		t.Errorf("the root's path is not logged:\n%s", logs.String())
 	}
 	keyPath := filepath.Join(filepath.Dir(rootPath), internalRootKey)
 	for path, want := range map[string]os.FileMode{rootPath: 0o644, keyPath: 0o600} {
