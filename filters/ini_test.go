@@ -219,7 +219,7 @@ func TestLoaderDirsAndPaths(t *testing.T) {
 
 func TestBuiltins(t *testing.T) {
 	got := strings.Join(Builtins(), ",")
-	if got != "nginx-botsearch,nginx-http-auth,nginx-limit-req,sshd" {
+	if got != "moat-proxy,nginx-botsearch,nginx-http-auth,nginx-limit-req,sshd" {
 		t.Errorf("Builtins() = %s", got)
 	}
 	l := &Loader{}
