@@ -333,6 +333,13 @@ func (l *Limiter) shardOf(k limitKey) uint64 {
 func (l *Limiter) insert(s *limitShard, k limitKey, now time.Time) int32 {
 	var i int
 	if len(s.buckets) < l.perShard {
+		if len(s.buckets) == cap(s.buckets) {
+			// Grow by doubling but never past the cap, so a full shard
+			// holds no slack.
+			grown := make([]bucket, len(s.buckets), min(max(2*cap(s.buckets), 16), l.perShard))
+			copy(grown, s.buckets)
+			s.buckets = grown
+		}
 		s.buckets = append(s.buckets, bucket{})
 		i = len(s.buckets) - 1
 	} else {

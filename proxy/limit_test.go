@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,22 @@ import (
 
 	"golang.org/x/time/rate"
 )
+
+// raceEnabled reports whether the test binary was built with -race, which
+// makes the million-address tests ten times slower and their heap figures
+// meaningless.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
 
 // fakeClock is a settable clock safe for concurrent reads.
 type fakeClock struct{ ns atomic.Int64 }
@@ -351,10 +368,13 @@ func floodAddr(i uint32) netip.Addr {
 // decisions a lone rate.Limiter gives it at the same instants.
 func TestLimiterFlood(t *testing.T) {
 	const (
-		flood   = 1_000_000
 		maxKeys = 4096
 		every   = 10 // the steady client asks once every this many flood requests
 	)
+	flood := 1_000_000
+	if raceEnabled() || testing.Short() {
+		flood = 100_000 // still 25 times the cap
+	}
 	cases := []struct {
 		name string
 		tick time.Duration // clock advance per flood request
@@ -388,7 +408,7 @@ func TestLimiterFlood(t *testing.T) {
 						allowed++
 					}
 				}
-				if i%65536 == 0 {
+				if i%16384 == 0 {
 					if n := l.Len(); n > maxKeys {
 						t.Fatalf("Len() = %d after %d addresses; cap %d", n, i+1, maxKeys)
 					}
@@ -402,6 +422,41 @@ func TestLimiterFlood(t *testing.T) {
 	}
 }
 
+// TestLimiterEvictsIdleFirst fills the cap with buckets that then refill,
+// drains one client, and floods again: the flood must take the idle
+// buckets' places and leave the drained client's, whose tokens come back at
+// the configured rate and no faster.
+func TestLimiterEvictsIdleFirst(t *testing.T) {
+	const maxKeys = 256 // four a shard, so the flood passes over each many times
+	clock := newFakeClock()
+	l := NewLimiter("idle", Limit{Rate: 10, Burst: 20}, LimiterOptions{MaxKeys: maxKeys, Now: clock.Now})
+	for i := range uint32(2 * maxKeys) {
+		l.Allow(floodAddr(i))
+	}
+	clock.Advance(time.Second) // every flood bucket is full again: idle
+
+	client := netip.MustParseAddr("198.51.100.77")
+	for i := range 20 {
+		if d := l.Allow(client); !d.Allowed {
+			t.Fatalf("client request %d refused: %+v", i+1, d)
+		}
+	}
+	if d := l.Allow(client); d.Allowed {
+		t.Fatalf("21st request allowed: %+v", d)
+	}
+	for i := range uint32(1500) {
+		clock.Advance(time.Millisecond)
+		l.Allow(floodAddr(1<<20 + i))
+	}
+	// 1.5s at 10/s: 15 tokens back, one taken now.
+	if d := l.Allow(client); !d.Allowed || d.Remaining != 14 {
+		t.Fatalf("client after 1.5s of flood: %+v; want allowed with 14 remaining (19 means its bucket was evicted while not full)", d)
+	}
+	if n := l.Len(); n > maxKeys {
+		t.Fatalf("Len() = %d; cap %d", n, maxKeys)
+	}
+}
+
 func TestLimiterCap(t *testing.T) {
 	for _, maxKeys := range []int{1, 3, 63, 100, 1000} {
 		t.Run(strconv.Itoa(maxKeys), func(t *testing.T) {
@@ -409,6 +464,9 @@ func TestLimiterCap(t *testing.T) {
 			l := NewLimiter("c", Limit{Rate: 1, Burst: 1}, LimiterOptions{MaxKeys: maxKeys, Now: clock.Now})
 			for i := range uint32(5000) {
 				l.Allow(floodAddr(i))
+				if i%50 != 0 && i < 4990 {
+					continue
+				}
 				if n := l.Len(); n > maxKeys {
 					t.Fatalf("Len() = %d after %d addresses; cap %d", n, i+1, maxKeys)
 				}
@@ -487,8 +545,8 @@ func TestLimiterAllowNoAlloc(t *testing.T) {
 // TestLimiterHeapPerKey fills a limiter to the default cap and logs the
 // heap it holds per tracked key.
 func TestLimiterHeapPerKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills a million keys; skipped with -short")
+	if testing.Short() || raceEnabled() {
+		t.Skip("fills a million keys; skipped with -short and -race")
 	}
 	clock := newFakeClock()
 	var before, after runtime.MemStats
