@@ -594,7 +594,7 @@ func TestEmbeddedConfigs(t *testing.T) {
 		jails []string
 	}{
 		{"default", DefaultYAML, []string{"sshd"}},
-		{"example", ExampleYAML, []string{"sshd", "nginx-http-auth", "nginx-limit-req", "nginx-botsearch"}},
+		{"example", ExampleYAML, []string{"sshd", "nginx-http-auth", "nginx-limit-req", "nginx-botsearch", "proxy", "scanners"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -722,7 +722,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a valid config has no jails")
 		}
 		for _, j := range cfg.Jails {
-			if j.MaxRetry < 1 || j.FindTime <= 0 || j.BanTime == 0 || len(j.LogPath) == 0 || j.IPv6Prefix < 16 || j.IPv6Prefix > 128 {
+			// Only the proxy's jail may go without a log: the proxy feeds it.
+			noLog := len(j.LogPath) == 0 && !(cfg.Proxy != nil && j.Name == "proxy")
+			if j.MaxRetry < 1 || j.FindTime <= 0 || j.BanTime == 0 || noLog || j.IPv6Prefix < 16 || j.IPv6Prefix > 128 {
 				t.Fatalf("invalid jail accepted: %+v", j)
 			}
 		}
