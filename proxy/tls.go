@@ -145,6 +145,9 @@ func NewCerts(ctx context.Context, cfg TLS, hosts []string, stateDir string, o C
 		Storage: &certmagic.FileStorage{Path: filepath.Join(stateDir, certsDir)},
 		Logger:  zl,
 		OnEvent: c.onEvent,
+		// Only what onEvent logs: certmagic otherwise builds an event
+		// for every handshake.
+		ShouldEmitFunc: func(event string) bool { return event == "cert_obtained" || event == "cert_failed" },
 	})
 
 	switch cfg.Mode {

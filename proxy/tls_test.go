@@ -434,7 +434,7 @@ func TestInternalCAErrors(t *testing.T) {
 
 // makePair writes a self-signed certificate for name with the given
 // serial, and its key, to certFile and keyFile, each through a rename.
-func makePair(t *testing.T, certFile, keyFile, name string, serial int64) {
+func makePair(t testing.TB, certFile, keyFile, name string, serial int64) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -462,7 +462,7 @@ func makePair(t *testing.T, certFile, keyFile, name string, serial int64) {
 	replaceFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-func replaceFile(t *testing.T, path string, data []byte) {
+func replaceFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -698,5 +698,104 @@ func TestSlogCore(t *testing.T) {
 	}
 	if strings.Contains(out, "routine") {
 		t.Errorf("info level reached slog:\n%s", out)
+	}
+}
+
+// BenchmarkGetCertificate measures the certificate lookup of one TLS
+// handshake (the hot path of every new HTTPS connection).
+func BenchmarkGetCertificate(b *testing.B) {
+	const host = "app.example.test"
+	b.Run("internal", func(b *testing.B) {
+		c, err := NewCerts(b.Context(), TLS{Mode: TLSInternal}, []string{host}, b.TempDir(), CertOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		benchGetCertificate(b, c.TLSConfig(), host)
+	})
+	b.Run("files", func(b *testing.B) {
+		dir := b.TempDir()
+		certFile, keyFile := filepath.Join(dir, "c"), filepath.Join(dir, "k")
+		makePair(b, certFile, keyFile, host, 1)
+		c, err := NewCerts(b.Context(), TLS{Mode: TLSFiles, Cert: certFile, Key: keyFile}, []string{host}, "", CertOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		benchGetCertificate(b, c.TLSConfig(), host)
+	})
+}
+
+func benchGetCertificate(b *testing.B, tc *tls.Config, host string) {
+	hello := &tls.ClientHelloInfo{ServerName: host, SupportedProtos: []string{"h2", "http/1.1"}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			cert, err := tc.GetCertificate(hello)
+			if err != nil || cert == nil {
+				b.Fatalf("GetCertificate: %v, %v", cert, err)
+			}
+		}
+	})
+}
+
+func TestInternalIssue(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	ca, err := createCA(t.TempDir(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFor := func(t *testing.T, names ...string) *x509.CertificateRequest {
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: names}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return csr
+	}
+	tests := []struct {
+		name      string
+		at        time.Time
+		names     []string
+		wantAfter time.Time // zero: an error is wanted
+	}{
+		{name: "week", at: now, names: []string{"a.example.test"}, wantAfter: now.Add(internalLeafLife)},
+		{name: "capped_by_root", at: ca.cert.NotAfter.Add(-time.Hour), names: []string{"a.example.test"}, wantAfter: ca.cert.NotAfter},
+		{name: "no_names", at: now},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ca.now = func() time.Time { return tc.at }
+			got, err := ca.Issue(t.Context(), csrFor(t, tc.names...))
+			if tc.wantAfter.IsZero() {
+				if err == nil {
+					t.Fatal("Issue() = nil error, want one")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := pem.Decode(got.Certificate)
+			leaf, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !leaf.NotAfter.Equal(tc.wantAfter) {
+				t.Errorf("NotAfter = %v, want %v", leaf.NotAfter, tc.wantAfter)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(ca.cert)
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: tc.names[0], CurrentTime: tc.at}); err != nil {
+				t.Errorf("leaf does not verify against the root: %v", err)
+			}
+		})
 	}
 }
