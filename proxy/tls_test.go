@@ -303,6 +303,31 @@ func acmeCase(t *testing.T, host string, http01 bool) {
 	if len(matches) != 1 {
 		t.Errorf("certificate files under %s: %v, want one", stateDir, matches)
 	}
+	accounts, _ := filepath.Glob(filepath.Join(stateDir, certsDir, "acme", "*", "users", "ops@example.com", "*.json"))
+	if len(accounts) != 1 {
+		t.Errorf("account files under %s: %v, want one", stateDir, accounts)
+	}
+
+	// A restart serves the stored certificate instead of ordering one.
+	c2, err := NewCerts(t.Context(), cfg, []string{host}, stateDir, o)
+	if err != nil {
+		t.Fatalf("second NewCerts: %v", err)
+	}
+	t.Cleanup(c2.Close)
+	ln2 := listen(t)
+	serve(t, ln2, answer, c2.TLSConfig())
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	done2 := make(chan error, 1)
+	go func() { done2 <- c2.Manage(ctx2) }()
+	t.Cleanup(func() { cancel2(); <-done2 })
+	waitFor(t, "the stored certificate of "+host, func() bool { _, ok := c2.Expiries()[host]; return ok })
+	_, leaf2, err := get(t, ln2.Addr().String(), host, p.roots)
+	if err != nil {
+		t.Fatalf("GET after restart: %v", err)
+	}
+	if leaf2.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("after restart serial %x, want the stored certificate's %x", leaf2.SerialNumber, leaf.SerialNumber)
+	}
 }
 
 func TestACMEHTTP01(t *testing.T) { acmeCase(t, "app.example.test", true) }
