@@ -246,8 +246,11 @@ func splitListen(addr string) (string, int, error) {
 		return "", 0, err
 	}
 	port, err := strconv.Atoi(p)
-	if err != nil || port <= 0 || port > 65535 {
+	if err != nil || port < 0 || port > 65535 {
 		return "", 0, fmt.Errorf("address %q: port must be a number in 1-65535", addr)
+	}
+	if port == 0 {
+		return "", 0, fmt.Errorf("address %q: acme needs the fixed port the CA validates on, not 0", addr)
 	}
 	return host, port, nil
 }
