@@ -134,6 +134,9 @@ func NewCerts(ctx context.Context, cfg TLS, hosts []string, stateDir string, o C
 		if !ok {
 			return nil, fmt.Errorf("tls mode %s: host %q cannot have a certificate", cfg.Mode, h)
 		}
+		if cfg.Mode == TLSAcme && strings.Contains(h, "*") {
+			return nil, fmt.Errorf("tls mode acme: host %q: a wildcard needs the DNS-01 challenge, which moat does not answer", h)
+		}
 	}
 
 	zl := zap.New(slogCore{log: log})

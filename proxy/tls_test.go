@@ -635,6 +635,7 @@ func TestNewCertsErrors(t *testing.T) {
 		{name: "acme_no_listeners", cfg: TLS{Mode: TLSAcme}, want: "neither an http nor an https listener"},
 		{name: "acme_bad_listen_port", cfg: TLS{Mode: TLSAcme}, o: CertOptions{HTTPAddr: ":http"}, want: "port must be a number"},
 		{name: "acme_port_zero", cfg: TLS{Mode: TLSAcme}, o: CertOptions{HTTPSAddr: "127.0.0.1:0"}, want: "not 0"},
+		{name: "acme_wildcard", cfg: TLS{Mode: TLSAcme}, hosts: []string{"*.example.com"}, o: listeners, want: "DNS-01"},
 		{name: "acme_localhost", cfg: TLS{Mode: TLSAcme}, hosts: []string{"localhost"}, o: listeners, want: `host "localhost" cannot have a certificate`},
 		{name: "acme_no_hosts", cfg: TLS{Mode: TLSAcme}, hosts: []string{}, o: listeners, want: "no host names"},
 		{name: "internal_bad_host", cfg: TLS{Mode: TLSInternal}, hosts: []string{"bad host"}, want: `host "bad host" cannot have a certificate`},
