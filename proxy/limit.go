@@ -87,8 +87,12 @@ func allDigits(s string) bool {
 }
 
 // limitShards is the number of independently locked parts of a Limiter's
-// map (fewer when MaxKeys is smaller).
-const limitShards = 64
+// map; fewer when MaxKeys is small, so that each holds at least
+// minPerShard keys and eviction has some choice.
+const (
+	limitShards = 64
+	minPerShard = 16
+)
 
 // idleScan is how many buckets an insert into a full shard inspects looking
 // for an idle one before it evicts the least recently seen instead.
@@ -197,7 +201,7 @@ func NewLimiter(name string, l Limit, o LimiterOptions) *Limiter {
 		maxKeys = DefaultMaxKeys
 	}
 	n := limitShards
-	for n > maxKeys {
+	for n > 1 && n*minPerShard > maxKeys {
 		n /= 2
 	}
 	lm.mask = uint64(n - 1)
@@ -265,8 +269,14 @@ func (l *Limiter) Allow(a netip.Addr) Decision {
 	// Only a key seen again is marked: a flood of addresses each seen once
 	// is evicted before the clients that keep coming back.
 	b.ref = ok
-	d.Allowed = b.lim.AllowN(now, 1)
+	// With s.mu held nothing else touches the bucket, so AllowN succeeds
+	// exactly when a whole token is there now; a refusal then costs one
+	// lock of the bucket, not two.
 	tokens := b.lim.TokensAt(now)
+	d.Allowed = tokens >= 1 && b.lim.AllowN(now, 1)
+	if d.Allowed {
+		tokens--
+	}
 	b.fullAt = addNanos(now, l.untilFull(tokens))
 	s.mu.Unlock()
 

@@ -422,39 +422,45 @@ func TestLimiterFlood(t *testing.T) {
 	}
 }
 
-// TestLimiterEvictsIdleFirst fills the cap with buckets that then refill,
-// drains one client, and floods again: the flood must take the idle
-// buckets' places and leave the drained client's, whose tokens come back at
-// the configured rate and no faster.
+// TestLimiterEvictsIdleFirst drains one client's bucket in a one-shard
+// limiter and inserts new keys while the others refill: each must take an
+// idle bucket's place, even when the CLOCK hand points at the client, so the
+// client's tokens come back at the configured rate and no faster.
 func TestLimiterEvictsIdleFirst(t *testing.T) {
-	const maxKeys = 256 // four a shard, so the flood passes over each many times
+	const maxKeys = minPerShard // one shard: which slot goes is deterministic
 	clock := newFakeClock()
-	l := NewLimiter("idle", Limit{Rate: 10, Burst: 20}, LimiterOptions{MaxKeys: maxKeys, Now: clock.Now})
-	for i := range uint32(2 * maxKeys) {
-		l.Allow(floodAddr(i))
-	}
-	clock.Advance(time.Second) // every flood bucket is full again: idle
-
+	lim := Limit{Rate: 10, Burst: 20}
+	l := NewLimiter("idle", lim, LimiterOptions{MaxKeys: maxKeys, Now: clock.Now})
+	ref := rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst)
 	client := netip.MustParseAddr("198.51.100.77")
-	for i := range 20 {
-		if d := l.Allow(client); !d.Allowed {
-			t.Fatalf("client request %d refused: %+v", i+1, d)
+	check := func(when string) {
+		t.Helper()
+		d := l.Allow(client)
+		allowed := ref.AllowN(clock.Now(), 1)
+		left := int(ref.TokensAt(clock.Now()))
+		if d.Allowed != allowed || d.Remaining != left {
+			t.Fatalf("client %s: %+v; want allowed %v, %d left (more means its bucket was evicted while not full)", when, d, allowed, left)
 		}
 	}
-	if d := l.Allow(client); d.Allowed {
-		t.Fatalf("21st request allowed: %+v", d)
+	for range 21 {
+		check("draining")
 	}
-	for i := range uint32(1500) {
-		clock.Advance(time.Millisecond)
+	for i := range uint32(maxKeys - 1) {
+		l.Allow(floodAddr(i))
+	}
+	clock.Advance(time.Second) // the others are full again: idle; the client has 10 tokens
+	// One new key every 50ms. The old keys are idle and a new one is idle
+	// 100ms after its one request, so there is always an idle bucket to
+	// take; the CLOCK hand alone would clear the client's mark on the first
+	// insert and take its bucket on the last.
+	for i := range uint32(maxKeys) {
 		l.Allow(floodAddr(1<<20 + i))
+		if n := l.Len(); n > maxKeys {
+			t.Fatalf("Len() = %d; cap %d", n, maxKeys)
+		}
+		clock.Advance(50 * time.Millisecond)
 	}
-	// 1.5s at 10/s: 15 tokens back, one taken now.
-	if d := l.Allow(client); !d.Allowed || d.Remaining != 14 {
-		t.Fatalf("client after 1.5s of flood: %+v; want allowed with 14 remaining (19 means its bucket was evicted while not full)", d)
-	}
-	if n := l.Len(); n > maxKeys {
-		t.Fatalf("Len() = %d; cap %d", n, maxKeys)
-	}
+	check("after the new keys")
 }
 
 func TestLimiterCap(t *testing.T) {
