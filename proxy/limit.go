@@ -137,9 +137,9 @@ type Limiter struct {
 	mask      uint64
 	perShard  int
 	shards    []limitShard
-	name      string        // the policy name as a structured-field string
-	policy    string        // the RateLimit-Policy value
-	full      time.Duration // time to refill an empty bucket
+	epoch     time.Time // the zero of Limiter.clock
+	name      string    // the policy name as a structured-field string
+	policy    string    // the RateLimit-Policy value
 }
 
 // limitKey is a client key: the 16-byte form of an IPv4 address, or of an
@@ -150,7 +150,7 @@ type limitKey struct{ hi, lo uint64 }
 type bucket struct {
 	lim rate.Limiter
 	key limitKey
-	// fullAt is when, in Unix nanoseconds, the bucket is full again if
+	// fullAt is when, by Limiter.clock, the bucket is full again if
 	// not used (so it can be dropped without changing any decision).
 	fullAt int64
 	// ref is set on each use after the first and cleared by the CLOCK hand.
@@ -190,6 +190,7 @@ func NewLimiter(name string, l Limit, o LimiterOptions) *Limiter {
 	if lm.now == nil {
 		lm.now = time.Now
 	}
+	lm.epoch = lm.now()
 	for _, p := range o.Exempt {
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
@@ -205,7 +206,7 @@ func NewLimiter(name string, l Limit, o LimiterOptions) *Limiter {
 		n /= 2
 	}
 	lm.mask = uint64(n - 1)
-	lm.perShard = maxKeys / n
+	lm.perShard = min(maxKeys/n, math.MaxInt32) // slab indexes are int32
 	lm.shards = make([]limitShard, n)
 	for i := range lm.shards {
 		lm.shards[i].index = make(map[limitKey]int32)
@@ -213,12 +214,12 @@ func NewLimiter(name string, l Limit, o LimiterOptions) *Limiter {
 
 	// w: seconds to refill the whole burst, at least 1.
 	w := int64(1)
-	if lm.rate > 0 && !lm.unlimited {
-		lm.full = durationOf(float64(lm.burst) / lm.rate)
-		w = max(ceilSeconds(lm.full), 1)
-	} else if lm.rate == 0 {
-		lm.full = math.MaxInt64
-		w = math.MaxInt32
+	switch {
+	case lm.unlimited:
+	case lm.rate > 0:
+		w = max(ceilSeconds(durationOf(float64(lm.burst)/lm.rate)), 1)
+	default:
+		w = math.MaxInt32 // never refilled; a large finite number for the header
 	}
 	lm.policy = lm.name + ";q=" + strconv.Itoa(lm.burst) + ";w=" + strconv.FormatInt(w, 10)
 	return lm
@@ -277,7 +278,7 @@ func (l *Limiter) Allow(a netip.Addr) Decision {
 	if d.Allowed {
 		tokens--
 	}
-	b.fullAt = addNanos(now, l.untilFull(tokens))
+	b.fullAt = addNanos(l.clock(now), l.untilFull(tokens))
 	s.mu.Unlock()
 
 	if tokens >= 1 {
@@ -353,7 +354,7 @@ func (l *Limiter) insert(s *limitShard, k limitKey, now time.Time) int32 {
 		s.buckets = append(s.buckets, bucket{})
 		i = len(s.buckets) - 1
 	} else {
-		i = l.victim(s, now.UnixNano())
+		i = l.victim(s, l.clock(now))
 		delete(s.index, s.buckets[i].key)
 	}
 	b := &s.buckets[i]
@@ -366,7 +367,7 @@ func (l *Limiter) insert(s *limitShard, k limitKey, now time.Time) int32 {
 	b.lim.SetLimitAt(long, 1)
 	b.lim.SetLimitAt(now, rate.Limit(l.rate))
 	b.key = k
-	b.fullAt = now.UnixNano()
+	b.fullAt = l.clock(now)
 	b.ref = false
 	s.index[k] = int32(i)
 	return int32(i)
@@ -427,9 +428,15 @@ func durationOf(sec float64) time.Duration {
 	return time.Duration(ns)
 }
 
-// addNanos is t+d in Unix nanoseconds, saturating.
-func addNanos(t time.Time, d time.Duration) int64 {
-	n := t.UnixNano()
+// clock is t in nanoseconds since the limiter was made, by the monotonic
+// clock when t has a reading (so stepping the wall clock makes no bucket
+// look idle early).
+func (l *Limiter) clock(t time.Time) int64 {
+	return int64(t.Sub(l.epoch))
+}
+
+// addNanos is n+d, saturating.
+func addNanos(n int64, d time.Duration) int64 {
 	if n > math.MaxInt64-int64(d) {
 		return math.MaxInt64
 	}
