@@ -121,7 +121,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Proxy, error) {
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 	if cfg.TLS.Mode != TLSOff && cfg.HTTPS != "" {
-		certs, err := NewCerts(ctx, cfg.TLS, Hosts(cfg.Routes), cfg.StateDir, CertOptions{Logger: p.log.With("component", "certs")})
+		certs, err := NewCerts(ctx, cfg.TLS, Hosts(cfg.Routes), cfg.StateDir, CertOptions{Logger: p.log.With("component", "certs"), HTTPAddr: cfg.HTTP, HTTPSAddr: cfg.HTTPS})
 		if err != nil {
 			return nil, fmt.Errorf("proxy tls: %w", err)
 		}

@@ -590,3 +590,40 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestProxyACME runs the whole proxy in acme mode against Pebble: it
+// obtains a certificate for its route's host through its own listeners
+// and serves the upstream's answer to a client that trusts only Pebble's
+// root; plain HTTP for the host is redirected.
+func TestProxyACME(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	// Pebble validates on fixed ports: take two free ones for the proxy.
+	free := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	httpPort, httpsPort := free(), free()
+	peb := startPebble(t, httpPort, httpsPort)
+	const host = "app.example.test"
+	cfg := Config{
+		HTTP:   fmt.Sprintf("127.0.0.1:%d", httpPort),
+		HTTPS:  fmt.Sprintf("127.0.0.1:%d", httpsPort),
+		TLS:    TLS{Mode: TLSAcme, Email: "ops@example.com", CA: peb.dirURL, CARoot: peb.caRoot},
+		Routes: []Route{{Hosts: []string{host}, Upstreams: []string{hostPort(up)}}},
+	}
+	_, _ = startProxy(t, cfg, nil)
+	var body string
+	waitFor(t, "the certificate from Pebble", func() bool {
+		var err error
+		body, _, err = get(t, cfg.HTTPS, host, peb.roots)
+		return err == nil
+	})
+	if !strings.HasPrefix(body, "up GET / host="+host) || !strings.Contains(body, "proto=https") {
+		t.Errorf("through the proxy over HTTPS: %q, want the upstream's answer", body)
+	}
+}
