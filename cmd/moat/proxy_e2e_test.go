@@ -231,11 +231,12 @@ func flood(t *testing.T, s *proxySetup, a, b *http.Client, hdr ...string) (first
 // check429 asserts the rate-limit headers of a refusal.
 func check429(t *testing.T, r answer) {
 	t.Helper()
-	if r.header.Get("Retry-After") == "" {
-		t.Errorf("429 without Retry-After: %v", r.header)
+	// At 5/s a token comes back within the second: Retry-After is 1.
+	if ra := r.header.Get("Retry-After"); ra != "1" {
+		t.Errorf("429 with Retry-After %q, want 1 (seconds): %v", ra, r.header)
 	}
-	if r.header.Get("Ratelimit-Policy") == "" {
-		t.Errorf("429 without RateLimit-Policy: %v", r.header)
+	if p := r.header.Get("Ratelimit-Policy"); !strings.Contains(p, ";q=5") {
+		t.Errorf("429 with RateLimit-Policy %q, want the route's quota q=5: %v", p, r.header)
 	}
 	rl := strings.Join(r.header.Values("Ratelimit"), ", ")
 	if !regexp.MustCompile(`(^|;)r=0(;|$)`).MatchString(rl) {
@@ -251,6 +252,18 @@ func waitBanned(t *testing.T, socket, ip string) banJSON {
 		return len(bans) == 1 && bans[0].IP == ip && bans[0].Jail == "proxy"
 	})
 	return cliBans(t, socket)[0]
+}
+
+// checkStatus asserts that `moat status proxy` counts the three 429s of a
+// flood and lists ip, alone, as banned.
+func checkStatus(t *testing.T, s *proxySetup, ip string) {
+	t.Helper()
+	r := cli(t, s.env, "status", "proxy")
+	for _, w := range []string{"Total failed:\t3\n", "Currently banned:\t1\n", "Banned IP list:\t" + ip + "\n"} {
+		if r.code != 0 || !strings.Contains(r.stdout, w) {
+			t.Errorf("moat status proxy: exit %d, printed %q, want %q in it", r.code, r.stdout, w)
+		}
+	}
 }
 
 // TestProxyRateLimitBansInKernel: a client flooding the proxy gets 200s,
@@ -308,6 +321,7 @@ func TestProxyBannedWithoutFirewall(t *testing.T) {
 	first, _ := flood(t, s, a, b)
 	check429(t, first)
 	waitBanned(t, s.socket, "192.0.2.2")
+	checkStatus(t, s, "192.0.2.2")
 	if kb := kernelBans(t, s.server, "moat"); len(kb) != 0 {
 		t.Errorf("backend none wrote kernel bans: %+v", kb)
 	}
@@ -348,6 +362,7 @@ func TestProxySpoofedXFF(t *testing.T) {
 		}
 		flood(t, s, a, b, "X-Forwarded-For", forged)
 		waitBanned(t, s.socket, "192.0.2.2")
+		checkStatus(t, s, "192.0.2.2")
 		// Another forged address does not get the peer round its ban.
 		fresh := httpClient(t, s.client, "192.0.2.2", false)
 		if r := get(fresh, s.url, "X-Forwarded-For", "198.51.100.8"); r.err == nil {
