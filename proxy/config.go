@@ -21,7 +21,7 @@ const (
 	DefaultMaxBodyBytes      = 10 << 20
 	DefaultMaxConnsPerClient = 256
 	DefaultIPv6Prefix        = 64
-	DefaultMaxKeys           = 1 << 20
+	DefaultMaxKeys           = 1 << 18
 	// DefaultJail is the name of the jail rate-limit rejections count in.
 	DefaultJail = "proxy"
 )
