@@ -160,6 +160,7 @@ type proxySetup struct {
 	server, client *netNS
 	d              *daemonProc
 	socket, url    string
+	cfg            string
 	env            map[string]string
 }
 
@@ -182,6 +183,7 @@ func startProxyNS(t *testing.T, backend, proxyExtra string) *proxySetup {
 `, proxyPort, proxyExtra, up))
 	appendFile(t, logPath, noise(0))
 	s.d = startDaemon(t, s.server, cfg, socket)
+	s.cfg = cfg
 	s.socket, s.env = socket, map[string]string{"MOAT_SOCKET": socket}
 	s.url = "http://192.0.2.1:" + proxyPort + "/"
 	return s
@@ -313,7 +315,8 @@ func TestProxyRateLimitBansInKernel(t *testing.T) {
 // TestProxyBannedWithoutFirewall: with firewall backend none, the proxy
 // itself holds the ban: the banned client's open connection gets 403 and
 // its new connections are closed without an answer, while the other
-// client is served; after `moat unban` it is served again.
+// client is served, also after a restart; after `moat unban` it is served
+// again, and a single 429 does not ban it anew.
 func TestProxyBannedWithoutFirewall(t *testing.T) {
 	s := startProxyNS(t, "none", "")
 	a := httpClient(t, s.client, "192.0.2.2", true)
@@ -335,6 +338,15 @@ func TestProxyBannedWithoutFirewall(t *testing.T) {
 	if r := get(b, s.url); r.err != nil || r.code != http.StatusOK {
 		t.Fatalf("192.0.2.3 while 192.0.2.2 is banned: %s, want 200", r)
 	}
+	// The ban holds across a restart: the proxy reads it from the store.
+	s.d.stop(t)
+	s.d = startDaemon(t, s.server, s.cfg, s.socket)
+	if r := get(fresh, s.url); r.err == nil {
+		t.Errorf("banned client after a restart: %s, want no HTTP answer", r)
+	}
+	if r := get(httpClient(t, s.client, "192.0.2.3", false), s.url); r.err != nil || r.code != http.StatusOK {
+		t.Fatalf("192.0.2.3 after a restart: %s, want 200", r)
+	}
 	if r := cli(t, s.env, "unban", "192.0.2.2"); r.code != 0 || !strings.Contains(r.stdout, "unbanned 192.0.2.2 in proxy") {
 		t.Fatalf("moat unban: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
@@ -343,6 +355,19 @@ func TestProxyBannedWithoutFirewall(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	if r := get(fresh, s.url); r.err != nil || r.code != http.StatusOK || !strings.HasPrefix(r.body, "one real=192.0.2.2 ") {
 		t.Fatalf("192.0.2.2 after the unban: %s, want 200", r)
+	}
+	// The ban reset its failure window: one more 429 does not ban again.
+	for i := 0; ; i++ {
+		if i == 20 {
+			t.Fatalf("20 quick requests after the unban and no 429")
+		}
+		if r := get(fresh, s.url); r.err != nil || r.code == http.StatusTooManyRequests {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let a wrong ban show up
+	if bans := cliBans(t, s.socket); len(bans) != 0 {
+		t.Errorf("one 429 after the unban banned again: %+v", bans)
 	}
 }
 
