@@ -3,6 +3,9 @@
 # 127.0.0.1, in front of one upstream (nginx answering a 13-byte body):
 #
 #   direct          wrk straight to the upstream (the ceiling)
+#   go-rp           reference: the bare net/http reverse proxy
+#                   (bench/proxy/gorp, with a BufferPool), nothing of moat's
+#   go-rp-nopool    the same without a BufferPool
 #   moat            moat run, tls off, one route with a rate limit that never
 #                   triggers (1000000/s, burst 1000000), no access log
 #   moat+log        the same with the JSON access log on
@@ -117,9 +120,10 @@ ticks() {
   echo "$t"
 }
 
-echo "building moat and the flood client" >&2
+echo "building moat, the flood client and gorp" >&2
 go build -o "$tmp/moat" ./cmd/moat
 go build -o "$tmp/flood" ./bench/proxy/flood
+go build -o "$tmp/gorp" ./bench/proxy/gorp
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=bench.example -addext "subjectAltName=DNS:bench.example,IP:127.0.0.1" \
@@ -254,6 +258,18 @@ bench() {
 
 bench direct "http://127.0.0.1:$up/"
 
+# Reference rows: the bare net/http reverse proxy, with and without a
+# BufferPool (httputil.ReverseProxy allocates 32 KiB per response without).
+for v in go-rp:true go-rp-nopool:false; do
+  gp=$(freeport)
+  "$tmp/gorp" -listen "127.0.0.1:$gp" -upstream "127.0.0.1:$up" -pool="${v#*:}" >"$tmp/gorp.log" 2>&1 &
+  pids+=($!)
+  last=$!
+  ready "http://127.0.0.1:$gp/"
+  bench "${v%:*}" "http://127.0.0.1:$gp/" "$last"
+  stop "$last"
+done
+
 mp=$(freeport)
 moat_config moat "  http: 127.0.0.1:$mp
   tls: {mode: off}
@@ -323,6 +339,7 @@ stop "$rsspid"
       }
       print ""
       ratio("moat", "nginx"); ratio("moat+log", "nginx+log"); ratio("moat-https", "nginx-https")
+      ratio("moat", "go-rp"); ratio("go-rp", "nginx")
     }
     function ratio(a, b) {
       if (!(a in rps) || !(b in rps) || rps[b] == 0) return
