@@ -170,29 +170,31 @@ type proxySetup struct {
 // proxyExtra is added to the proxy section (indented by two spaces).
 func startProxyNS(t *testing.T, backend, proxyExtra string) *proxySetup {
 	t.Helper()
+	return startProxyOn(t, backend, proxyJail, proxyExtra, []string{"192.0.2.1/24"}, []string{"192.0.2.2/24", "192.0.2.3/24"})
+}
+
+// startProxyOn is startProxyNS with the proxy jail's line and the veth's
+// addresses given: the proxy listens on the first server address.
+func startProxyOn(t *testing.T, backend, jailLine, proxyExtra string, serverAddrs, clientAddrs []string) *proxySetup {
+	t.Helper()
 	needRoot(t)
 	s := &proxySetup{server: newNetNS(t), client: newNetNS(t)}
-	nftestVeth(t, s.server, s.client)
+	nftest.Veth(t, s.server, s.client, serverAddrs, clientAddrs)
+	host := net.JoinHostPort(strings.Split(serverAddrs[0], "/")[0], proxyPort)
 	up := upstream(t, s.server, "one")
 	dir := t.TempDir()
-	cfg, socket, logPath := testConfig(t, dir, backend, proxyJail+fmt.Sprintf(`proxy:
-  http: "192.0.2.1:%s"
+	cfg, socket, logPath := testConfig(t, dir, backend, jailLine+fmt.Sprintf(`proxy:
+  http: "%s"
   tls: {mode: off}
 %s  routes:
     - {upstream: "%s", rate: 5/s, burst: 5}
-`, proxyPort, proxyExtra, up))
+`, host, proxyExtra, up))
 	appendFile(t, logPath, noise(0))
 	s.d = startDaemon(t, s.server, cfg, socket)
 	s.cfg = cfg
 	s.socket, s.env = socket, map[string]string{"MOAT_SOCKET": socket}
-	s.url = "http://192.0.2.1:" + proxyPort + "/"
+	s.url = "http://" + host + "/"
 	return s
-}
-
-// nftestVeth joins server (192.0.2.1) and client (192.0.2.2 and 192.0.2.3).
-func nftestVeth(t *testing.T, server, client *netNS) {
-	t.Helper()
-	nftest.Veth(t, server, client, []string{"192.0.2.1/24"}, []string{"192.0.2.2/24", "192.0.2.3/24"})
 }
 
 // flood sends requests from a (with the headers hdr) every 50ms, faster
@@ -643,4 +645,47 @@ func TestCheckProxyErrors(t *testing.T) {
 			t.Errorf("moat check printed:\n%s\nwant the proxy jail with maxretry 3, findtime 1m, bantime 1h", r.stdout)
 		}
 	})
+}
+
+// TestProxyIPv6PrefixBan: IPv6 clients share a bucket per /64, and with
+// ipv6_prefix: 64 on the proxy jail a flood from 2001:db8::2 bans
+// 2001:db8::/64 in the jail and in the kernel, so 2001:db8::3 cannot
+// connect either, while 2001:db8:1::2, in another /64, is served
+// throughout. The server's own address is in a /64 of its own: the jail
+// never bans a prefix holding one of the host's addresses.
+func TestProxyIPv6PrefixBan(t *testing.T) {
+	s := startProxyOn(t, "nftables", "  proxy: {maxretry: 3, findtime: 1m, bantime: 1h, ipv6_prefix: 64}\n", "",
+		[]string{"2001:db8:ff::1/32"}, []string{"2001:db8::2/32", "2001:db8::3/32", "2001:db8:1::2/32"})
+	a := httpClient(t, s.client, "2001:db8::2", true)
+	same := httpClient(t, s.client, "2001:db8::3", true)
+	b := httpClient(t, s.client, "2001:db8:1::2", true)
+	if r := get(a, s.url); r.err != nil || r.code != http.StatusOK || !strings.HasPrefix(r.body, "one real=2001:db8::2 ") {
+		t.Fatalf("first request over IPv6: %s, want 200 for 2001:db8::2", r)
+	}
+	// 2001:db8::3 takes from the same bucket: its requests count in the
+	// flood of its /64.
+	for range 2 {
+		if r := get(same, s.url); r.err != nil || r.code != http.StatusOK {
+			t.Fatalf("2001:db8::3 before the flood: %s, want 200", r)
+		}
+	}
+	first, ok := flood(t, s, a, b)
+	if ok > 3 {
+		t.Errorf("%d requests of 2001:db8::2 served before the first 429; the /64 had 2 tokens of 5 left", ok)
+	}
+	check429(t, first)
+	waitBanned(t, s.socket, "2001:db8::/64")
+	waitFor(t, 5*time.Second, "2001:db8::/64 in the kernel set", func() bool {
+		kb := kernelBans(t, s.server, "moat")
+		return len(kb) == 1 && kb[0].Prefix.String() == "2001:db8::/64" && kb[0].Jail == "proxy"
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if c, err := dialIn(ctx, s.client, "2001:db8::3", net.JoinHostPort("2001:db8:ff::1", proxyPort)); err == nil {
+		c.Close()
+		t.Errorf("2001:db8::3, in the banned /64, still opens a connection")
+	}
+	if r := get(httpClient(t, s.client, "2001:db8:1::2", false), s.url); r.err != nil || r.code != http.StatusOK {
+		t.Fatalf("2001:db8:1::2 after the ban of 2001:db8::/64: %s, want 200", r)
+	}
 }
