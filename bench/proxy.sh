@@ -6,6 +6,8 @@
 #   go-rp           reference: the bare net/http reverse proxy
 #                   (bench/proxy/gorp, with a BufferPool), nothing of moat's
 #   go-rp-nopool    the same without a BufferPool
+#   go-rp-sync      go-rp with a prototype upstream transport that does the
+#                   round trip in the request's goroutine (bench/proxy/gorp)
 #   moat            moat run, tls off, one route with a rate limit that never
 #                   triggers (1000000/s, burst 1000000), no access log
 #   moat+log        the same with the JSON access log on
@@ -200,12 +202,13 @@ ready "http://127.0.0.1:$ngx/"
 ready "http://127.0.0.1:$ngxlog/"
 ready "https://127.0.0.1:$ngxs/"
 
-# moat_config NAME PROXY-LINES writes $tmp/NAME.yaml.
+# moat_config NAME PROXY-LINES [TOP-LINES] writes $tmp/NAME.yaml.
 moat_config() {
   cat >"$tmp/$1.yaml" <<EOF
 state_dir: $tmp/$1.state
 socket: $tmp/$1.sock
 firewall: {backend: none}
+${3:-}
 proxy:
 $2
 jails:
@@ -260,13 +263,17 @@ bench direct "http://127.0.0.1:$up/"
 
 # Reference rows: the bare net/http reverse proxy, with and without a
 # BufferPool (httputil.ReverseProxy allocates 32 KiB per response without).
-for v in go-rp:true go-rp-nopool:false; do
+# go-rp-sync replaces http.Transport by a prototype that does the upstream
+# round trip in the request's goroutine (no hand-off to the connection's
+# reader and writer goroutines).
+for v in go-rp:true:std go-rp-nopool:false:std go-rp-sync:true:sync; do
+  IFS=: read -r name pool transport <<<"$v"
   gp=$(freeport)
-  "$tmp/gorp" -listen "127.0.0.1:$gp" -upstream "127.0.0.1:$up" -pool="${v#*:}" >"$tmp/gorp.log" 2>&1 &
+  "$tmp/gorp" -listen "127.0.0.1:$gp" -upstream "127.0.0.1:$up" -pool="$pool" -transport "$transport" >"$tmp/gorp.log" 2>&1 &
   pids+=($!)
   last=$!
   ready "http://127.0.0.1:$gp/"
-  bench "${v%:*}" "http://127.0.0.1:$gp/" "$last"
+  bench "$name" "http://127.0.0.1:$gp/" "$last"
   stop "$last"
 done
 
@@ -307,12 +314,12 @@ stop "$last"
 bench "nginx-https" "https://127.0.0.1:$ngxs/" "$ngxpid"
 
 # Memory after many distinct clients.
-mr=$(freeport)
+mr=$(freeport) mm=$(freeport)
 moat_config moatrss "  http: 127.0.0.1:$mr
   tls: {mode: off}
   trusted_proxies: [127.0.0.1/32]
   routes:
-    - {upstream: 127.0.0.1:$up, rate: 100/s, burst: 100}"
+    - {upstream: 127.0.0.1:$up, rate: 100/s, burst: 100}" "metrics: {listen: 127.0.0.1:$mm}"
 start_moat moatrss
 rsspid=$last
 ready "http://127.0.0.1:$mr/"
@@ -322,6 +329,12 @@ echo "flood: $clients requests from distinct X-Forwarded-For addresses to moat" 
 flood=$("$tmp/flood" -addr "127.0.0.1:$mr" -n "$clients" -conns "$conns")
 echo "$flood" >&2
 rss1=$(status_kb VmRSS) hwm=$(status_kb VmHWM)
+# The Go heap in use (live objects and garbage not yet swept) and the
+# number of heap objects, from moat's metrics.
+heap=$(curl -fsS "http://127.0.0.1:$mm/metrics" | awk '
+  /^go_memstats_heap_inuse_bytes / { h = $2 } /^go_memstats_heap_objects / { o = $2 }
+  /^moat_proxy_requests_total/ { n += $2 }
+  END { printf "%.0f %.0f %.0f\n", h, o, n }')
 stop "$rsspid"
 
 {
@@ -339,11 +352,11 @@ stop "$rsspid"
       }
       print ""
       ratio("moat", "nginx"); ratio("moat+log", "nginx+log"); ratio("moat-https", "nginx-https")
-      ratio("moat", "go-rp"); ratio("go-rp", "nginx")
+      ratio("moat", "go-rp"); ratio("moat", "go-rp-nopool"); ratio("go-rp", "nginx"); ratio("go-rp-sync", "nginx")
     }
     function ratio(a, b) {
       if (!(a in rps) || !(b in rps) || rps[b] == 0) return
-      printf "%-11s / %-11s  req/s %.2fx   p99 %.2fx   CPU/req %s\n", a, b, rps[a] / rps[b], (p99[b] > 0 ? p99[a] / p99[b] : 0),
+      printf "%-12s / %-12s  req/s %.2fx   p99 %.2fx   CPU/req %s\n", a, b, rps[a] / rps[b], (p99[b] > 0 ? p99[a] / p99[b] : 0),
         (cpu[a] != "-" && cpu[b] != "-" && cpu[b] > 0 ? sprintf("%.2fx", cpu[a] / cpu[b]) : "-")
     }' "$rows"
   echo
@@ -352,6 +365,7 @@ stop "$rsspid"
   awk -v n="$clients" -v a="$rss0" -v b="$rss1" -v h="$hwm" 'BEGIN {
     printf "  VmRSS before %.1f MiB, after %d clients %.1f MiB (+%.1f MiB, %.0f bytes/client), VmHWM %.1f MiB\n",
       a / 1024, n, b / 1024, (b - a) / 1024, (b - a) * 1024 / n, h / 1024 }'
+  echo "$heap" | awk '{ printf "  Go heap in use after: %.1f MiB, %d objects; moat_proxy_requests_total %d\n", $1 / 1048576, $2, $3 }'
 } >"$tmp/summary"
 echo
 cat "$tmp/summary"
