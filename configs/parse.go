@@ -955,9 +955,19 @@ func (d *decoder) proxyJail(cfg *Config, defaults spec) {
 	j.Increment.RndTime = defaults.rndtime.get(0)
 	j.IgnoreIP = slices.Clone(defaults.ignoreip.get(nil))
 	j.IgnoreSelf = defaults.ignoreself.get(true)
-	j.IPv6Prefix = defaults.ipv6prefix.get(DefaultIPv6Prefix)
+	j.IPv6Prefix = defaults.ipv6prefix.get(proxyIPv6Prefix(cfg.Proxy))
 	j.Ports = slices.Clone(defaults.ports.get(nil))
 	cfg.Jails = append(cfg.Jails, j)
+}
+
+// proxyIPv6Prefix is the proxy jail's ipv6_prefix when neither it nor
+// defaults: sets one: the prefix the proxy's limiters key clients by, so
+// that a /64 limited as one client is banned as one.
+func proxyIPv6Prefix(p *proxy.Config) int {
+	if p.IPv6Prefix != 0 {
+		return p.IPv6Prefix
+	}
+	return proxy.DefaultIPv6Prefix
 }
 
 func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Options) {
@@ -993,6 +1003,9 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		j.IgnoreIP = slices.Clone(s.ignoreip.get(nil))
 		j.IgnoreSelf = s.ignoreself.get(true)
 		j.IPv6Prefix = s.ipv6prefix.get(DefaultIPv6Prefix)
+		if cfg.Proxy != nil && name == proxy.DefaultJail {
+			j.IPv6Prefix = s.ipv6prefix.get(proxyIPv6Prefix(cfg.Proxy))
+		}
 		j.Ports = slices.Clone(s.ports.get(nil))
 		j.LogPath = slices.Clone(s.logpath.get(nil))
 		// The proxy's jail counts rate-limit rejections; a log is optional.

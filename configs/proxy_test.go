@@ -106,6 +106,11 @@ func TestParseProxyDefaults(t *testing.T) {
 				if j.Name == "proxy" && j.MaxRetry != tc.jailMax {
 					t.Errorf("proxy jail maxretry = %d, want %d", j.MaxRetry, tc.jailMax)
 				}
+				// The proxy jail bans IPv6 by the /64 its limiters key by;
+				// other jails keep the single address.
+				if want := map[bool]int{true: 64, false: 128}[j.Name == "proxy"]; j.IPv6Prefix != want {
+					t.Errorf("jail %s ipv6 prefix = %d, want %d", j.Name, j.IPv6Prefix, want)
+				}
 			}
 			if tc.routeLimitBurst != 0 && p.Routes[0].Limit.Burst != tc.routeLimitBurst {
 				t.Errorf("burst = %d, want %d", p.Routes[0].Limit.Burst, tc.routeLimitBurst)

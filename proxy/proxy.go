@@ -286,22 +286,36 @@ func pathMatches(prefix, path string) bool {
 	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
 }
 
-// Update swaps in a new configuration's routes and limits. Listen
-// addresses, TLS and the access log are fixed when the proxy starts; a
-// change to them is an error and changes nothing.
-func (p *Proxy) Update(cfg Config) error {
+// Update swaps in a new configuration's routes, limits and client-address
+// settings. Listen addresses, TLS, the certificates' host names and the
+// access log are fixed when the proxy starts: Update returns what of those
+// differs from the running proxy, to be applied at the next start. On an
+// error nothing changes.
+func (p *Proxy) Update(cfg Config) (pending []string, err error) {
 	cfg = withDefaults(cfg)
-	old := p.table.Load().cfg
-	if cfg.HTTP != old.HTTP || cfg.HTTPS != old.HTTPS || cfg.TLS != old.TLS || cfg.AccessLog != old.AccessLog ||
-		cfg.StateDir != old.StateDir || !slices.Equal(Hosts(cfg.Routes), Hosts(old.Routes)) && cfg.TLS.Mode != TLSOff {
-		return errors.New("proxy listeners, tls, host names and access_log change at the next start")
-	}
 	t, err := p.newTable(cfg)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	old := p.cfg
+	if cfg.HTTP != old.HTTP || cfg.HTTPS != old.HTTPS {
+		pending = append(pending, "listeners")
+	}
+	if cfg.TLS != old.TLS {
+		pending = append(pending, "tls")
+	}
+	if old.TLS.Mode != TLSOff && !slices.Equal(Hosts(cfg.Routes), Hosts(old.Routes)) {
+		pending = append(pending, "certificate host names")
+	}
+	if cfg.AccessLog != old.AccessLog {
+		pending = append(pending, "access_log")
+	}
+	if cfg.ReadHeaderTimeout != old.ReadHeaderTimeout || cfg.IdleTimeout != old.IdleTimeout ||
+		cfg.MaxHeaderBytes != old.MaxHeaderBytes || cfg.MaxConnsPerClient != old.MaxConnsPerClient {
+		pending = append(pending, "connection limits")
 	}
 	p.table.Store(t)
-	return nil
+	return pending, nil
 }
 
 // RootPath is the PEM file of the internal CA's root ("" unless tls mode

@@ -92,9 +92,10 @@ func (d *daemon) startProxy(ctx context.Context, cfg *configs.Config) (*proxy.Pr
 	return p, bans, nil
 }
 
-// reloadProxy applies a reloaded configuration's proxy section: routes
-// and limits change in place; listeners, TLS and the access log only at
-// the next start (said once, the running values stay).
+// reloadProxy applies a reloaded configuration's proxy section: routes,
+// limits and client-address settings change in place; listeners, TLS, the
+// access log and connection limits only at the next start (said at each
+// reload that still differs).
 func (d *daemon) reloadProxy(cfg *configs.Config) {
 	switch {
 	case d.proxy == nil && cfg.Proxy == nil:
@@ -106,10 +107,14 @@ func (d *daemon) reloadProxy(cfg *configs.Config) {
 	if reflect.DeepEqual(d.proxyCfg, cfg.Proxy) {
 		return
 	}
-	if err := d.proxy.Update(*cfg.Proxy); err != nil {
-		d.logger.Warn("proxy: routes and limits reloaded only", keyError, err)
+	pending, err := d.proxy.Update(*cfg.Proxy)
+	if err != nil {
+		d.logger.Error("proxy not reloaded; its running configuration stays", keyError, err)
 		return
 	}
 	d.proxyCfg = cfg.Proxy
-	d.logger.Info("proxy routes reloaded", "routes", len(cfg.Proxy.Routes))
+	d.logger.Info("proxy routes and limits reloaded", "routes", len(cfg.Proxy.Routes))
+	if len(pending) > 0 {
+		d.logger.Warn("proxy changes that take effect at the next start; the running values stay", "changed", pending)
+	}
 }
