@@ -30,7 +30,10 @@
 # limit on (100/s, burst 100, never reached), before and after CLIENTS
 # requests (default 1000000) from as many distinct X-Forwarded-For
 # addresses (bench/proxy/flood: 198.18.0.0/15, then distinct /64s of
-# 2001:db8::/32), read as VmRSS and VmHWM from /proc/PID/status.
+# 2001:db8::/32), read as VmRSS and VmHWM from /proc/PID/status, with the
+# Go heap from moat's metrics. Twice: with the default max_keys (the
+# limiter then evicts idle clients past its cap), and with max_keys at
+# twice CLIENTS, so that every client keeps its bucket.
 #
 # Every process started here (nginx, moat) is stopped on exit. moat's
 # firewall backend is none, and its proxy jail ignores the benchmark ranges
@@ -313,29 +316,46 @@ bench "moat-https" "https://127.0.0.1:$ms/" "$last"
 stop "$last"
 bench "nginx-https" "https://127.0.0.1:$ngxs/" "$ngxpid"
 
-# Memory after many distinct clients.
-mr=$(freeport) mm=$(freeport)
-moat_config moatrss "  http: 127.0.0.1:$mr
+# Memory after many distinct clients: memory NAME LABEL [PROXY-LINES]
+# floods a fresh moat that trusts 127.0.0.1 and appends what it took to
+# $tmp/mem.
+: >"$tmp/mem"
+memory() {
+  local name=$1 label=$2 extra=${3:-} mr mm pid rss0 rss1 hwm flood heap
+  mr=$(freeport) mm=$(freeport)
+  moat_config "$name" "  http: 127.0.0.1:$mr
   tls: {mode: off}
   trusted_proxies: [127.0.0.1/32]
+$extra
   routes:
     - {upstream: 127.0.0.1:$up, rate: 100/s, burst: 100}" "metrics: {listen: 127.0.0.1:$mm}"
-start_moat moatrss
-rsspid=$last
-ready "http://127.0.0.1:$mr/"
-status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$rsspid/status"; }
-rss0=$(status_kb VmRSS)
-echo "flood: $clients requests from distinct X-Forwarded-For addresses to moat" >&2
-flood=$("$tmp/flood" -addr "127.0.0.1:$mr" -n "$clients" -conns "$conns")
-echo "$flood" >&2
-rss1=$(status_kb VmRSS) hwm=$(status_kb VmHWM)
-# The Go heap in use (live objects and garbage not yet swept) and the
-# number of heap objects, from moat's metrics.
-heap=$(curl -fsS "http://127.0.0.1:$mm/metrics" | awk '
-  /^go_memstats_heap_inuse_bytes / { h = $2 } /^go_memstats_heap_objects / { o = $2 }
-  /^moat_proxy_requests_total/ { n += $2 }
-  END { printf "%.0f %.0f %.0f\n", h, o, n }')
-stop "$rsspid"
+  start_moat "$name"
+  pid=$last
+  ready "http://127.0.0.1:$mr/"
+  rss0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$pid/status")
+  echo "flood ($label): $clients requests from distinct X-Forwarded-For addresses to moat" >&2
+  flood=$("$tmp/flood" -addr "127.0.0.1:$mr" -n "$clients" -conns "$conns")
+  echo "$flood" >&2
+  rss1=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$pid/status")
+  hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
+  # The Go heap in use (live objects and garbage not yet swept) and the
+  # number of heap objects, from moat's metrics.
+  heap=$(curl -fsS "http://127.0.0.1:$mm/metrics" | awk '
+    /^go_memstats_heap_inuse_bytes / { h = $2 } /^go_memstats_heap_objects / { o = $2 }
+    /^moat_proxy_requests_total/ { n += $2 }
+    END { printf "%.0f %.0f %.0f\n", h, o, n }')
+  stop "$pid"
+  {
+    printf 'moat memory, %s:\n  %s\n' "$label" "$flood"
+    awk -v n="$clients" -v a="$rss0" -v b="$rss1" -v h="$hwm" 'BEGIN {
+      printf "  VmRSS before %.1f MiB, after %d clients %.1f MiB (+%.1f MiB, %.0f bytes/client), VmHWM %.1f MiB\n",
+        a / 1024, n, b / 1024, (b - a) / 1024, (b - a) * 1024 / n, h / 1024 }'
+    echo "$heap" | awk '{ printf "  Go heap in use after: %.1f MiB, %d objects; moat_proxy_requests_total %d\n", $1 / 1048576, $2, $3 }'
+  } >>"$tmp/mem"
+}
+keys=$((2 * clients > 1024 ? 2 * clients : 1024)) # room for uneven shards
+memory moatrss "trusted_proxies 127.0.0.1/32, route rate 100/s burst 100, default max_keys"
+memory moatrss2 "the same with max_keys: $keys (every client tracked)" "  max_keys: $keys"
 
 {
   printf 'moat reverse proxy vs nginx, one upstream (nginx, 13-byte body) on 127.0.0.1\n'
@@ -360,12 +380,7 @@ stop "$rsspid"
         (cpu[a] != "-" && cpu[b] != "-" && cpu[b] > 0 ? sprintf("%.2fx", cpu[a] / cpu[b]) : "-")
     }' "$rows"
   echo
-  printf 'moat memory, trusted_proxies 127.0.0.1/32, rate limit 100/s on the route:\n'
-  printf '  %s\n' "$flood"
-  awk -v n="$clients" -v a="$rss0" -v b="$rss1" -v h="$hwm" 'BEGIN {
-    printf "  VmRSS before %.1f MiB, after %d clients %.1f MiB (+%.1f MiB, %.0f bytes/client), VmHWM %.1f MiB\n",
-      a / 1024, n, b / 1024, (b - a) / 1024, (b - a) * 1024 / n, h / 1024 }'
-  echo "$heap" | awk '{ printf "  Go heap in use after: %.1f MiB, %d objects; moat_proxy_requests_total %d\n", $1 / 1048576, $2, $3 }'
+  cat "$tmp/mem"
 } >"$tmp/summary"
 echo
 cat "$tmp/summary"
