@@ -22,12 +22,20 @@ type Config struct {
 	// section. Its jail (proxy.DefaultJail) is among Jails, without
 	// logpath unless the configuration gives one.
 	Proxy *proxy.Config
+	// Docker is where container logs are read from.
+	Docker Docker
 	// Jails are the enabled jails, in file order.
 	Jails []Jail
 	// Fail2ban is a fail2ban configuration directory (the fail2ban: key or
 	// Options.Fail2ban) whose enabled jails are added by the caller with
 	// package configs/fail2ban; "" for none.
 	Fail2ban string
+}
+
+// Docker is the docker section: Docker's data root, read for container
+// names, labels and json-file logs (never the Docker socket).
+type Docker struct {
+	Root string
 }
 
 // Firewall is the firewall section.
@@ -52,6 +60,9 @@ type Jail struct {
 	Filter Filter
 	// LogPath lists paths and globs to follow.
 	LogPath []string
+	// Containers selects Docker containers whose json-file logs are
+	// followed too: names, or label:KEY[=VALUE] selectors.
+	Containers []string
 	// Line is the line of the jail's key in the file, for messages.
 	Line int
 }

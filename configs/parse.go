@@ -31,6 +31,7 @@ const (
 	DefaultIPv6Prefix = 128
 	DefaultTable      = "moat"
 	DefaultCheck      = time.Second
+	DefaultDockerRoot = "/var/lib/docker"
 )
 
 // maxSocketPath is the longest path a unix socket can be bound to on Linux
@@ -38,10 +39,11 @@ const (
 const maxSocketPath = 107
 
 var (
-	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "proxy", "fail2ban", "defaults", "jails"}
+	topKeys       = []string{"state_dir", "socket", "firewall", "metrics", "proxy", "docker", "fail2ban", "defaults", "jails"}
+	dockerKeys    = []string{"root"}
 	firewallKeys  = []string{"backend", "table", "check"}
 	metricsKeys   = []string{"listen"}
-	jailKeys      = []string{"enabled", "filter", "logpath", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix"}
+	jailKeys      = []string{"enabled", "filter", "logpath", "containers", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix"}
 	incrementKeys = []string{"enabled", "factor", "maxtime", "multipliers", "rndtime"}
 	filterKeys    = []string{"failregex", "ignoreregex"}
 
@@ -60,6 +62,7 @@ const (
 	wantStateDir   = "an absolute path such as /var/lib/moat"
 	wantSocket     = "an absolute path such as /run/moat/moat.sock"
 	wantLogPath    = "an absolute path or glob such as /var/log/auth.log, or a list of them"
+	wantContainers = "container names such as web, or label selectors such as label:com.example.role=frontend, as a list"
 	wantIgnoreIP   = "addresses or CIDR prefixes such as 192.0.2.7, 198.51.100.0/24 or 2001:db8::/64, as a list or separated by spaces or commas"
 	wantPort       = "ports 1-65535, ranges such as 8000-8100, or service names such as ssh, as a list or separated by commas"
 	wantJailName   = "1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -444,6 +447,7 @@ type spec struct {
 	filterBad  bool
 	logpath    opt[[]string]
 	logpathBad bool
+	containers opt[[]string]
 	// bad is set when the jail's body is not a mapping at all.
 	bad         bool
 	maxretry    opt[int]
@@ -469,6 +473,7 @@ func (s spec) over(def spec) spec {
 	if !s.logpath.set && !s.logpathBad {
 		s.logpath, s.logpathBad = def.logpath, def.logpathBad
 	}
+	s.containers = s.containers.or(def.containers)
 	s.maxretry = s.maxretry.or(def.maxretry)
 	s.findtime = s.findtime.or(def.findtime)
 	s.bantime = s.bantime.or(def.bantime)
@@ -505,6 +510,12 @@ func (d *decoder) spec(n *yaml.Node, field string) spec {
 		case "logpath":
 			if v, ok := d.logpath(val, f); ok {
 				s.logpath.put(v, key)
+			} else {
+				s.logpathBad = true
+			}
+		case "containers":
+			if v, ok := d.containers(val, f); ok {
+				s.containers.put(v, key)
 			} else {
 				s.logpathBad = true
 			}
@@ -672,6 +683,30 @@ func (d *decoder) logpath(n *yaml.Node, field string) ([]string, bool) {
 			}
 			out = append(out, filepath.Clean(s))
 		}
+	}
+	return out, good && len(out) > 0
+}
+
+// containerRE accepts a container name as Docker allows them, or a label
+// selector: label:KEY or label:KEY=VALUE.
+var containerRE = regexp.MustCompile(`^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*|label:[^=\s]+(?:=.*)?)$`)
+
+func (d *decoder) containers(n *yaml.Node, field string) ([]string, bool) {
+	n = resolve(n)
+	if isNull(n) || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		d.fail(n.Line, field, "", "is empty", wantContainers)
+		return nil, false
+	}
+	var out []string
+	good := true
+	for _, c := range d.items(n, field, wantContainers) {
+		v := strings.TrimSpace(c.Value)
+		if !containerRE.MatchString(v) {
+			d.fail(c.Line, field, v, "is not a container name or label selector", wantContainers)
+			good = false
+			continue
+		}
+		out = append(out, v)
 	}
 	return out, good && len(out) > 0
 }
@@ -880,6 +915,12 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 			})
 		case "proxy":
 			cfg.Proxy = d.proxySection(key, val)
+		case "docker":
+			d.mapping(val, k, "a mapping such as {root: /var/lib/docker}", dockerKeys, func(k2 string, key2, val2 *yaml.Node) {
+				if v, ok := d.absPath(val2, join(k, k2), "an absolute path such as /var/lib/docker"); ok {
+					cfg.Docker.Root = v
+				}
+			})
 		case "fail2ban":
 			if v, ok := d.absPath(val, k, "the absolute path of a fail2ban configuration directory such as /etc/fail2ban"); ok {
 				cfg.Fail2ban = v
@@ -916,6 +957,9 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 		Check:   check.get(DefaultCheck),
 	}
 
+	if cfg.Docker.Root == "" {
+		cfg.Docker.Root = DefaultDockerRoot
+	}
 	if opts.Fail2ban != "" {
 		cfg.Fail2ban = opts.Fail2ban
 	}
@@ -1009,13 +1053,14 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		j.Ports = slices.Clone(s.ports.get(nil))
 		j.LogPath = slices.Clone(s.logpath.get(nil))
 		// The proxy's jail counts rate-limit rejections; a log is optional.
-		proxyJail := cfg.Proxy != nil && name == proxy.DefaultJail && !s.logpath.set
+		proxyJail := cfg.Proxy != nil && name == proxy.DefaultJail && !s.logpath.set && !s.containers.set
 		if proxyJail && s.filter.set && !s.filterBad {
 			d.fail(s.filter.line, join(field, "filter"), s.filter.v.Name, "is set without logpath", "logpath: the log the filter reads, such as the proxy's access_log")
 		}
-		if !s.logpath.set && !s.logpathBad && !s.bad && !proxyJail {
-			d.fail(nameNode.Line, join(field, "logpath"), "", "is missing", wantLogPath)
+		if !s.logpath.set && !s.containers.set && !s.logpathBad && !s.bad && !proxyJail {
+			d.fail(nameNode.Line, join(field, "logpath"), "", "is missing", wantLogPath+"; or containers:")
 		}
+		j.Containers = slices.Clone(s.containers.get(nil))
 		filterLine := s.filter.line
 		j.Filter = s.filter.get(Filter{Name: name})
 		if !s.filter.set {

@@ -55,7 +55,7 @@ var badCases = []struct {
 	{
 		name: "unknown top-level key without suggestion",
 		yaml: "webserver: {}\njails:\n  sshd: {logpath: /var/log/auth.log}\n",
-		want: []string{`moat.yaml:1: "webserver" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, fail2ban, defaults, jails)`},
+		want: []string{`moat.yaml:1: "webserver" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, docker, fail2ban, defaults, jails)`},
 	},
 	{
 		name: "unknown key in firewall",
@@ -210,7 +210,7 @@ var badCases = []struct {
 	{
 		name: "missing logpath",
 		yaml: "jails:\n  sshd:\n    maxretry: 3\n",
-		want: []string{`moat.yaml:2: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them)`},
+		want: []string{`moat.yaml:2: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them; or containers:)`},
 	},
 	{
 		name: "relative logpath",
@@ -293,8 +293,8 @@ var badCases = []struct {
 		name: "merge key",
 		yaml: "x: &base {logpath: /var/log/auth.log}\njails:\n  sshd:\n    <<: *base\n",
 		want: []string{
-			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, fail2ban, defaults, jails)`,
-			`moat.yaml:3: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them)`,
+			`moat.yaml:1: "x" is not a known key (want one of state_dir, socket, firewall, metrics, proxy, docker, fail2ban, defaults, jails)`,
+			`moat.yaml:3: jails.sshd.logpath: is missing (want an absolute path or glob such as /var/log/auth.log, or a list of them; or containers:)`,
 			`moat.yaml:4: jails.sshd: "<<" merge keys are not supported (want shared settings under defaults:)`,
 		},
 	},
@@ -490,6 +490,7 @@ jails:
 		File: "full.yaml", StateDir: "/srv/moat", Socket: "/srv/moat/ctl.sock",
 		Firewall: Firewall{Backend: "nftables", Table: "guard_1", Check: 5 * time.Second},
 		Metrics:  Metrics{Listen: "[::1]:9477"},
+		Docker:   Docker{Root: "/var/lib/docker"},
 		Jails: []Jail{{
 			Config: jail.Config{
 				Name: "web", MaxRetry: 3, FindTime: 90 * time.Minute, BanTime: -1,

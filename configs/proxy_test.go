@@ -177,3 +177,25 @@ func TestParseProxyBad(t *testing.T) {
 		})
 	}
 }
+
+func TestParseContainers(t *testing.T) {
+	const y = "docker: {root: /srv/docker}\njails:\n  web:\n    filter: nginx-http-auth\n    containers: [web, \"label:com.example.role=frontend\", label:tier]\n"
+	cfg, err := Parse("moat.yaml", []byte(y), Options{Env: rootEnv, CheckFilter: checkFilter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Docker.Root != "/srv/docker" {
+		t.Errorf("docker root = %q", cfg.Docker.Root)
+	}
+	want := []string{"web", "label:com.example.role=frontend", "label:tier"}
+	if len(cfg.Jails) != 1 || !reflect.DeepEqual(cfg.Jails[0].Containers, want) || len(cfg.Jails[0].LogPath) != 0 {
+		t.Errorf("jails = %+v, want containers %q and no logpath", cfg.Jails, want)
+	}
+	_, err = Parse("moat.yaml", []byte("jails:\n  web:\n    containers: [\"/web\", \"label:=x\", \"\"]\n"), Options{Env: rootEnv, CheckFilter: checkFilter})
+	got := strings.Join(errorLines(t, err), "\n")
+	for _, w := range []string{`jails.web.containers: "/web" is not a container name or label selector`, `"label:=x" is not a container name`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("errors:\n%s\nwant %q", got, w)
+		}
+	}
+}
