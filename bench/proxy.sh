@@ -15,9 +15,9 @@
 #                   $binary_remote_addr (a rate that never triggers) and
 #                   keep-alive to the upstream
 #   nginx+log       the same with nginx's access log on
-#   moat https      moat, tls mode files, a self-signed P-256 certificate
+#   moat-https      moat, tls mode files, a self-signed P-256 certificate
 #                   made here by openssl
-#   nginx https     nginx with the same certificate
+#   nginx-https     nginx with the same certificate
 #
 # Each row is wrk (2 threads, CONNS connections, keep-alive, --latency)
 # for DURATION seconds after a one-second warm-up. The proxy's CPU time per
@@ -47,8 +47,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for c in nginx wrk openssl curl go; do
-  command -v "$c" >/dev/null || { echo "proxy.sh: $c is not installed (apt-get install nginx wrk openssl curl)" >&2; exit 1; }
+for c in nginx wrk openssl curl ss go; do
+  command -v "$c" >/dev/null || { echo "proxy.sh: $c is not installed (apt-get install nginx wrk openssl curl iproute2)" >&2; exit 1; }
 done
 if [ "${QUICK:-0}" = 1 ]; then
   dur=${DURATION:-3} clients=${CLIENTS:-100000} warm=0
