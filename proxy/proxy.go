@@ -119,6 +119,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Proxy, error) {
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.upstreamError,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		BufferPool:     copyBuffers{},
 	}
 	if cfg.TLS.Mode != TLSOff && cfg.HTTPS != "" {
 		certs, err := NewCerts(ctx, cfg.TLS, Hosts(cfg.Routes), cfg.StateDir, CertOptions{Logger: p.log.With("component", "certs"), HTTPAddr: cfg.HTTP, HTTPSAddr: cfg.HTTPS})
@@ -714,6 +715,25 @@ func newTransport() *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// Bodies pass through as the upstream sends them: no gzip asked
+		// for on the client's behalf, none undone.
+		DisableCompression: true,
+	}
+}
+
+// copyBuffers lends ReverseProxy its 32 KiB copy buffers: without a pool
+// each response allocates one, and the garbage collector took a quarter of
+// the proxy's CPU in bench/proxy.sh.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		b = b[:cap(b)]
+		copyBufferPool.Put(&b)
 	}
 }
 
