@@ -1,0 +1,406 @@
+package nftables_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/firewall/nftables"
+	"github.com/moatproj/moat/firewall/nftables/nftest"
+)
+
+// The Docker host the test builds: a bridge "docker0" in a "host"
+// namespace with one container behind it, host port 8080 published to the
+// container's port 80, a host service on 2222, and a client namespace with
+// two addresses on the host's other side.
+const (
+	dockerBridge   = "docker0"
+	containerAddr  = "198.51.100.2"
+	containerPort  = "198.51.100.2:80"
+	publishedPort  = 8080
+	publishedAddr  = "192.0.2.1:8080"
+	hostService    = "192.0.2.1:2222"
+	bannedClient   = "192.0.2.2"
+	unbannedClient = "192.0.2.3"
+)
+
+// dockerIPTables is what Docker's iptables backend (Docker 27 and earlier,
+// userland proxy on, the default) writes for `docker run -p 8080:80` on the
+// default bridge, loaded with iptables-restore --noflush. iptables is the
+// nf_tables variant on current distributions, so these become `table ip nat`
+// and `table ip filter` beside moat's table.
+var dockerIPTables = []struct{ table, rules string }{
+	{"nat", `*nat
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 198.51.100.0/24 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 198.51.100.2/32 -d 198.51.100.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.51.100.2:80
+COMMIT
+`},
+	{"filter", `*filter
+:FORWARD DROP [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER -d 198.51.100.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+`},
+}
+
+// dockerNftables has the shape of Docker's native nftables backend (Docker
+// 28+, --firewall-backend=nftables) for the same published port: its own
+// `table ip docker-bridges`, DNAT in a nat chain at priority dstnat, and a
+// raw-priority chain that drops direct access to the container address.
+const dockerNftables = `table ip docker-bridges {
+	map filter-forward-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-in__docker0 }
+	}
+	map filter-forward-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-out__docker0 }
+	}
+	map nat-postrouting-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-in__docker0 }
+	}
+	map nat-postrouting-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-out__docker0 }
+	}
+	chain filter-FORWARD {
+		type filter hook forward priority filter; policy accept;
+		oifname vmap @filter-forward-in-jumps
+		iifname vmap @filter-forward-out-jumps
+	}
+	chain nat-OUTPUT {
+		type nat hook output priority -100; policy accept;
+		ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-POSTROUTING {
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname vmap @nat-postrouting-out-jumps
+		oifname vmap @nat-postrouting-in-jumps
+	}
+	chain nat-PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-prerouting-and-output {
+		iifname != "docker0" tcp dport 8080 counter dnat to 198.51.100.2:80 comment "DNAT"
+	}
+	chain raw-PREROUTING {
+		type filter hook prerouting priority raw; policy accept;
+		ip daddr 198.51.100.2 iifname != "docker0" counter drop comment "DROP DIRECT ACCESS"
+	}
+	chain filter-forward-in__docker0 {
+		ct state established,related counter accept
+		iifname "docker0" counter accept comment "ICC"
+		ip daddr 198.51.100.2 tcp dport 80 counter accept
+		counter drop comment "UNPUBLISHED PORT DROP"
+	}
+	chain filter-forward-out__docker0 {
+		ct state established,related counter accept
+		counter accept comment "OUTGOING"
+	}
+	chain nat-postrouting-in__docker0 {
+		fib saddr type local counter masquerade comment "MASQUERADE FROM HOST"
+		ip saddr 198.51.100.2 ip daddr 198.51.100.2 tcp dport 80 counter masquerade comment "MASQ TO OWN PORT"
+	}
+	chain nat-postrouting-out__docker0 {
+		oifname != "docker0" ip saddr 198.51.100.0/24 counter masquerade comment "MASQUERADE"
+	}
+}
+`
+
+// dockerHost is the three namespaces of one test.
+type dockerHost struct {
+	host, container, client *nftest.NetNS
+}
+
+// newDockerHost builds the namespaces, links, addresses and servers. The
+// container server answers "container <peer>", the host service "host
+// <peer>", so a client sees who accepted it and from which address.
+func newDockerHost(t *testing.T) *dockerHost {
+	t.Helper()
+	d := &dockerHost{host: nftest.New(t), container: nftest.New(t), client: nftest.New(t)}
+	// host "va" <-> container "vb"; the host end is a port of docker0.
+	nftest.Veth(t, d.host, d.container, nil, []string{containerAddr + "/24"})
+	d.host.IP(t, "link", "add", dockerBridge, "type", "bridge")
+	d.host.IP(t, "link", "set", "va", "master", dockerBridge)
+	d.host.IP(t, "addr", "add", "198.51.100.1/24", "dev", dockerBridge)
+	d.host.IP(t, "link", "set", dockerBridge, "up")
+	d.container.IP(t, "route", "add", "default", "via", "198.51.100.1")
+	// client "va" <-> host "vb".
+	nftest.Veth(t, d.client, d.host, []string{bannedClient + "/24", unbannedClient + "/24"}, []string{"192.0.2.1/24"})
+	var err error
+	d.host.Do(t, func() { err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644) })
+	if err != nil {
+		t.Fatalf("enable forwarding in the host namespace: %v", err)
+	}
+	serveWhoAmI(t, d.container, containerPort, "container")
+	serveWhoAmI(t, d.host, hostService, "host")
+	return d
+}
+
+// serveWhoAmI listens on addr inside ns and answers each connection with
+// "<name> <peer address>".
+func serveWhoAmI(t *testing.T, ns *nftest.NetNS, addr, name string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	ns.Do(t, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, name+" "+c.RemoteAddr().String())
+			c.Close()
+		}
+	}()
+}
+
+// reach reports whether a TCP connection from the client address src to
+// dst opens, and checks that it reached the server named want and that
+// this server saw src as the peer (Docker's DNAT keeps the source). A
+// dropped SYN shows as a timeout; any other error fails the test.
+func (d *dockerHost) reach(t *testing.T, src, dst, want string) bool {
+	t.Helper()
+	var got []byte
+	var err error
+	d.client.Do(t, func() {
+		dl := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		var c net.Conn
+		if c, err = dl.Dial("tcp", dst); err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		got, err = io.ReadAll(c)
+		if err != nil {
+			err = errors.Join(errors.New("read after connect"), err)
+		}
+	})
+	var ne net.Error
+	if err != nil {
+		if errors.As(err, &ne) && ne.Timeout() && len(got) == 0 {
+			return false
+		}
+		t.Fatalf("dial %s from %s: %v (want success or a timeout)", dst, src, err)
+	}
+	if prefix := want + " " + src + ":"; !strings.HasPrefix(string(got), prefix) {
+		t.Fatalf("dial %s from %s: server said %q, want %q…", dst, src, got, prefix)
+	}
+	return true
+}
+
+// execIn runs name args... inside ns and returns its standard output.
+func execIn(t *testing.T, ns *nftest.NetNS, stdin string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), ns.Name, err, errb.String())
+	}
+	return out.String()
+}
+
+// withoutTable drops the top-level block `table <family> <name> {...}`
+// from the output of `nft list ruleset`.
+func withoutTable(ruleset, family, name string) string {
+	var b strings.Builder
+	skip := false
+	for line := range strings.SplitAfterSeq(ruleset, "\n") {
+		switch {
+		case line == "table "+family+" "+name+" {\n":
+			skip = true
+		case skip && line == "}\n":
+			skip = false
+		case !skip:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// TestDockerPublishedPort builds a Docker host (a bridge, a container with
+// port 80 published as host port 8080, a host service) in namespaces, with
+// Docker's DNAT written as Docker writes it, and checks that moat's bans,
+// hooked at prerouting priority raw, cover the published port as well as
+// the host service, match the host port the client dialled (not the
+// container port after DNAT), and leave Docker's rules untouched.
+func TestDockerPublishedPort(t *testing.T) {
+	nftest.RequireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs the nft binary (apt-get install nftables) to write Docker's rules")
+	}
+	variants := []struct {
+		name string
+		// install writes Docker's rules into the host namespace.
+		install func(t *testing.T, host *nftest.NetNS)
+		// docker dumps Docker's rules, with the counters left out; nil
+		// when `nft list ruleset` shows them all.
+		docker func(t *testing.T, host *nftest.NetNS) string
+		// dnat is how the dump shows Docker's DNAT rule.
+		dnat string
+	}{
+		{
+			name: "iptables",
+			install: func(t *testing.T, host *nftest.NetNS) {
+				if _, err := exec.LookPath("iptables-restore"); err != nil {
+					t.Skip("needs iptables (apt-get install iptables; .ci/run installs it) to write Docker's iptables rules")
+				}
+				for _, r := range dockerIPTables {
+					execIn(t, host, r.rules, "iptables-restore", "--noflush")
+				}
+			},
+			docker: func(t *testing.T, host *nftest.NetNS) string {
+				return execIn(t, host, "", "iptables", "-w", "-t", "nat", "-S") +
+					execIn(t, host, "", "iptables", "-w", "-t", "filter", "-S")
+			},
+			dnat: "--dport 8080 -j DNAT --to-destination 198.51.100.2:80",
+		},
+		{
+			name: "nftables",
+			install: func(t *testing.T, host *nftest.NetNS) {
+				execIn(t, host, dockerNftables, "nft", "-f", "-")
+			},
+			dnat: `tcp dport 8080 counter dnat to 198.51.100.2:80 comment "DNAT"`,
+		},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			d := newDockerHost(t)
+			v.install(t, d.host)
+			// others is every rule outside moat's table; -s leaves
+			// counters out, which the test's own traffic changes.
+			others := func() string {
+				all := withoutTable(execIn(t, d.host, "", "nft", "-s", "list", "ruleset"), "inet", nftables.DefaultTable)
+				if v.docker != nil {
+					all = v.docker(t, d.host) + all
+				}
+				return all
+			}
+			before := others()
+			if !strings.Contains(before, v.dnat) {
+				t.Fatalf("Docker's DNAT rule is not in the ruleset:\n%s", before)
+			}
+			unchanged := func(when string) {
+				t.Helper()
+				if after := others(); after != before {
+					t.Errorf("%s: rules outside table inet %s changed\nbefore:\n%s\nafter:\n%s", when, nftables.DefaultTable, before, after)
+				}
+			}
+
+			// reachBoth checks src's access to the published port and to
+			// the host service.
+			reachBoth := func(step, src string, wantPublished, wantHost bool) {
+				t.Helper()
+				if got := d.reach(t, src, publishedAddr, "container"); got != wantPublished {
+					t.Errorf("%s: %s -> published %s: reached = %v, want %v", step, src, publishedAddr, got, wantPublished)
+				}
+				if got := d.reach(t, src, hostService, "host"); got != wantHost {
+					t.Errorf("%s: %s -> host service %s: reached = %v, want %v", step, src, hostService, got, wantHost)
+				}
+			}
+			reachBoth("before moat", bannedClient, true, true)
+
+			b, err := nftables.New(nftables.Options{NetNS: d.host.FD()})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer b.Close()
+			ctx := context.Background()
+			now := time.Now()
+			jails := []firewall.Jail{
+				{Name: "all"},
+				{Name: "web", Ports: []firewall.PortRange{{First: publishedPort, Last: publishedPort}}},
+				// The container's own port: DNAT rewrites 8080 to 80
+				// after moat's hook, so this jail must not match.
+				{Name: "inner", Ports: []firewall.PortRange{{First: 80, Last: 80}}},
+			}
+			if err := b.Sync(ctx, jails, nil, now); err != nil {
+				t.Fatalf("Sync: %v", err)
+			}
+			unchanged("after Sync")
+			if !strings.Contains(execIn(t, d.host, "", "nft", "list", "tables"), "table inet "+nftables.DefaultTable) {
+				t.Fatal("moat's table is not in the kernel after Sync")
+			}
+			reachBoth("no bans", bannedClient, true, true)
+
+			ban := func(jail string) firewall.Ban {
+				return firewall.Ban{Jail: jail, Prefix: pfx(bannedClient + "/32"), Expires: now.Add(time.Hour)}
+			}
+			// Each step bans bannedClient in one jail; the other client
+			// is never banned and must always get through.
+			steps := []struct {
+				name               string
+				jail               string
+				published, hostSvc bool // bannedClient's reach while banned
+			}{
+				{"banned in all", "all", false, false},
+				{"banned in web (port 8080)", "web", false, true},
+				{"banned on the container port", "inner", true, true},
+			}
+			for _, st := range steps {
+				if err := b.Add(ctx, []firewall.Ban{ban(st.jail)}, now); err != nil {
+					t.Fatalf("%s: Add: %v", st.name, err)
+				}
+				reachBoth(st.name, bannedClient, st.published, st.hostSvc)
+				reachBoth(st.name+", other client", unbannedClient, true, true)
+				if err := b.Delete(ctx, []firewall.Ban{ban(st.jail)}); err != nil {
+					t.Fatalf("%s: Delete: %v", st.name, err)
+				}
+				reachBoth(st.name+", then unbanned", bannedClient, true, true)
+				unchanged(st.name)
+			}
+
+			// Someone flushes moat's table: moat notices and rebuilds
+			// it with the store's bans; Docker's rules stay as they were.
+			execIn(t, d.host, "", "nft", "flush", "table", "inet", nftables.DefaultTable)
+			if ok, err := b.Intact(ctx); err != nil || ok {
+				t.Fatalf("Intact after flush = %v, %v; want false, nil", ok, err)
+			}
+			if err := b.Sync(ctx, jails, []firewall.Ban{ban("all")}, now); err != nil {
+				t.Fatalf("Sync after flush: %v", err)
+			}
+			if ok, err := b.Intact(ctx); err != nil || !ok {
+				t.Fatalf("Intact after rebuild = %v, %v; want true, nil", ok, err)
+			}
+			reachBoth("rebuilt, unbanned client", unbannedClient, true, true)
+			reachBoth("rebuilt, banned client", bannedClient, false, false)
+			unchanged("after rebuild")
+		})
+	}
+}
