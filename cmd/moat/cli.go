@@ -51,6 +51,7 @@ Usage:
   moat client  fail2ban-client's forms: status [JAIL] | set JAIL banip|unbanip ADDR... |
                unban --all|ADDR... | banned [ADDR...] | get JAIL banned [ADDR...]
   moat regex   [OPTIONS] LOG FILTER [IGNOREREGEX]  test a filter as fail2ban-regex does
+  moat audit   [--docker-root DIR] [--daemon-config FILE] [--json]  check Docker against hardening advice
   moat version
 
 The CLI finds the daemon through --socket PATH, $MOAT_SOCKET, or the default
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, io stdio) int {
 		err = cmdRegex(rest, io)
 	case "client":
 		err = cmdClient(ctx, rest, io)
+	case "audit":
+		err = cmdAudit(rest, io)
 	case "version", "--version", "-version":
 		fmt.Fprintf(io.stdout, "moat %s\n", moatVersion())
 	case "help", "-h", "--help", "-help":
