@@ -198,6 +198,7 @@ func (d *dockerHost) reach(t *testing.T, src, dst, want string) bool {
 	t.Helper()
 	var got []byte
 	var err error
+	connected := false
 	d.client.Do(t, func() {
 		dl := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 		var c net.Conn
@@ -205,17 +206,17 @@ func (d *dockerHost) reach(t *testing.T, src, dst, want string) bool {
 			return
 		}
 		defer c.Close()
+		connected = true
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		got, err = io.ReadAll(c)
-		if err != nil {
-			err = errors.Join(errors.New("read after connect"), err)
-		}
 	})
 	var ne net.Error
-	if err != nil {
-		if errors.As(err, &ne) && ne.Timeout() && len(got) == 0 {
-			return false
-		}
+	switch {
+	case err != nil && connected:
+		t.Fatalf("read from %s from %s: %v", dst, src, err)
+	case err != nil && errors.As(err, &ne) && ne.Timeout():
+		return false
+	case err != nil:
 		t.Fatalf("dial %s from %s: %v (want success or a timeout)", dst, src, err)
 	}
 	if prefix := want + " " + src + ":"; !strings.HasPrefix(string(got), prefix) {
