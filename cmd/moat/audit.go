@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -92,12 +93,25 @@ func (o auditOptions) under(p string) string {
 	return filepath.Join(o.root, p)
 }
 
+// display shows a path as the host has it: without root in front.
+func (o auditOptions) display(p string) string {
+	if o.root == "" {
+		return p
+	}
+	if rel, err := filepath.Rel(o.root, p); err == nil && filepath.IsLocal(rel) {
+		return "/" + filepath.ToSlash(rel)
+	}
+	return p
+}
+
 // auditReport is what an audit found, and the inputs it could not read
 // (each error names its file); findings are sorted.
 type auditReport struct {
 	findings   []finding
 	problems   []error
 	containers int
+	// accepted counts the findings left out by --accept.
+	accepted int
 }
 
 func (r *auditReport) add(f ...finding) { r.findings = append(r.findings, f...) }
@@ -124,6 +138,8 @@ func cmdAudit(args []string, io stdio) error {
 	fs.StringVar(&o.groupFile, "group-file", "", "the group database naming the socket's group (default "+defaultGroupFile+")")
 	fs.StringVar(&o.moatConfig, "config", "", "moat's configuration, for the proxy's upstreams (default "+configs.SystemPath+" when it exists)")
 	fs.StringVar(&o.root, "root", "", "read the host's files below this directory (a mounted host filesystem); explicit paths are taken as given")
+	var accept acceptList
+	fs.Var(&accept, "accept", "leave out a finding you have accepted: ID or ID:SUBJECT (repeatable), such as container-cap-add:moat")
 	asJSON := fs.Bool("json", false, "print the findings as a JSON array of {id, severity, subject, message, fix}")
 	pos, err := parseArgs(fs, args, io)
 	if err != nil {
@@ -138,6 +154,9 @@ func cmdAudit(args []string, io stdio) error {
 	o.env = envFrom(io)
 
 	rep := auditHost(o)
+	for _, a := range accept.apply(&rep) {
+		fmt.Fprintf(io.stderr, "moat: audit: --accept %s matched no finding\n", a)
+	}
 	if *asJSON {
 		out := rep.findings
 		if out == nil {
@@ -181,9 +200,56 @@ func printFindings(io stdio, rep auditReport) error {
 		}
 		fmt.Fprintln(io.stdout)
 	}
-	_, err := fmt.Fprintf(io.stdout, "%d finding(s): %d high, %d medium, %d low, %d info; %d container(s) read\n",
-		len(rep.findings), counts[sevHigh], counts[sevMedium], counts[sevLow], counts[sevInfo], rep.containers)
+	accepted := ""
+	if rep.accepted > 0 {
+		accepted = fmt.Sprintf("; %d accepted", rep.accepted)
+	}
+	_, err := fmt.Fprintf(io.stdout, "%d finding(s): %d high, %d medium, %d low, %d info; %d container(s) read%s\n",
+		len(rep.findings), counts[sevHigh], counts[sevMedium], counts[sevLow], counts[sevInfo], rep.containers, accepted)
 	return err
+}
+
+// acceptList is the --accept flag: findings the operator has accepted, as
+// ID (every subject) or ID:SUBJECT.
+type acceptList []string
+
+func (a *acceptList) String() string { return strings.Join(*a, ",") }
+
+func (a *acceptList) Set(v string) error {
+	if id, _, _ := strings.Cut(v, ":"); id == "" {
+		return fmt.Errorf("want ID or ID:SUBJECT, got %q", v)
+	}
+	*a = append(*a, v)
+	return nil
+}
+
+// apply removes the accepted findings from rep and returns the entries
+// that matched none (likely typos).
+func (a acceptList) apply(rep *auditReport) []string {
+	used := make([]bool, len(a))
+	kept := rep.findings[:0]
+	for _, f := range rep.findings {
+		hit := false
+		for i, e := range a {
+			id, subject, bySubject := strings.Cut(e, ":")
+			if id == f.ID && (!bySubject || subject == f.Subject) {
+				used[i], hit = true, true
+			}
+		}
+		if hit {
+			rep.accepted++
+			continue
+		}
+		kept = append(kept, f)
+	}
+	rep.findings = kept
+	var unused []string
+	for i, e := range a {
+		if !used[i] {
+			unused = append(unused, e)
+		}
+	}
+	return unused
 }
 
 // auditHost reads everything the audit looks at and judges it. It never
@@ -224,6 +290,7 @@ func auditHost(o auditOptions) auditReport {
 	if err != nil {
 		rep.problem(err)
 	}
+	exec.file = o.display(exec.file)
 	if dcKnown {
 		rep.add(daemonFindings(dc)...)
 	}
@@ -255,7 +322,7 @@ func auditHost(o auditOptions) auditReport {
 		fi, err := os.Stat(s)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			rep.add(finding{ID: "docker-socket-missing", Severity: sevInfo, Subject: s,
+			rep.add(finding{ID: "docker-socket-missing", Severity: sevInfo, Subject: o.display(s),
 				Message: "no Docker socket here, so its owner and mode were not checked (Docker stopped, or listening elsewhere)",
 				Fix:     "run the audit while Docker runs, or name the socket with --docker-socket"})
 			continue
@@ -268,7 +335,7 @@ func auditHost(o auditOptions) auditReport {
 			rep.problem(fmt.Errorf("stat docker socket %s: no owner information", s))
 			continue
 		}
-		rep.add(socketFindings(s, fi.Mode().Perm(), int(st.Uid), int(st.Gid), dc.Group, groups)...)
+		rep.add(socketFindings(o.display(s), fi.Mode().Perm(), int(st.Uid), int(st.Gid), dc.Group, groups)...)
 	}
 
 	// moat's proxy, whose upstreams say which published ports it fronts.
@@ -285,7 +352,7 @@ func auditHost(o auditOptions) auditReport {
 			root = o.under(dc.DataRoot)
 		}
 	}
-	cs, bad, err := readContainers(root)
+	cs, bad, err := readContainers(root, o.display)
 	if err != nil {
 		rep.problem(err)
 	}
@@ -747,7 +814,11 @@ func socketFindings(path string, perm fs.FileMode, uid, gid int, groupSetting st
 		want, wantName = n, name
 	}
 	if uid != 0 || gid != want {
-		got := fmt.Sprintf("%d:%s", uid, groupLabel(gid, groups))
+		owner := strconv.Itoa(uid)
+		if uid == 0 {
+			owner = "root"
+		}
+		got := owner + ":" + groupLabel(gid, groups)
 		out = append(out, finding{ID: "docker-socket-owner", Severity: sevMedium, Subject: path,
 			Message: fmt.Sprintf("the Docker socket is owned by %s, not root:%s: whoever may write to it is root on the host", got, wantName),
 			Fix:     fmt.Sprintf("chown root:%s %s, and keep the %s group to administrators", wantName, path, wantName)})
@@ -766,7 +837,7 @@ func groupLabel(gid int, groups map[string]int) string {
 		return strconv.Itoa(gid)
 	}
 	slices.Sort(names)
-	return fmt.Sprintf("%s(%d)", names[0], gid)
+	return names[0]
 }
 
 // proxyTarget is where moat's proxy sends requests.
@@ -834,9 +905,10 @@ type containerConfig struct {
 	// Config is the container's configuration merged with its image's,
 	// so an empty User means the image runs as root too.
 	Config struct {
-		User   string
-		Image  string
-		Labels map[string]string
+		User         string
+		Image        string
+		Labels       map[string]string
+		ExposedPorts map[string]struct{}
 	}
 	NetworkSettings struct {
 		Networks map[string]struct {
@@ -900,8 +972,9 @@ func parseContainer(id string, configV2, hostconfig []byte) (container, error) {
 
 // readContainers reads every container below root/containers. A container
 // whose files cannot be read or decoded becomes a container-unreadable
-// finding; the error is for a data root that cannot be listed.
-func readContainers(root string) ([]container, []finding, error) {
+// finding (show turns its directory into the path to print); the error is
+// for a data root that cannot be listed.
+func readContainers(root string, show func(string) string) ([]container, []finding, error) {
 	dir := filepath.Join(root, "containers")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -928,7 +1001,7 @@ func readContainers(root string) ([]container, []finding, error) {
 				subject = subject[:12]
 			}
 			bad = append(bad, finding{ID: "container-unreadable", Severity: sevMedium, Subject: subject,
-				Message: fmt.Sprintf("%s: %v; this container was not audited", cdir, err),
+				Message: fmt.Sprintf("%s: %v; this container was not audited", show(cdir), err),
 				Fix:     "inspect it with docker inspect; remove it if Docker cannot load it either"})
 			continue
 		}
@@ -1059,9 +1132,23 @@ func portFindings(c container, subj string, dc daemonConfig, ups []proxyTarget) 
 	if h.NetworkMode == "host" {
 		return nil // bindings are ignored on the host network
 	}
+	bindings := h.PortBindings
+	if h.PublishAllPorts {
+		// -P publishes every exposed port that has no binding of its own
+		// on a port Docker picks, on the default address.
+		bindings = maps.Clone(bindings)
+		if bindings == nil {
+			bindings = map[string][]portBinding{}
+		}
+		for k := range c.Cfg.Config.ExposedPorts {
+			if len(bindings[k]) == 0 {
+				bindings[k] = []portBinding{{}}
+			}
+		}
+	}
 	var out []finding
-	keys := make([]string, 0, len(h.PortBindings))
-	for k := range h.PortBindings {
+	keys := make([]string, 0, len(bindings))
+	for k := range bindings {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -1070,7 +1157,7 @@ func portFindings(c container, subj string, dc daemonConfig, ups []proxyTarget) 
 		if proto == "" {
 			proto = "tcp"
 		}
-		for _, b := range h.PortBindings[k] {
+		for _, b := range bindings[k] {
 			ip := b.HostIP
 			if ip == "" {
 				ip = dc.IP
@@ -1080,7 +1167,7 @@ func portFindings(c container, subj string, dc daemonConfig, ups []proxyTarget) 
 			}
 			hostPort := b.HostPort
 			if hostPort == "" {
-				hostPort = "a random port"
+				hostPort = "chosen by Docker"
 			}
 			where := fmt.Sprintf("port %s/%s is published on all addresses (host port %s)", cport, proto, hostPort)
 			fix := fmt.Sprintf("publish on loopback (-p 127.0.0.1:%s:%s, or \"ip\": \"127.0.0.1\" in daemon.json) and reach it through moat's proxy", b.HostPort, cport)
