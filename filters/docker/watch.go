@@ -22,6 +22,7 @@ const (
 	keyDir       = "dir"
 	keyContainer = "container"
 	keyCount     = "containers"
+	keyProblem   = "problem"
 )
 
 // Watcher polls root/containers and reports the containers matched by any of
@@ -115,7 +116,7 @@ func (w *Watcher) logChanges(log *slog.Logger, old, now []Container, first bool)
 			log.Info("container renamed", keyContainer, c.Name, "was", o.Name, "id", shortID(c.ID))
 		}
 		if p := DriverProblem(c); p != "" {
-			log.Warn(p, keyContainer, c.Name)
+			log.Warn("container log cannot be read", keyContainer, c.Name, keyProblem, p)
 		}
 	}
 	for _, c := range before {
@@ -146,6 +147,7 @@ type scanner struct {
 	// container caught half-written is not reported.
 	warned     map[string]string
 	pendingErr map[string]string
+	reads      int // containers read, for tests
 }
 
 type cached struct {
@@ -196,6 +198,7 @@ func (s *scanner) scan() []Container {
 		ce := s.cache[id]
 		if ce == nil || ce.cfg != cfg || ce.hc != hc || !cfg.ok || !hc.ok {
 			c, err := readContainer(dir, id)
+			s.reads++
 			ce = &cached{cfg: cfg, hc: hc, c: c, err: err}
 			s.cache[id] = ce
 		}
