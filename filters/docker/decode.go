@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -139,13 +140,13 @@ func (d *Decoder) parse(line []byte) (logv, streamv, timev []byte, hasLog bool, 
 	}
 	for {
 		p.ws()
-		key, escaped, err := p.str()
+		key, special, err := p.str()
 		if err != nil {
 			return nil, nil, nil, false, err
 		}
-		if escaped {
+		if special >= 0 {
 			// Keys are never escaped in Docker's output; decode anyway.
-			key, err = unescape(nil, key)
+			key, err = unescape(nil, key, special)
 			if err != nil {
 				return nil, nil, nil, false, p.fail(err.Error())
 			}
@@ -157,12 +158,12 @@ func (d *Decoder) parse(line []byte) (logv, streamv, timev []byte, hasLog bool, 
 		p.ws()
 		switch string(key) {
 		case "log":
-			v, esc, err := p.str()
+			v, special, err := p.str()
 			if err != nil {
 				return nil, nil, nil, false, err
 			}
-			if esc {
-				d.buf, err = unescape(d.buf[:0], v)
+			if special >= 0 {
+				d.buf, err = unescape(d.buf[:0], v, special)
 				if err != nil {
 					return nil, nil, nil, false, p.fail(err.Error())
 				}
@@ -170,12 +171,12 @@ func (d *Decoder) parse(line []byte) (logv, streamv, timev []byte, hasLog bool, 
 			}
 			logv, hasLog = v, true
 		case "stream":
-			v, esc, err := p.str()
+			v, special, err := p.str()
 			if err != nil {
 				return nil, nil, nil, false, err
 			}
-			if esc {
-				d.stream, err = unescape(d.stream[:0], v)
+			if special >= 0 {
+				d.stream, err = unescape(d.stream[:0], v, special)
 				if err != nil {
 					return nil, nil, nil, false, p.fail(err.Error())
 				}
@@ -183,12 +184,12 @@ func (d *Decoder) parse(line []byte) (logv, streamv, timev []byte, hasLog bool, 
 			}
 			streamv = v
 		case "time":
-			v, esc, err := p.str()
+			v, special, err := p.str()
 			if err != nil {
 				return nil, nil, nil, false, err
 			}
-			if esc {
-				if v, err = unescape(nil, v); err != nil {
+			if special >= 0 {
+				if v, err = unescape(nil, v, special); err != nil {
 					return nil, nil, nil, false, p.fail(err.Error())
 				}
 			}
@@ -250,34 +251,51 @@ func (p *parser) eat(c byte) bool {
 }
 
 // str reads a JSON string and returns its raw contents between the quotes.
-// escaped reports that it has escapes or bytes that unescape must handle
-// (backslashes, non-ASCII).
-func (p *parser) str() (raw []byte, escaped bool, err error) {
+// special is the index in raw of the first byte that unescape must handle (a
+// backslash or non-ASCII), or -1 if raw is the string as it is.
+func (p *parser) str() (raw []byte, special int, err error) {
 	if !p.eat('"') {
-		return nil, false, p.fail("want a string")
+		return nil, -1, p.fail("want a string")
 	}
 	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			raw = p.b[start:p.i]
-			p.i++
-			return raw, escaped, nil
-		case c == '\\':
-			escaped = true
-			p.i += 2 // the escaped byte cannot end the string
-		case c < 0x20:
-			return nil, false, p.fail("control character in string")
-		case c >= utf8.RuneSelf:
-			escaped = true
-			p.i++
-		default:
-			p.i++
+	special = -1
+	for {
+		rest := p.b[p.i:]
+		q := bytes.IndexByte(rest, '"')
+		if q < 0 {
+			p.i = len(p.b)
+			return nil, -1, p.fail("unterminated string")
+		}
+		seg := rest[:q]
+		bs := bytes.IndexByte(seg, '\\')
+		if bs >= 0 {
+			seg = seg[:bs]
+		}
+		for j, c := range seg {
+			if c < 0x20 {
+				p.i += j
+				return nil, -1, p.fail("control character in string")
+			}
+			if c >= utf8.RuneSelf && special < 0 {
+				special = p.i + j - start
+			}
+		}
+		if bs < 0 {
+			raw = p.b[start : p.i+q]
+			p.i += q + 1
+			return raw, special, nil
+		}
+		// A backslash: the byte after it is escaped (it may be the quote
+		// found above), so go on after it.
+		if special < 0 {
+			special = p.i + bs - start
+		}
+		p.i += bs + 2
+		if p.i > len(p.b) {
+			p.i = len(p.b)
+			return nil, -1, p.fail("unterminated string")
 		}
 	}
-	p.i = len(p.b)
-	return nil, false, p.fail("unterminated string")
 }
 
 // skip skips one JSON value of any kind.
@@ -290,9 +308,9 @@ func (p *parser) skip(depth int) error {
 	}
 	switch c := p.b[p.i]; {
 	case c == '"':
-		raw, esc, err := p.str()
-		if err == nil && esc {
-			if _, err := unescape(nil, raw); err != nil {
+		raw, special, err := p.str()
+		if err == nil && special >= 0 {
+			if _, err := unescape(nil, raw, special); err != nil {
 				return p.fail(err.Error())
 			}
 		}
@@ -388,9 +406,10 @@ func (p *parser) digits() int {
 
 // unescape appends the decoded contents of a JSON string (between its
 // quotes) to dst, as encoding/json would decode them: invalid UTF-8 and lone
-// surrogates become U+FFFD.
-func unescape(dst, s []byte) ([]byte, error) {
-	for i := 0; i < len(s); {
+// surrogates become U+FFFD. s[:from] is plain bytes, copied as they are.
+func unescape(dst, s []byte, from int) ([]byte, error) {
+	dst = append(dst, s[:from]...)
+	for i := from; i < len(s); {
 		c := s[i]
 		switch {
 		case c == '\\':

@@ -184,3 +184,25 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestScannerRootAppearsLater covers a host where Docker is installed after
+// moat started: the missing directory is logged once, and containers are
+// found once it exists.
+func TestScannerRootAppearsLater(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "docker")
+	var logBuf syncBuffer
+	s := &scanner{dir: ContainersDir(root), cache: map[string]*cached{}, warned: map[string]string{},
+		log: slog.New(slog.NewTextHandler(&logBuf, nil))}
+	for range 3 {
+		if cs := s.scan(); len(cs) != 0 {
+			t.Fatalf("scan of a missing root = %v", cs)
+		}
+	}
+	if n := strings.Count(logBuf.String(), "does not exist"); n != 1 {
+		t.Errorf("missing root logged %d times, want once:\n%s", n, logBuf.String())
+	}
+	writeContainer(t, root, fakeID("web"), spec{name: "web", driver: DriverJSONFile})
+	if got := names(s.scan()); got != "web" {
+		t.Errorf("scan after docker appeared = %q, want web", got)
+	}
+}
