@@ -139,7 +139,7 @@ func cmdAudit(args []string, io stdio) error {
 	fs.StringVar(&o.moatConfig, "config", "", "moat's configuration, for the proxy's upstreams (default "+configs.SystemPath+" when it exists)")
 	fs.StringVar(&o.root, "root", "", "read the host's files below this directory (a mounted host filesystem); explicit paths are taken as given")
 	var accept acceptList
-	fs.Var(&accept, "accept", "leave out a finding you have accepted: ID or ID:SUBJECT (repeatable), such as container-cap-add:moat")
+	fs.Var(&accept, "accept", "leave out findings you have accepted: ID, ID:SUBJECT or *:SUBJECT (repeatable), such as container-cap-add:moat")
 	asJSON := fs.Bool("json", false, "print the findings as a JSON array of {id, severity, subject, message, fix}")
 	pos, err := parseArgs(fs, args, io)
 	if err != nil {
@@ -210,7 +210,8 @@ func printFindings(io stdio, rep auditReport) error {
 }
 
 // acceptList is the --accept flag: findings the operator has accepted, as
-// ID (every subject) or ID:SUBJECT.
+// ID (every subject), ID:SUBJECT, or *:SUBJECT (every finding of a
+// subject, such as moat's own container).
 type acceptList []string
 
 func (a *acceptList) String() string { return strings.Join(*a, ",") }
@@ -232,7 +233,7 @@ func (a acceptList) apply(rep *auditReport) []string {
 		hit := false
 		for i, e := range a {
 			id, subject, bySubject := strings.Cut(e, ":")
-			if id == f.ID && (!bySubject || subject == f.Subject) {
+			if (id == f.ID || id == "*") && (!bySubject || subject == f.Subject) {
 				used[i], hit = true, true
 			}
 		}

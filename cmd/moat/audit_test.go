@@ -484,6 +484,8 @@ func TestAuditAccept(t *testing.T) {
 		{name: "none", code: 1, ids: []string{"container-cap-add"}},
 		{name: "by id and subject", accept: []string{"container-cap-add:vpn"}, code: 0, summary: "0 finding(s): 0 high, 0 medium, 0 low, 0 info; 2 container(s) read; 1 accepted"},
 		{name: "by id", accept: []string{"container-cap-add"}, code: 0},
+		{name: "every finding of a subject", accept: []string{"*:vpn"}, code: 0},
+		{name: "every finding of another subject", accept: []string{"*:web"}, code: 1, ids: []string{"container-cap-add"}, stderr: "--accept *:web matched no finding"},
 		{name: "another subject", accept: []string{"container-cap-add:moat"}, code: 1, ids: []string{"container-cap-add"}, stderr: "--accept container-cap-add:moat matched no finding"},
 		{name: "empty id", accept: []string{":vpn"}, code: 2, stderr: "want ID or ID:SUBJECT"},
 	}
