@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/moatproj/moat/filters/docker"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/proxy"
@@ -62,7 +63,7 @@ const (
 	wantStateDir   = "an absolute path such as /var/lib/moat"
 	wantSocket     = "an absolute path such as /run/moat/moat.sock"
 	wantLogPath    = "an absolute path or glob such as /var/log/auth.log, or a list of them"
-	wantContainers = "container names such as web, or label selectors such as label:com.example.role=frontend, as a list"
+	wantContainers = "container names such as web or app-*, label selectors such as label:com.example.role=frontend, or id:PREFIX, as a list"
 	wantIgnoreIP   = "addresses or CIDR prefixes such as 192.0.2.7, 198.51.100.0/24 or 2001:db8::/64, as a list or separated by spaces or commas"
 	wantPort       = "ports 1-65535, ranges such as 8000-8100, or service names such as ssh, as a list or separated by commas"
 	wantJailName   = "1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -687,10 +688,6 @@ func (d *decoder) logpath(n *yaml.Node, field string) ([]string, bool) {
 	return out, good && len(out) > 0
 }
 
-// containerRE accepts a container name as Docker allows them, or a label
-// selector: label:KEY or label:KEY=VALUE.
-var containerRE = regexp.MustCompile(`^(?:[a-zA-Z0-9][a-zA-Z0-9_.-]*|label:[^=\s]+(?:=.*)?)$`)
-
 func (d *decoder) containers(n *yaml.Node, field string) ([]string, bool) {
 	n = resolve(n)
 	if isNull(n) || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
@@ -701,8 +698,8 @@ func (d *decoder) containers(n *yaml.Node, field string) ([]string, bool) {
 	good := true
 	for _, c := range d.items(n, field, wantContainers) {
 		v := strings.TrimSpace(c.Value)
-		if !containerRE.MatchString(v) {
-			d.fail(c.Line, field, v, "is not a container name or label selector", wantContainers)
+		if _, err := docker.ParseSelector(v); err != nil {
+			d.fail(c.Line, field, v, "is not a container selector: "+err.Error(), wantContainers)
 			good = false
 			continue
 		}

@@ -191,9 +191,13 @@ func TestParseContainers(t *testing.T) {
 	if len(cfg.Jails) != 1 || !reflect.DeepEqual(cfg.Jails[0].Containers, want) || len(cfg.Jails[0].LogPath) != 0 {
 		t.Errorf("jails = %+v, want containers %q and no logpath", cfg.Jails, want)
 	}
-	_, err = Parse("moat.yaml", []byte("jails:\n  web:\n    containers: [\"/web\", \"label:=x\", \"\"]\n"), Options{Env: rootEnv, CheckFilter: checkFilter})
+	_, err = Parse("moat.yaml", []byte("jails:\n  web:\n    filter: sshd\n    containers: [\"/web\", \"label:=x\", \"\"]\n"), Options{Env: rootEnv, CheckFilter: checkFilter})
 	got := strings.Join(errorLines(t, err), "\n")
-	for _, w := range []string{`jails.web.containers: "/web" is not a container name or label selector`, `"label:=x" is not a container name`} {
+	if strings.Contains(got, "/web") {
+		t.Errorf("/web (Docker's own spelling of a name) refused:\n%s", got)
+	}
+	for _, w := range []string{`moat.yaml:4: jails.web.containers: "label:=x" is not a container selector: container selector "label:=x": empty label key`,
+		`moat.yaml:4: jails.web.containers: is not a container selector: empty container selector`} {
 		if !strings.Contains(got, w) {
 			t.Errorf("errors:\n%s\nwant %q", got, w)
 		}

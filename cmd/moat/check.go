@@ -13,6 +13,7 @@ import (
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/configs/fail2ban"
 	"github.com/moatproj/moat/filters"
+	"github.com/moatproj/moat/filters/docker"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/proxy"
 )
@@ -77,10 +78,56 @@ func cmdCheck(args []string, io stdio) error {
 	tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JAIL\tFILTER\tMAXRETRY\tFINDTIME\tBANTIME\tPORTS\tLOGPATH")
 	for _, j := range cfg.Jails {
+		logs := slices.Clone(j.LogPath)
+		for _, c := range j.Containers {
+			logs = append(logs, "container:"+c)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.Name, filterLabel(j.Filter), j.MaxRetry,
-			j.FindTime, banTimeLabel(j.BanTime), portsLabel(j.Ports), strings.Join(j.LogPath, " "))
+			j.FindTime, banTimeLabel(j.BanTime), portsLabel(j.Ports), strings.Join(logs, " "))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printContainers(io, cfg)
+	return nil
+}
+
+// printContainers says which containers the jails' selectors pick now in
+// Docker's data root, and which of them moat cannot read and why.
+func printContainers(io stdio, cfg *configs.Config) {
+	var any bool
+	for _, j := range cfg.Jails {
+		any = any || len(j.Containers) > 0
+	}
+	if !any {
+		return
+	}
+	cs, errs := docker.Scan(cfg.Docker.Root)
+	fmt.Fprintf(io.stdout, "\ncontainers in %s:\n", cfg.Docker.Root)
+	for _, err := range errs {
+		fmt.Fprintf(io.stdout, "  unreadable: %v\n", err)
+	}
+	for _, j := range cfg.Jails {
+		sels, err := selectors(j.Containers)
+		if err != nil || len(sels) == 0 {
+			continue
+		}
+		var picked []string
+		for _, c := range cs {
+			if !docker.MatchAny(sels, c) {
+				continue
+			}
+			if p := docker.DriverProblem(c); p != "" {
+				picked = append(picked, c.Name+" (not readable: "+p+")")
+			} else {
+				picked = append(picked, c.Name)
+			}
+		}
+		if len(picked) == 0 {
+			picked = []string{"none yet (followed when they appear)"}
+		}
+		fmt.Fprintf(io.stdout, "  %s: %s\n", j.Name, strings.Join(picked, "; "))
+	}
 }
 
 // printConfigError prints each configuration error on a line of its own.

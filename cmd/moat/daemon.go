@@ -21,6 +21,7 @@ import (
 
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/filters"
+	"github.com/moatproj/moat/filters/docker"
 	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
@@ -104,6 +105,12 @@ type daemon struct {
 	// reads it per line.
 	set atomic.Pointer[jailSet]
 
+	// containers is the watcher's latest list (under mu); stopWatcher
+	// restarts the watcher, watcherKey is the selectors it runs with.
+	containers  []docker.Container
+	stopWatcher context.CancelFunc
+	watcherKey  string
+
 	// proxy is the reverse proxy (nil without a proxy: section) and the
 	// configuration it runs.
 	proxy    *proxy.Proxy
@@ -116,15 +123,26 @@ type daemon struct {
 
 // runJail is a configured jail with its compiled filter.
 type runJail struct {
-	cfg    configs.Jail
-	filter *filters.Filter
-	m      jailMetrics
+	cfg       configs.Jail
+	filter    *filters.Filter
+	selectors []docker.Selector // the containers whose logs it reads too
+	m         jailMetrics
 }
 
-// jailSet is the jails of one configuration.
+// jailSet is the jails of one configuration, with the container logs they
+// follow now.
 type jailSet struct {
-	jails    []*runJail
-	patterns []string // the union of the jails' logpath, sorted
+	jails []*runJail
+	root  string   // Docker's data root
+	base  []string // the union of the jails' logpath, sorted
+	// patterns is base plus the followed containers' log paths, sorted:
+	// what the follower follows.
+	patterns   []string
+	containers []docker.Container // the containers the watcher picked
+	// byContainerPath is, per followed container log, the jails reading it;
+	// containerName names its container.
+	byContainerPath map[string][]*runJail
+	containerName   map[string]string
 }
 
 func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
@@ -149,7 +167,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	defer engine.Close()
 	d.engine = engine
 	d.metrics.activeBans = engine.Bans
-	set, err := d.compile(cfg)
+	set, err := d.compile(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -181,6 +199,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 		return control.Serve(gctx, ln, control.NewHandler(service{d}, log.With(keyComponent, "control")))
 	})
 	g.Go(func() error { return d.follow(gctx) })
+	g.Go(func() error { return d.watchContainers(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	if cfg.Metrics.Listen != "" {
 		g.Go(func() error { return d.metrics.serve(gctx, cfg.Metrics.Listen, log) })
@@ -225,12 +244,17 @@ func openFirewall(cfg *configs.Config, log *slog.Logger) (firewall.Backend, erro
 	}
 }
 
-// compile builds the jails of cfg with their filters.
-func (d *daemon) compile(cfg *configs.Config) (*jailSet, error) {
-	set := &jailSet{}
+// compile builds the jails of cfg with their filters, following the
+// container logs of cs.
+func (d *daemon) compile(cfg *configs.Config, cs []docker.Container) (*jailSet, error) {
+	set := &jailSet{root: cfg.Docker.Root}
 	seen := map[string]bool{}
 	for _, jc := range cfg.Jails {
-		if len(jc.LogPath) == 0 {
+		sels, err := selectors(jc.Containers)
+		if err != nil {
+			return nil, fmt.Errorf("jail %s: containers: %w", jc.Name, err)
+		}
+		if len(jc.LogPath) == 0 && len(sels) == 0 {
 			// The proxy's jail without a log: its failures come from the
 			// proxy only.
 			set.jails = append(set.jails, &runJail{cfg: jc, m: d.metrics.forJail(jc.Name)})
@@ -240,16 +264,16 @@ func (d *daemon) compile(cfg *configs.Config) (*jailSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jail %s: filter: %w", jc.Name, err)
 		}
-		set.jails = append(set.jails, &runJail{cfg: jc, filter: f, m: d.metrics.forJail(jc.Name)})
+		set.jails = append(set.jails, &runJail{cfg: jc, filter: f, selectors: sels, m: d.metrics.forJail(jc.Name)})
 		for _, p := range jc.LogPath {
 			if !seen[p] {
 				seen[p] = true
-				set.patterns = append(set.patterns, p)
+				set.base = append(set.base, p)
 			}
 		}
 	}
-	slices.Sort(set.patterns)
-	return set, nil
+	slices.Sort(set.base)
+	return withContainers(set, cs), nil
 }
 
 func jailConfigs(set *jailSet) []jail.Config {
@@ -263,10 +287,13 @@ func jailConfigs(set *jailSet) []jail.Config {
 // describe logs what the daemon watches and what is missing.
 func (d *daemon) describe(set *jailSet) {
 	for _, j := range set.jails {
-		if len(j.cfg.LogPath) == 0 {
+		if len(j.cfg.LogPath) == 0 && len(j.selectors) == 0 {
 			d.logger.Info("jail counting the proxy's rate-limit rejections", keyJail, j.cfg.Name,
 				"maxretry", j.cfg.MaxRetry, "findtime", j.cfg.FindTime.String(), "bantime", banTimeLabel(j.cfg.BanTime))
 			continue
+		}
+		if len(j.selectors) > 0 {
+			d.logger.Info("jail watching containers", keyJail, j.cfg.Name, "containers", j.cfg.Containers, "docker_root", set.root)
 		}
 		var found, missing []string
 		for _, p := range j.cfg.LogPath {
@@ -340,11 +367,12 @@ const advanceEvery = 256
 // come in order, no position is handed over ahead of a failure before it.
 func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 	var (
-		set     *jailSet
-		byPath  map[string][]watcher
-		pending = map[fileKey]follow.Position{}
-		count   int
-		fails   []jail.Failure
+		set      *jailSet
+		byPath   map[string][]watcher
+		decoders = map[string]*docker.Decoder{}
+		pending  = map[fileKey]follow.Position{}
+		count    int
+		fails    []jail.Failure
 	)
 	flush := func() {
 		for k, p := range pending {
@@ -365,11 +393,31 @@ func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
 			byPath[line.Pos.Path] = js
 		}
 		now := time.Now()
+		text, ref := line.Text, now
+		if _, ok := set.byContainerPath[line.Pos.Path]; ok {
+			// A json-file entry: the program's line and the time Docker
+			// stamped it with, the failure time when the line has no date.
+			dec := decoders[line.Pos.Path]
+			if dec == nil {
+				dec = docker.NewDecoder()
+				decoders[line.Pos.Path] = dec
+			}
+			t, tm, complete, err := dec.Decode([]byte(line.Text))
+			if err != nil || !complete {
+				// A piece of a line Docker split: its position is not
+				// handed over, so a restart reads the whole line again.
+				continue
+			}
+			text = t
+			if !tm.IsZero() {
+				ref = tm
+			}
+		}
 		fails = fails[:0]
 		for _, w := range js {
 			j := w.jail
 			j.m.lines.Inc()
-			if m, ok := w.stream.Match(line.Text, now); ok {
+			if m, ok := w.stream.Match(text, ref); ok {
 				j.m.failures.Inc()
 				fails = append(fails, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time})
 			}
@@ -430,11 +478,12 @@ func (s *jailSet) byName(name string) *runJail {
 	return nil
 }
 
-// watching is the jails whose logpath matches path.
+// watching is the jails whose logpath matches path, or that read the
+// container log at path.
 func (s *jailSet) watching(path string) []*runJail {
-	var out []*runJail
+	out := slices.Clone(s.byContainerPath[path])
 	for _, j := range s.jails {
-		if matchesAny(j.cfg.LogPath, path) {
+		if matchesAny(j.cfg.LogPath, path) && !slices.Contains(out, j) {
 			out = append(out, j)
 		}
 	}
@@ -491,7 +540,10 @@ func (d *daemon) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	set, err := d.compile(cfg)
+	d.mu.Lock()
+	cs := d.containers
+	d.mu.Unlock()
+	set, err := d.compile(cfg, cs)
 	if err != nil {
 		return err
 	}
@@ -516,9 +568,14 @@ func (d *daemon) reload(ctx context.Context) error {
 	}
 	d.reloadProxy(cfg)
 	d.mu.Lock()
+	// Containers the watcher reported since compile are taken too.
+	set = withContainers(set, d.containers)
 	prev := d.set.Swap(set)
 	if !slices.Equal(prev.patterns, set.patterns) && d.stopFollower != nil {
 		d.stopFollower()
+	}
+	if selectorKey(set) != d.watcherKey && d.stopWatcher != nil {
+		d.stopWatcher()
 	}
 	d.mu.Unlock()
 	d.logger.Info("configuration reloaded", "config", cfg.File, "jails", strings.Join(names, ","))
@@ -535,8 +592,9 @@ func (d *daemon) files(j *runJail) []string {
 	if f == nil {
 		return out
 	}
+	set := d.set.Load()
 	for _, p := range f.Files() {
-		if matchesAny(j.cfg.LogPath, p) {
+		if matchesAny(j.cfg.LogPath, p) || slices.Contains(set.byContainerPath[p], j) {
 			out = append(out, p)
 		}
 	}
