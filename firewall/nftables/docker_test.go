@@ -35,9 +35,10 @@ const (
 
 // dockerIPTables is what Docker's iptables backend (Docker 27 and earlier,
 // userland proxy on, the default) writes for `docker run -p 8080:80` on the
-// default bridge, loaded with iptables-restore --noflush. iptables is the
-// nf_tables variant on current distributions, so these become `table ip nat`
-// and `table ip filter` beside moat's table.
+// default bridge, loaded with iptables-restore --noflush. With iptables-nft
+// (the default on current distributions) these become `table ip nat` and
+// `table ip filter` beside moat's table; with iptables-legacy they live in
+// x_tables, outside nftables.
 var dockerIPTables = []struct{ table, rules string }{
 	{"nat", `*nat
 :DOCKER - [0:0]
@@ -353,7 +354,7 @@ func TestDockerPublishedPort(t *testing.T) {
 			if !strings.Contains(before, v.dnat) {
 				t.Fatalf("Docker's DNAT rule is not in the ruleset:\n%s", before)
 			}
-			unchanged := func(when string) {
+			unchanged := func(t *testing.T, when string) {
 				t.Helper()
 				if after := others(); after != before {
 					t.Errorf("%s: rules outside table inet %s changed\nbefore:\n%s\nafter:\n%s", when, nftables.DefaultTable, before, after)
@@ -362,7 +363,7 @@ func TestDockerPublishedPort(t *testing.T) {
 
 			// reachBoth checks src's access to the published port and to
 			// the host service.
-			reachBoth := func(step, src string, wantPublished, wantHost bool) {
+			reachBoth := func(t *testing.T, step, src string, wantPublished, wantHost bool) {
 				t.Helper()
 				if got := d.reach(t, src, publishedAddr, "container", wantPublished); got != wantPublished {
 					t.Errorf("%s: %s -> published %s: reached = %v, want %v", step, src, publishedAddr, got, wantPublished)
@@ -371,7 +372,7 @@ func TestDockerPublishedPort(t *testing.T) {
 					t.Errorf("%s: %s -> host service %s: reached = %v, want %v", step, src, hostService, got, wantHost)
 				}
 			}
-			reachBoth("before moat", bannedClient, true, true)
+			reachBoth(t, "before moat", bannedClient, true, true)
 
 			b, err := nftables.New(nftables.Options{NetNS: d.host.FD()})
 			if err != nil {
@@ -390,11 +391,11 @@ func TestDockerPublishedPort(t *testing.T) {
 			if err := b.Sync(ctx, jails, nil, now); err != nil {
 				t.Fatalf("Sync: %v", err)
 			}
-			unchanged("after Sync")
+			unchanged(t, "after Sync")
 			if !strings.Contains(execIn(t, d.host, "", "nft", "list", "tables"), "table inet "+nftables.DefaultTable) {
 				t.Fatal("moat's table is not in the kernel after Sync")
 			}
-			reachBoth("no bans", bannedClient, true, true)
+			reachBoth(t, "no bans", bannedClient, true, true)
 
 			ban := func(jail string) firewall.Ban {
 				return firewall.Ban{Jail: jail, Prefix: pfx(bannedClient + "/32"), Expires: now.Add(time.Hour)}
@@ -407,37 +408,41 @@ func TestDockerPublishedPort(t *testing.T) {
 				published, hostSvc bool // bannedClient's reach while banned
 			}{
 				{"banned in all", "all", false, false},
-				{"banned in web (port 8080)", "web", false, true},
+				{"banned in web on 8080", "web", false, true},
 				{"banned on the container port", "inner", true, true},
 			}
 			for _, st := range steps {
-				if err := b.Add(ctx, []firewall.Ban{ban(st.jail)}, now); err != nil {
-					t.Fatalf("%s: Add: %v", st.name, err)
-				}
-				reachBoth(st.name, bannedClient, st.published, st.hostSvc)
-				reachBoth(st.name+", other client", unbannedClient, true, true)
-				if err := b.Delete(ctx, []firewall.Ban{ban(st.jail)}); err != nil {
-					t.Fatalf("%s: Delete: %v", st.name, err)
-				}
-				reachBoth(st.name+", then unbanned", bannedClient, true, true)
-				unchanged(st.name)
+				t.Run(st.name, func(t *testing.T) {
+					if err := b.Add(ctx, []firewall.Ban{ban(st.jail)}, now); err != nil {
+						t.Fatalf("Add: %v", err)
+					}
+					reachBoth(t, "banned", bannedClient, st.published, st.hostSvc)
+					reachBoth(t, "other client", unbannedClient, true, true)
+					if err := b.Delete(ctx, []firewall.Ban{ban(st.jail)}); err != nil {
+						t.Fatalf("Delete: %v", err)
+					}
+					reachBoth(t, "unbanned", bannedClient, true, true)
+					unchanged(t, "after Add and Delete")
+				})
 			}
 
 			// Someone flushes moat's table: moat notices and rebuilds
 			// it with the store's bans; Docker's rules stay as they were.
-			execIn(t, d.host, "", "nft", "flush", "table", "inet", nftables.DefaultTable)
-			if ok, err := b.Intact(ctx); err != nil || ok {
-				t.Fatalf("Intact after flush = %v, %v; want false, nil", ok, err)
-			}
-			if err := b.Sync(ctx, jails, []firewall.Ban{ban("all")}, now); err != nil {
-				t.Fatalf("Sync after flush: %v", err)
-			}
-			if ok, err := b.Intact(ctx); err != nil || !ok {
-				t.Fatalf("Intact after rebuild = %v, %v; want true, nil", ok, err)
-			}
-			reachBoth("rebuilt, unbanned client", unbannedClient, true, true)
-			reachBoth("rebuilt, banned client", bannedClient, false, false)
-			unchanged("after rebuild")
+			t.Run("rebuilt after flush", func(t *testing.T) {
+				execIn(t, d.host, "", "nft", "flush", "table", "inet", nftables.DefaultTable)
+				if ok, err := b.Intact(ctx); err != nil || ok {
+					t.Fatalf("Intact after flush = %v, %v; want false, nil", ok, err)
+				}
+				if err := b.Sync(ctx, jails, []firewall.Ban{ban("all")}, now); err != nil {
+					t.Fatalf("Sync after flush: %v", err)
+				}
+				if ok, err := b.Intact(ctx); err != nil || !ok {
+					t.Fatalf("Intact after rebuild = %v, %v; want true, nil", ok, err)
+				}
+				reachBoth(t, "unbanned client", unbannedClient, true, true)
+				reachBoth(t, "client banned in all", bannedClient, false, false)
+				unchanged(t, "after rebuild")
+			})
 		})
 	}
 }
