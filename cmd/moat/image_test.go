@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
 
 	"github.com/moatproj/moat/configs"
@@ -1355,6 +1357,228 @@ func TestStaticBuild(t *testing.T) {
 		}
 		if got, want := string(out), "moat "+stamp+"\n"; got != want {
 			t.Errorf("moat version = %q, want %q", got, want)
+		}
+	})
+}
+
+// ---- capabilities under no-new-privileges ----
+
+// imgCapNumbers are the capabilities the image's files may name.
+var imgCapNumbers = map[string]uint{
+	"NET_ADMIN":        unix.CAP_NET_ADMIN,
+	"NET_BIND_SERVICE": unix.CAP_NET_BIND_SERVICE,
+	"NET_RAW":          unix.CAP_NET_RAW,
+	"SYS_ADMIN":        unix.CAP_SYS_ADMIN,
+	"DAC_READ_SEARCH":  unix.CAP_DAC_READ_SEARCH,
+	"DAC_OVERRIDE":     unix.CAP_DAC_OVERRIDE,
+}
+
+func imgCapMask(t *testing.T, names []string) uint64 {
+	t.Helper()
+	var m uint64
+	for _, n := range names {
+		c, ok := imgCapNumbers[n]
+		if !ok {
+			t.Fatalf("capability %s is not in imgCapNumbers", n)
+		}
+		m |= 1 << c
+	}
+	return m
+}
+
+// The on-disk format of security.capability (linux/capability.h).
+const (
+	imgVFSCapRevision2 = 0x02000000
+	imgVFSCapEffective = 0x000001
+)
+
+// imgSetFileCaps writes path's security.capability attribute as setcap
+// NAMES=ep does (VFS_CAP_REVISION_2, effective flag, permitted = mask).
+func imgSetFileCaps(path string, mask uint64) error {
+	buf := make([]byte, 20)
+	binary.LittleEndian.PutUint32(buf[0:], imgVFSCapRevision2|imgVFSCapEffective)
+	binary.LittleEndian.PutUint32(buf[4:], uint32(mask))      // permitted, low word
+	binary.LittleEndian.PutUint32(buf[12:], uint32(mask>>32)) // permitted, high word
+	return unix.Setxattr(path, "security.capability", buf, 0)
+}
+
+// TestImageCapHelper is not a test: TestFileCapsUnderNoNewPrivileges runs
+// the test binary with MOAT_IMG_CAP_ROLE set, first to start a process the
+// way runc starts a non-root container's (role runc), which then execs a
+// copy carrying the image's file capabilities (role print).
+func TestImageCapHelper(t *testing.T) {
+	switch os.Getenv("MOAT_IMG_CAP_ROLE") {
+	case "runc":
+		imgCapRunc()
+	case "print":
+		status, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			fmt.Println("read status:", err)
+			os.Exit(3)
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "Cap") || strings.HasPrefix(l, "NoNewPrivs") || strings.HasPrefix(l, "Uid") {
+				fmt.Println(l)
+			}
+		}
+		os.Exit(0)
+	}
+}
+
+// imgCapRunc does what runc does before it execs a container's entrypoint
+// as a non-root user, on one thread: bounding set cut to the container's
+// capabilities, keep-caps, setresuid/setresgid, the capability sets the
+// engine asked for (MOAT_IMG_CAP_KEEP=1: the added capabilities stay
+// permitted and effective, as Docker ≥ 25.0 asks; otherwise empty, as
+// Docker 18.06–24.0.5 asked), no_new_privs, then execve.
+func imgCapRunc() {
+	runtime.LockOSThread()
+	fail := func(what string, err error) {
+		fmt.Printf("runc %s: %v\n", what, err)
+		os.Exit(4)
+	}
+	bound, err := strconv.ParseUint(os.Getenv("MOAT_IMG_CAP_BOUND"), 10, 64)
+	if err != nil {
+		fail("bound", err)
+	}
+	for c := uint(0); c <= unix.CAP_LAST_CAP; c++ {
+		if bound&(1<<c) == 0 {
+			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+				fail("capbset drop", err)
+			}
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		fail("keepcaps", err)
+	}
+	// Raw, so only this thread changes (unix.Setresuid changes them all).
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 65532, 65532, 65532); e != 0 {
+		fail("setresgid", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 65532, 65532, 65532); e != 0 {
+		fail("setresuid", e)
+	}
+	var set uint64
+	if os.Getenv("MOAT_IMG_CAP_KEEP") == "1" {
+		set = bound
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := [2]unix.CapUserData{
+		{Effective: uint32(set), Permitted: uint32(set)},
+		{Effective: uint32(set >> 32), Permitted: uint32(set >> 32)},
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		fail("capset", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fail("no_new_privs", err)
+	}
+	target := os.Getenv("MOAT_IMG_CAP_EXEC")
+	env := []string{"MOAT_IMG_CAP_ROLE=print"}
+	err = unix.Exec(target, []string{target, "-test.run=^TestImageCapHelper$"}, env)
+	fail("execve", err)
+}
+
+// TestFileCapsUnderNoNewPrivileges checks the capability design of the
+// Dockerfile against the running kernel: a binary carrying the Dockerfile's
+// file capabilities, started as uid 65532 with no_new_privs in a container
+// whose bounding set is compose's cap_add, gets exactly those capabilities
+// when the engine keeps them permitted (Docker ≥ 25.0, moby/moby#45511),
+// none when it empties them (older engines), and fails to start if the
+// file asks for one the container was not given.
+func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: writes file capabilities and changes uid")
+	}
+	d := imgDockerfile(t)
+	if !regexp.MustCompile(`setcap\s+[a-z_,]+=ep\s`).MatchString(imgRead(t, "Dockerfile")) {
+		t.Fatal("the Dockerfile's setcap does not grant =ep (permitted and effective)")
+	}
+	fileCaps := imgCapMask(t, d.fileCaps(t))
+	bound := imgCapMask(t, imgCapSet(imgComposeService(t)["cap_add"]))
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// uid 65532 must reach the copy: open up the temporary directories.
+	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyWith := func(name string, mask uint64) string {
+		data, err := os.ReadFile(self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := imgSetFileCaps(p, mask); err != nil {
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+				t.Skipf("the filesystem of %s has no security xattrs: %v", dir, err)
+			}
+			t.Fatal(err)
+		}
+		return p
+	}
+	imageBin := copyWith("moat-caps", fileCaps)
+
+	runc := func(t *testing.T, target string, keep bool) (map[string]string, error) {
+		cmd := exec.Command(self, "-test.run=^TestImageCapHelper$")
+		cmd.Dir = dir
+		k := "0"
+		if keep {
+			k = "1"
+		}
+		cmd.Env = []string{"MOAT_IMG_CAP_ROLE=runc", "MOAT_IMG_CAP_KEEP=" + k,
+			"MOAT_IMG_CAP_BOUND=" + strconv.FormatUint(bound, 10), "MOAT_IMG_CAP_EXEC=" + target}
+		out, err := cmd.CombinedOutput()
+		got := map[string]string{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok {
+				got[k] = strings.TrimSpace(v)
+			}
+		}
+		if err != nil {
+			return got, fmt.Errorf("%v: %s", err, out)
+		}
+		return got, nil
+	}
+	hex := func(m uint64) string { return fmt.Sprintf("%016x", m) }
+
+	t.Run("engine keeps added capabilities permitted", func(t *testing.T) {
+		got, err := runc(t, imageBin, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("as the image's entrypoint: %v", got)
+		if got["NoNewPrivs"] != "1" || !strings.HasPrefix(got["Uid"], "65532") {
+			t.Fatalf("not a non-root no_new_privs process: %v", got)
+		}
+		if got["CapEff"] != hex(bound) || got["CapPrm"] != hex(bound) {
+			t.Errorf("CapEff %s, CapPrm %s, want %s (compose's cap_add)", got["CapEff"], got["CapPrm"], hex(bound))
+		}
+		if got["CapAmb"] != hex(0) {
+			t.Errorf("CapAmb %s: nothing should rely on ambient capabilities", got["CapAmb"])
+		}
+	})
+	t.Run("older engine empties them: nothing granted", func(t *testing.T) {
+		got, err := runc(t, imageBin, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["CapEff"] != hex(0) {
+			t.Errorf("CapEff %s, want none: no_new_privs should refuse file capabilities not already permitted", got["CapEff"])
+		}
+	})
+	t.Run("a file capability beyond cap_add fails the start", func(t *testing.T) {
+		extra := copyWith("moat-extra", fileCaps|1<<unix.CAP_SYS_ADMIN)
+		if _, err := runc(t, extra, true); err == nil || !strings.Contains(err.Error(), "operation not permitted") {
+			t.Errorf("exec of a binary asking for CAP_SYS_ADMIN outside the bounding set: %v, want operation not permitted", err)
 		}
 	})
 }
