@@ -1421,6 +1421,13 @@ func TestImageCapHelper(t *testing.T) {
 				fmt.Println(l)
 			}
 		}
+		if p := os.Getenv("MOAT_IMG_CAP_READ"); p != "" {
+			if _, err := os.ReadFile(p); err != nil {
+				fmt.Println("Read:", errors.Unwrap(err))
+			} else {
+				fmt.Println("Read: ok")
+			}
+		}
 		os.Exit(0)
 	}
 }
@@ -1452,11 +1459,14 @@ func imgCapRunc() {
 		fail("keepcaps", err)
 	}
 	// Raw, so only this thread changes (unix.Setresuid changes them all).
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 65532, 65532, 65532); e != 0 {
-		fail("setresgid", e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 65532, 65532, 65532); e != 0 {
-		fail("setresuid", e)
+	// MOAT_IMG_CAP_UID=0 stays root, as compose.yaml's user 0:0.
+	if os.Getenv("MOAT_IMG_CAP_UID") != "0" {
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 65532, 65532, 65532); e != 0 {
+			fail("setresgid", e)
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 65532, 65532, 65532); e != 0 {
+			fail("setresuid", e)
+		}
 	}
 	var set uint64
 	if os.Getenv("MOAT_IMG_CAP_KEEP") == "1" {
@@ -1474,7 +1484,7 @@ func imgCapRunc() {
 		fail("no_new_privs", err)
 	}
 	target := os.Getenv("MOAT_IMG_CAP_EXEC")
-	env := []string{"MOAT_IMG_CAP_ROLE=print"}
+	env := []string{"MOAT_IMG_CAP_ROLE=print", "MOAT_IMG_CAP_READ=" + os.Getenv("MOAT_IMG_CAP_READ")}
 	err = unix.Exec(target, []string{target, "-test.run=^TestImageCapHelper$"}, env)
 	fail("execve", err)
 }
@@ -1527,7 +1537,7 @@ func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 	}
 	imageBin := copyWith("moat-caps", fileCaps)
 
-	runc := func(t *testing.T, target string, keep bool) (map[string]string, error) {
+	runc := func(t *testing.T, target string, keep bool, env ...string) (map[string]string, error) {
 		cmd := exec.Command(self, "-test.run=^TestImageCapHelper$")
 		cmd.Dir = dir
 		k := "0"
@@ -1536,6 +1546,7 @@ func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 		}
 		cmd.Env = []string{"MOAT_IMG_CAP_ROLE=runc", "MOAT_IMG_CAP_KEEP=" + k,
 			"MOAT_IMG_CAP_BOUND=" + strconv.FormatUint(bound, 10), "MOAT_IMG_CAP_EXEC=" + target}
+		cmd.Env = append(cmd.Env, env...)
 		out, err := cmd.CombinedOutput()
 		got := map[string]string{}
 		for _, l := range strings.Split(string(out), "\n") {
@@ -1573,6 +1584,52 @@ func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 		}
 		if got["CapEff"] != hex(0) {
 			t.Errorf("CapEff %s, want none: no_new_privs should refuse file capabilities not already permitted", got["CapEff"])
+		}
+	})
+	t.Run("compose's uid 0 gets the same two and no more", func(t *testing.T) {
+		got, err := runc(t, imageBin, true, "MOAT_IMG_CAP_UID=0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["NoNewPrivs"] != "1" || !strings.HasPrefix(got["Uid"], "0\t") {
+			t.Fatalf("not a root no_new_privs process: %v", got)
+		}
+		if got["CapEff"] != hex(bound) || got["CapPrm"] != hex(bound) || got["CapBnd"] != hex(bound) {
+			t.Errorf("uid 0: CapEff %s, CapPrm %s, CapBnd %s, want %s", got["CapEff"], got["CapPrm"], got["CapBnd"], hex(bound))
+		}
+	})
+	t.Run("only uid 0 reads Docker's container files", func(t *testing.T) {
+		// Docker keeps containers/<id>/ root:root 0710 and writes
+		// config.v2.json root:root 0600: with no CAP_DAC_* (cap_drop: ALL),
+		// uid 65532 cannot read it and uid 0 reads it by ownership. This is
+		// why compose.yaml runs moat as 0:0.
+		cdir := filepath.Join(dir, "containers", strings.Repeat("ab", 32))
+		if err := os.MkdirAll(cdir, 0o710); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{filepath.Dir(cdir), cdir} {
+			if err := os.Chmod(p, 0o710); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfgFile := filepath.Join(cdir, "config.v2.json")
+		if err := os.WriteFile(cfgFile, []byte(`{"Name":"/web"}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		read := "MOAT_IMG_CAP_READ=" + cfgFile
+		nonroot, err := runc(t, imageBin, true, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := runc(t, imageBin, true, read, "MOAT_IMG_CAP_UID=0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nonroot["Read"] != "permission denied" {
+			t.Errorf("uid 65532 reading config.v2.json: %q, want permission denied", nonroot["Read"])
+		}
+		if root["Read"] != "ok" {
+			t.Errorf("uid 0 without CAP_DAC_*: %q, want ok", root["Read"])
 		}
 	})
 	t.Run("a file capability beyond cap_add fails the start", func(t *testing.T) {
