@@ -22,13 +22,15 @@
 #    by the container's bounding set: with `cap_drop: [ALL]` and
 #    `cap_add: [NET_ADMIN, NET_BIND_SERVICE]` it gets exactly those two.
 #  - With no-new-privileges the kernel grants a file capability at execve only
-#    if the process already had it in its permitted set. Docker 18.06 to
-#    24.0.5 emptied the permitted set of non-root containers
-#    (moby/moby#36587), so setcap + no-new-privileges failed there
-#    (moby/moby#45491). Since Docker Engine 25.0, and 24.0.6 by backport,
-#    Docker keeps the added capabilities permitted until the execve
-#    (moby/moby#45511, #46221): there the file capabilities are no new
+#    if the process already had it in its permitted set. From 2018
+#    (moby/moby#36587) until 24.0.5, Docker emptied the permitted set of
+#    non-root containers, so setcap + no-new-privileges failed there
+#    (moby/moby#45491). Docker Engine 25.0, and 24.0 from the backport on
+#    (24.0.6), keeps the added capabilities permitted until the execve
+#    (moby/moby#45511, #46221): the file capabilities are then no new
 #    privilege and this image works with no-new-privileges.
+#    cmd/moat/image_test.go (TestFileCapsUnderNoNewPrivileges) replays both
+#    behaviours on the running kernel.
 #  - On an older engine moat starts without them. The shipped configuration
 #    sets firewall.backend: nftables so that moat then refuses to start
 #    instead of silently enforcing nothing.
