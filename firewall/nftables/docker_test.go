@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,39 +19,73 @@ import (
 	"github.com/moatproj/moat/firewall/nftables/nftest"
 )
 
-// The Docker host the test builds: a bridge "docker0" in a "host"
-// namespace with one container behind it, host port 8080 published to the
-// container's port 80, a host service on 2222, and a client namespace with
-// two addresses on the host's other side.
+// dockerFamily is one address family of the Docker host the test builds:
+// a bridge "docker0" in a "host" namespace with one container behind it,
+// host port 8080 published to the container's port 80, a host service on
+// 2222, and a client namespace with two addresses on the host's other side.
+type dockerFamily struct {
+	name            string // "IPv4", "IPv6"
+	host, hostLen   string // the host's address on the client link
+	bridge          string // the host's address on docker0, CIDR form
+	container, cLen string // the container's address and prefix length
+	banned, other   string // the client's addresses
+	subnet          string // the container network
+	loopback        string
+	nft             string // the nftables family of Docker's table
+	iptables        string // "iptables" or "ip6tables"
+	full            string // "/32" or "/128"
+}
+
+var dockerFamilies = []dockerFamily{
+	{
+		name: "IPv4", host: "192.0.2.1", hostLen: "/24", bridge: "198.51.100.1/24",
+		container: "198.51.100.2", cLen: "/24", banned: "192.0.2.2", other: "192.0.2.3",
+		subnet: "198.51.100.0/24", loopback: "127.0.0.0/8", nft: "ip", iptables: "iptables", full: "/32",
+	},
+	{
+		name: "IPv6", host: "2001:db8:1::1", hostLen: "/64", bridge: "2001:db8:2::1/64",
+		container: "2001:db8:2::2", cLen: "/64", banned: "2001:db8:1::2", other: "2001:db8:1::3",
+		subnet: "2001:db8:2::/64", loopback: "::1/128", nft: "ip6", iptables: "ip6tables", full: "/128",
+	},
+}
+
 const (
-	dockerBridge   = "docker0"
-	containerAddr  = "198.51.100.2"
-	containerPort  = "198.51.100.2:80"
-	publishedPort  = 8080
-	publishedAddr  = "192.0.2.1:8080"
-	hostService    = "192.0.2.1:2222"
-	bannedClient   = "192.0.2.2"
-	unbannedClient = "192.0.2.3"
+	dockerBridge  = "docker0"
+	publishedPort = 8080
 )
+
+// hostPort is the host's address with port, for dialling.
+func (f dockerFamily) hostPort(port string) string { return net.JoinHostPort(f.host, port) }
+
+// expand fills the placeholders of a rule template with f's addresses.
+func (f dockerFamily) expand(tmpl string) string {
+	return strings.NewReplacer(
+		"{{ip}}", f.nft,
+		"{{subnet}}", f.subnet,
+		"{{ctr}}", f.container,
+		"{{ctr/}}", f.container+f.full,
+		"{{ctrport}}", net.JoinHostPort(f.container, "80"),
+		"{{loopback}}", f.loopback,
+	).Replace(tmpl)
+}
 
 // dockerIPTables is what Docker's iptables backend (Docker 27 and earlier,
 // userland proxy on, the default) writes for `docker run -p 8080:80` on the
-// default bridge, loaded with iptables-restore --noflush. With iptables-nft
-// (the default on current distributions) these become `table ip nat` and
-// `table ip filter` beside moat's table; with iptables-legacy they live in
-// x_tables, outside nftables.
-var dockerIPTables = []struct{ table, rules string }{
-	{"nat", `*nat
+// default bridge, loaded with iptables-restore --noflush (ip6tables-restore
+// for IPv6, with placeholders filled by expand). With iptables-nft (the
+// default on current distributions) these become `table ip nat` and
+// `table ip filter` (ip6 for IPv6) beside moat's table; with
+// iptables-legacy they live in x_tables, outside nftables.
+const dockerIPTables = `*nat
 :DOCKER - [0:0]
 -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
--A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
--A POSTROUTING -s 198.51.100.0/24 ! -o docker0 -j MASQUERADE
--A POSTROUTING -s 198.51.100.2/32 -d 198.51.100.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A OUTPUT ! -d {{loopback}} -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s {{subnet}} ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s {{ctr/}} -d {{ctr/}} -p tcp -m tcp --dport 80 -j MASQUERADE
 -A DOCKER -i docker0 -j RETURN
--A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.51.100.2:80
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination {{ctrport}}
 COMMIT
-`},
-	{"filter", `*filter
+*filter
 :FORWARD DROP [0:0]
 :DOCKER - [0:0]
 :DOCKER-ISOLATION-STAGE-1 - [0:0]
@@ -62,21 +97,21 @@ COMMIT
 -A FORWARD -o docker0 -j DOCKER
 -A FORWARD -i docker0 ! -o docker0 -j ACCEPT
 -A FORWARD -i docker0 -o docker0 -j ACCEPT
--A DOCKER -d 198.51.100.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d {{ctr/}} ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
 -A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
 -A DOCKER-ISOLATION-STAGE-1 -j RETURN
 -A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
 -A DOCKER-ISOLATION-STAGE-2 -j RETURN
 -A DOCKER-USER -j RETURN
 COMMIT
-`},
-}
+`
 
 // dockerNftables has the shape of Docker's native nftables backend (Docker
 // 28+, --firewall-backend=nftables) for the same published port: its own
-// `table ip docker-bridges`, DNAT in a nat chain at priority dstnat, and a
-// raw-priority chain that drops direct access to the container address.
-const dockerNftables = `table ip docker-bridges {
+// `table ip docker-bridges` (ip6 for IPv6), DNAT in a nat chain at priority
+// dstnat, and a raw-priority chain that drops direct access to the
+// container address.
+const dockerNftables = `table {{ip}} docker-bridges {
 	map filter-forward-in-jumps {
 		type ifname : verdict
 		elements = { "docker0" : jump filter-forward-in__docker0 }
@@ -100,7 +135,7 @@ const dockerNftables = `table ip docker-bridges {
 	}
 	chain nat-OUTPUT {
 		type nat hook output priority -100; policy accept;
-		ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output
+		{{ip}} daddr != {{loopback}} fib daddr type local counter jump nat-prerouting-and-output
 	}
 	chain nat-POSTROUTING {
 		type nat hook postrouting priority srcnat; policy accept;
@@ -112,16 +147,16 @@ const dockerNftables = `table ip docker-bridges {
 		fib daddr type local counter jump nat-prerouting-and-output
 	}
 	chain nat-prerouting-and-output {
-		iifname != "docker0" tcp dport 8080 counter dnat to 198.51.100.2:80 comment "DNAT"
+		iifname != "docker0" tcp dport 8080 counter dnat to {{ctrport}} comment "DNAT"
 	}
 	chain raw-PREROUTING {
 		type filter hook prerouting priority raw; policy accept;
-		ip daddr 198.51.100.2 iifname != "docker0" counter drop comment "DROP DIRECT ACCESS"
+		{{ip}} daddr {{ctr}} iifname != "docker0" counter drop comment "DROP DIRECT ACCESS"
 	}
 	chain filter-forward-in__docker0 {
 		ct state established,related counter accept
 		iifname "docker0" counter accept comment "ICC"
-		ip daddr 198.51.100.2 tcp dport 80 counter accept
+		{{ip}} daddr {{ctr}} tcp dport 80 counter accept
 		counter drop comment "UNPUBLISHED PORT DROP"
 	}
 	chain filter-forward-out__docker0 {
@@ -130,10 +165,10 @@ const dockerNftables = `table ip docker-bridges {
 	}
 	chain nat-postrouting-in__docker0 {
 		fib saddr type local counter masquerade comment "MASQUERADE FROM HOST"
-		ip saddr 198.51.100.2 ip daddr 198.51.100.2 tcp dport 80 counter masquerade comment "MASQ TO OWN PORT"
+		{{ip}} saddr {{ctr}} {{ip}} daddr {{ctr}} tcp dport 80 counter masquerade comment "MASQ TO OWN PORT"
 	}
 	chain nat-postrouting-out__docker0 {
-		oifname != "docker0" ip saddr 198.51.100.0/24 counter masquerade comment "MASQUERADE"
+		oifname != "docker0" {{ip}} saddr {{subnet}} counter masquerade comment "MASQUERADE"
 	}
 }
 `
@@ -143,29 +178,78 @@ type dockerHost struct {
 	host, container, client *nftest.NetNS
 }
 
-// newDockerHost builds the namespaces, links, addresses and servers. The
-// container server answers "container <peer>", the host service "host
-// <peer>", so a client sees who accepted it and from which address.
+// newDockerHost builds the namespaces, links, addresses and servers for
+// every family. The container server answers "container <peer>", the host
+// service "host <peer>", so a client sees who accepted it and from which
+// address.
 func newDockerHost(t *testing.T) *dockerHost {
 	t.Helper()
 	d := &dockerHost{host: nftest.New(t), container: nftest.New(t), client: nftest.New(t)}
+	// No duplicate address detection on the links made below (their
+	// link-local addresses included): it holds neighbour discovery back
+	// for seconds after a link comes up.
+	for _, ns := range []*nftest.NetNS{d.host, d.container, d.client} {
+		sysctl(t, ns, "net/ipv6/conf/default/accept_dad", "0")
+	}
+	var containerAddrs, clientAddrs, hostAddrs []string
+	for _, f := range dockerFamilies {
+		containerAddrs = append(containerAddrs, f.container+f.cLen)
+		clientAddrs = append(clientAddrs, f.banned+f.hostLen, f.other+f.hostLen)
+		hostAddrs = append(hostAddrs, f.host+f.hostLen)
+	}
 	// host "va" <-> container "vb"; the host end is a port of docker0.
-	nftest.Veth(t, d.host, d.container, nil, []string{containerAddr + "/24"})
+	nftest.Veth(t, d.host, d.container, nil, containerAddrs)
 	d.host.IP(t, "link", "add", dockerBridge, "type", "bridge")
 	d.host.IP(t, "link", "set", "va", "master", dockerBridge)
-	d.host.IP(t, "addr", "add", "198.51.100.1/24", "dev", dockerBridge)
-	d.host.IP(t, "link", "set", dockerBridge, "up")
-	d.container.IP(t, "route", "add", "default", "via", "198.51.100.1")
-	// client "va" <-> host "vb".
-	nftest.Veth(t, d.client, d.host, []string{bannedClient + "/24", unbannedClient + "/24"}, []string{"192.0.2.1/24"})
-	var err error
-	d.host.Do(t, func() { err = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644) })
-	if err != nil {
-		t.Fatalf("enable forwarding in the host namespace: %v", err)
+	for _, f := range dockerFamilies {
+		d.host.IP(t, "addr", "add", f.bridge, "dev", dockerBridge, "nodad")
 	}
-	serveWhoAmI(t, d.container, containerPort, "container")
-	serveWhoAmI(t, d.host, hostService, "host")
+	d.host.IP(t, "link", "set", dockerBridge, "up")
+	// client "va" <-> host "vb".
+	nftest.Veth(t, d.client, d.host, clientAddrs, hostAddrs)
+	for _, f := range dockerFamilies {
+		gw, _, _ := strings.Cut(f.bridge, "/")
+		d.container.IP(t, "route", "add", "default", "via", gw)
+	}
+	sysctl(t, d.host, "net/ipv4/ip_forward", "1")
+	sysctl(t, d.host, "net/ipv6/conf/all/forwarding", "1")
+	for _, f := range dockerFamilies {
+		serveWhoAmI(t, d.container, net.JoinHostPort(f.container, "80"), "container")
+		serveWhoAmI(t, d.host, f.hostPort("2222"), "host")
+	}
+	// The host's first neighbour solicitation on the new bridge can go
+	// unanswered (IPv6, about a second): reach each container address
+	// from the host once, so the client's first SYN is not the one held
+	// back.
+	for _, f := range dockerFamilies {
+		addr := net.JoinHostPort(f.container, "80")
+		var err error
+		for range 10 {
+			d.host.Do(t, func() {
+				var c net.Conn
+				if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+					c.Close()
+				}
+			})
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("host cannot reach the container at %s: %v", addr, err)
+		}
+	}
 	return d
+}
+
+// sysctl writes value to /proc/sys/<key> inside ns.
+func sysctl(t *testing.T, ns *nftest.NetNS, key, value string) {
+	t.Helper()
+	var err error
+	ns.Do(t, func() { err = os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), 0o644) })
+	if err != nil {
+		t.Fatalf("sysctl %s=%s in %s: %v", key, value, ns.Name, err)
+	}
 }
 
 // serveWhoAmI listens on addr inside ns and answers each connection with
@@ -229,7 +313,7 @@ func (d *dockerHost) reach(t *testing.T, src, dst, want string, expect bool) boo
 	case err != nil:
 		t.Fatalf("dial %s from %s: %v (want success or a timeout)", dst, src, err)
 	}
-	if prefix := want + " " + src + ":"; !strings.HasPrefix(string(got), prefix) {
+	if prefix := want + " " + net.JoinHostPort(src, ""); !strings.HasPrefix(string(got), prefix) {
 		t.Fatalf("dial %s from %s: server said %q, want %q…", dst, src, got, prefix)
 	}
 	return true
@@ -279,47 +363,57 @@ func withoutTable(ruleset, family, name string) string {
 // dockerRules is one way Docker writes its rules.
 type dockerRules struct {
 	name string
-	// install writes Docker's rules into the host namespace.
+	// install writes Docker's rules for every family into the host
+	// namespace.
 	install func(t *testing.T, host *nftest.NetNS)
-	// docker dumps Docker's rules, with the counters left out; nil when
-	// `nft list ruleset` shows them all.
-	docker func(t *testing.T, host *nftest.NetNS) string
-	// dnat is how the dump shows Docker's DNAT rule.
+	// dump lists Docker's rules that `nft list ruleset` does not show
+	// (nil when it shows them all), counters left out.
+	dump func(t *testing.T, host *nftest.NetNS) string
+	// dnat is how a family's DNAT rule shows in the dump (a template for
+	// dockerFamily.expand).
 	dnat string
 }
 
-// iptablesRules writes dockerIPTables with iptables-<variant> ("nft": the
-// nf_tables backend, the default on current distributions; "legacy": the
-// x_tables one, still found on older hosts).
+// iptablesRules writes dockerIPTables with iptables-<variant> and
+// ip6tables-<variant> ("nft": the nf_tables backend, the default on current
+// distributions; "legacy": the x_tables one, still found on older hosts).
 func iptablesRules(variant string) dockerRules {
-	bin := "iptables-" + variant
+	bin := func(f dockerFamily) string { return f.iptables + "-" + variant }
 	return dockerRules{
-		name: bin,
+		name: "iptables-" + variant,
 		install: func(t *testing.T, host *nftest.NetNS) {
-			if _, err := exec.LookPath(bin + "-restore"); err != nil {
-				t.Skipf("needs %s-restore (apt-get install iptables; .ci/run installs it) to write Docker's iptables rules", bin)
+			for _, f := range dockerFamilies {
+				if _, err := exec.LookPath(bin(f) + "-restore"); err != nil {
+					t.Skipf("needs %s-restore (apt-get install iptables; .ci/run installs it) to write Docker's iptables rules", bin(f))
+				}
+				if _, err := runIn(host, "", bin(f), "-w", "-t", "nat", "-S"); err != nil {
+					t.Skipf("%s does not work in this kernel (%v): Docker hosts using it are not covered here", bin(f), err)
+				}
 			}
-			if _, err := runIn(host, "", bin, "-w", "-t", "nat", "-S"); err != nil {
-				t.Skipf("%s does not work in this kernel (%v): Docker hosts using it are not covered here", bin, err)
-			}
-			for _, r := range dockerIPTables {
-				execIn(t, host, r.rules, bin+"-restore", "--noflush")
+			for _, f := range dockerFamilies {
+				execIn(t, host, f.expand(dockerIPTables), bin(f)+"-restore", "--noflush")
 			}
 		},
-		docker: func(t *testing.T, host *nftest.NetNS) string {
-			return execIn(t, host, "", bin, "-w", "-t", "nat", "-S") +
-				execIn(t, host, "", bin, "-w", "-t", "filter", "-S")
+		dump: func(t *testing.T, host *nftest.NetNS) string {
+			var b strings.Builder
+			for _, f := range dockerFamilies {
+				for _, table := range []string{"nat", "filter"} {
+					b.WriteString(execIn(t, host, "", bin(f), "-w", "-t", table, "-S"))
+				}
+			}
+			return b.String()
 		},
-		dnat: "--dport 8080 -j DNAT --to-destination 198.51.100.2:80",
+		dnat: "--dport 8080 -j DNAT --to-destination {{ctrport}}",
 	}
 }
 
 // TestDockerPublishedPort builds a Docker host (a bridge, a container with
-// port 80 published as host port 8080, a host service) in namespaces, with
-// Docker's DNAT written as Docker writes it, and checks that moat's bans,
-// hooked at prerouting priority raw, cover the published port as well as
-// the host service, match the host port the client dialled (not the
-// container port after DNAT), and leave Docker's rules untouched.
+// port 80 published as host port 8080, a host service) in namespaces, over
+// IPv4 and IPv6, with Docker's DNAT written as Docker writes it, and checks
+// that moat's bans, hooked at prerouting priority raw, cover the published
+// port as well as the host service, match the host port the client
+// dialled (not the container port after DNAT), and leave Docker's rules
+// untouched.
 func TestDockerPublishedPort(t *testing.T) {
 	nftest.RequireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -331,9 +425,11 @@ func TestDockerPublishedPort(t *testing.T) {
 		{
 			name: "nftables",
 			install: func(t *testing.T, host *nftest.NetNS) {
-				execIn(t, host, dockerNftables, "nft", "-f", "-")
+				for _, f := range dockerFamilies {
+					execIn(t, host, f.expand(dockerNftables), "nft", "-f", "-")
+				}
 			},
-			dnat: `tcp dport 8080 counter dnat to 198.51.100.2:80 comment "DNAT"`,
+			dnat: `tcp dport 8080 counter dnat to {{ctrport}} comment "DNAT"`,
 		},
 	}
 	for _, v := range variants {
@@ -345,14 +441,16 @@ func TestDockerPublishedPort(t *testing.T) {
 			// counters out, which the test's own traffic changes.
 			others := func() string {
 				all := withoutTable(execIn(t, d.host, "", "nft", "-s", "list", "ruleset"), "inet", nftables.DefaultTable)
-				if v.docker != nil {
-					all = v.docker(t, d.host) + all
+				if v.dump != nil {
+					all = v.dump(t, d.host) + all
 				}
 				return all
 			}
 			before := others()
-			if !strings.Contains(before, v.dnat) {
-				t.Fatalf("Docker's DNAT rule is not in the ruleset:\n%s", before)
+			for _, f := range dockerFamilies {
+				if !strings.Contains(before, f.expand(v.dnat)) {
+					t.Fatalf("Docker's %s DNAT rule %q is not in the ruleset:\n%s", f.name, f.expand(v.dnat), before)
+				}
 			}
 			unchanged := func(t *testing.T, when string) {
 				t.Helper()
@@ -361,18 +459,27 @@ func TestDockerPublishedPort(t *testing.T) {
 				}
 			}
 
-			// reachBoth checks src's access to the published port and to
-			// the host service.
-			reachBoth := func(t *testing.T, step, src string, wantPublished, wantHost bool) {
+			// reachAll checks the access of the banned client (or of
+			// the other one) to the published port and to the host
+			// service, over each family.
+			reachAll := func(t *testing.T, step string, banned, wantPublished, wantHost bool) {
 				t.Helper()
-				if got := d.reach(t, src, publishedAddr, "container", wantPublished); got != wantPublished {
-					t.Errorf("%s: %s -> published %s: reached = %v, want %v", step, src, publishedAddr, got, wantPublished)
-				}
-				if got := d.reach(t, src, hostService, "host", wantHost); got != wantHost {
-					t.Errorf("%s: %s -> host service %s: reached = %v, want %v", step, src, hostService, got, wantHost)
+				for _, f := range dockerFamilies {
+					src := f.other
+					if banned {
+						src = f.banned
+					}
+					dst := f.hostPort(strconv.Itoa(publishedPort))
+					if got := d.reach(t, src, dst, "container", wantPublished); got != wantPublished {
+						t.Errorf("%s: %s -> published %s: reached = %v, want %v", step, src, dst, got, wantPublished)
+					}
+					dst = f.hostPort("2222")
+					if got := d.reach(t, src, dst, "host", wantHost); got != wantHost {
+						t.Errorf("%s: %s -> host service %s: reached = %v, want %v", step, src, dst, got, wantHost)
+					}
 				}
 			}
-			reachBoth(t, "before moat", bannedClient, true, true)
+			reachAll(t, "before moat", true, true, true)
 
 			b, err := nftables.New(nftables.Options{NetNS: d.host.FD()})
 			if err != nil {
@@ -395,17 +502,22 @@ func TestDockerPublishedPort(t *testing.T) {
 			if !strings.Contains(execIn(t, d.host, "", "nft", "list", "tables"), "table inet "+nftables.DefaultTable) {
 				t.Fatal("moat's table is not in the kernel after Sync")
 			}
-			reachBoth(t, "no bans", bannedClient, true, true)
+			reachAll(t, "no bans", true, true, true)
 
-			ban := func(jail string) firewall.Ban {
-				return firewall.Ban{Jail: jail, Prefix: pfx(bannedClient + "/32"), Expires: now.Add(time.Hour)}
+			// bans bans the banned client, over each family, in jail.
+			bans := func(jail string) []firewall.Ban {
+				var bs []firewall.Ban
+				for _, f := range dockerFamilies {
+					bs = append(bs, firewall.Ban{Jail: jail, Prefix: pfx(f.banned + f.full), Expires: now.Add(time.Hour)})
+				}
+				return bs
 			}
-			// Each step bans bannedClient in one jail; the other client
-			// is never banned and must always get through.
+			// Each step bans the banned client in one jail; the other
+			// client is never banned and must always get through.
 			steps := []struct {
 				name               string
 				jail               string
-				published, hostSvc bool // bannedClient's reach while banned
+				published, hostSvc bool // the banned client's reach while banned
 			}{
 				{"banned in all", "all", false, false},
 				{"banned in web on 8080", "web", false, true},
@@ -413,15 +525,15 @@ func TestDockerPublishedPort(t *testing.T) {
 			}
 			for _, st := range steps {
 				t.Run(st.name, func(t *testing.T) {
-					if err := b.Add(ctx, []firewall.Ban{ban(st.jail)}, now); err != nil {
+					if err := b.Add(ctx, bans(st.jail), now); err != nil {
 						t.Fatalf("Add: %v", err)
 					}
-					reachBoth(t, "banned", bannedClient, st.published, st.hostSvc)
-					reachBoth(t, "other client", unbannedClient, true, true)
-					if err := b.Delete(ctx, []firewall.Ban{ban(st.jail)}); err != nil {
+					reachAll(t, "banned", true, st.published, st.hostSvc)
+					reachAll(t, "other client", false, true, true)
+					if err := b.Delete(ctx, bans(st.jail)); err != nil {
 						t.Fatalf("Delete: %v", err)
 					}
-					reachBoth(t, "unbanned", bannedClient, true, true)
+					reachAll(t, "unbanned", true, true, true)
 					unchanged(t, "after Add and Delete")
 				})
 			}
@@ -433,14 +545,14 @@ func TestDockerPublishedPort(t *testing.T) {
 				if ok, err := b.Intact(ctx); err != nil || ok {
 					t.Fatalf("Intact after flush = %v, %v; want false, nil", ok, err)
 				}
-				if err := b.Sync(ctx, jails, []firewall.Ban{ban("all")}, now); err != nil {
+				if err := b.Sync(ctx, jails, bans("all"), now); err != nil {
 					t.Fatalf("Sync after flush: %v", err)
 				}
 				if ok, err := b.Intact(ctx); err != nil || !ok {
 					t.Fatalf("Intact after rebuild = %v, %v; want true, nil", ok, err)
 				}
-				reachBoth(t, "unbanned client", unbannedClient, true, true)
-				reachBoth(t, "client banned in all", bannedClient, false, false)
+				reachAll(t, "unbanned client", false, true, true)
+				reachAll(t, "client banned in all", true, false, false)
 				unchanged(t, "after rebuild")
 			})
 		})
