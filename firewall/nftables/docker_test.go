@@ -202,7 +202,7 @@ func newDockerHost(t *testing.T) *dockerHost {
 	d.host.IP(t, "link", "add", dockerBridge, "type", "bridge")
 	d.host.IP(t, "link", "set", "va", "master", dockerBridge)
 	for _, f := range dockerFamilies {
-		d.host.IP(t, "addr", "add", f.bridge, "dev", dockerBridge, "nodad")
+		d.host.IP(t, "addr", "add", f.bridge, "dev", dockerBridge)
 	}
 	d.host.IP(t, "link", "set", dockerBridge, "up")
 	// client "va" <-> host "vb".
