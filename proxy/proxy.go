@@ -104,7 +104,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Proxy, error) {
 		p.bans = noBans{}
 	}
 	if p.rt == nil {
-		p.rt = newTransport()
+		std := newTransport()
+		p.rt = newH1Transport(std, std.DialContext)
 	}
 	cfg = withDefaults(cfg)
 	t, err := p.newTable(cfg)
