@@ -688,3 +688,53 @@ func TestProxyIPv6PrefixBan(t *testing.T) {
 		t.Fatalf("2001:db8:1::2 after the ban of 2001:db8::/64: %s, want 200", r)
 	}
 }
+
+// TestProxyAccessLogReopen: the daemon's proxy writes one JSON line per
+// request to access_log; after a rotation by rename, SIGUSR1 makes it
+// write to a new file at the path, and no entry is lost between the two.
+func TestProxyAccessLogReopen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "moat.yaml")
+	listen := freeAddr(t)
+	logPath := filepath.Join(dir, "access.log")
+	up := upstream(t, nil, "one")
+	proxyLoopbackConfig(t, cfg, listen, fmt.Sprintf("  tls: {mode: off}\n  access_log: %s\n", logPath), up)
+	d := startDaemon(t, nil, cfg, filepath.Join(dir, "moat.sock"))
+	c := httpClient(t, nil, "", false)
+	lines := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	for i := range 3 {
+		if r := get(c, fmt.Sprintf("http://%s/before/%d", listen, i)); r.code != http.StatusOK {
+			t.Fatalf("request %d: %s", i, r)
+		}
+	}
+	waitFor(t, 5*time.Second, "3 entries in the access log", func() bool { return len(lines(logPath)) == 3 })
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the access log reopened", func() bool {
+		_, err := os.Stat(logPath)
+		return err == nil && strings.Contains(d.logs.String(), "access log reopened")
+	})
+	for i := range 2 {
+		if r := get(c, fmt.Sprintf("http://%s/after/%d", listen, i)); r.code != http.StatusOK {
+			t.Fatalf("request %d after the rotation: %s", i, r)
+		}
+	}
+	waitFor(t, 5*time.Second, "2 entries in the new access log", func() bool { return len(lines(logPath)) == 2 })
+	old, cur := lines(logPath+".1"), lines(logPath)
+	if len(old) != 3 || !strings.Contains(old[2], `"path":"/before/2"`) || !strings.Contains(cur[0], `"path":"/after/0"`) {
+		t.Errorf("rotated log:\n%s\nnew log:\n%s", strings.Join(old, "\n"), strings.Join(cur, "\n"))
+	}
+	if !strings.HasPrefix(cur[0], `{"time":"`) || !strings.Contains(cur[0], `"client":"127.0.0.1","host":"`) || !strings.Contains(cur[0], `"status":200,`) {
+		t.Errorf("entry = %s", cur[0])
+	}
+}
