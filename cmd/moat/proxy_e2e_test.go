@@ -17,14 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/moatproj/moat/firewall/nftables/nftest"
 )
@@ -77,35 +74,14 @@ func dialIn(ctx context.Context, ns *netNS, src, addr string) (net.Conn, error) 
 	if ns == nil {
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	type result struct {
-		c   net.Conn
-		err error
+	// The socket is made on the namespace's thread; a dial to one address
+	// literal makes it on the calling goroutine.
+	var c net.Conn
+	var err error
+	if rerr := ns.Run(func() { c, err = d.DialContext(ctx, "tcp", addr) }); rerr != nil {
+		return nil, rerr
 	}
-	done := make(chan result, 1)
-	go func() {
-		// The socket is made on this locked thread, in ns; a dial to one
-		// address literal makes it on the calling goroutine. A thread that
-		// could not switch back is never unlocked, so it dies with the
-		// goroutine.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- result{err: fmt.Errorf("get current netns: %w", err)}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(netns.NsHandle(ns.FD())); err != nil {
-			done <- result{err: fmt.Errorf("enter netns %s: %w", ns.Name, err)}
-			return
-		}
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- result{c, err}
-	}()
-	r := <-done
-	return r.c, r.err
+	return c, err
 }
 
 // httpClient is an HTTP client whose connections are dialled inside ns

@@ -100,6 +100,15 @@ func New(t testing.TB) *NetNS {
 // be in the namespace.
 func (n *NetNS) Do(t testing.TB, fn func()) {
 	t.Helper()
+	if err := n.Run(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Run is Do without a test: it reports a namespace switch that failed (or a
+// panic in fn) as an error, so it may be called from any goroutine, such
+// as an http.Transport's dialer.
+func (n *NetNS) Run(fn func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -129,9 +138,7 @@ func (n *NetNS) Do(t testing.TB, fn func()) {
 		}
 		errc <- nil
 	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	return <-errc
 }
 
 // IP runs `ip -n NAME args...` (iproute2) and fails the test on error.
