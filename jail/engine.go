@@ -177,7 +177,9 @@ type Engine struct {
 	needSync bool
 	fwJails  []firewall.Jail
 
-	mu      sync.Mutex
+	// mu guards the fields below; Blocks, on the proxy's per-request path,
+	// only reads them.
+	mu      sync.RWMutex
 	jails   map[string]*jailState
 	self    []netip.Addr
 	tr      *tracker
@@ -1046,15 +1048,15 @@ func (e *Engine) UnbanAll(ctx context.Context) (int, error) {
 // port: a ban in a jail without a port list, or whose ports include port
 // (port 0 counts every jail). It is what the proxy asks per connection and
 // per request, so bans hold there even without a kernel firewall. It takes
-// the engine's mutex briefly and does no I/O.
+// the engine's lock for reading only and does no I/O.
 func (e *Engine) Blocks(a netip.Addr, port uint16) bool {
 	a = a.Unmap().WithZone("")
 	if !a.IsValid() {
 		return false
 	}
 	now := e.now().UnixNano()
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	for name, js := range e.jails {
 		if port != 0 && len(js.cfg.Ports) > 0 && !coversPort(js.cfg.Ports, port) {
 			continue
