@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // recBans is the jail engine's side as the proxy sees it: a set of banned
@@ -626,5 +628,50 @@ func TestProxyACME(t *testing.T) {
 	})
 	if !strings.HasPrefix(body, "up GET / host="+host) || !strings.Contains(body, "proto=https") {
 		t.Errorf("through the proxy over HTTPS: %q, want the upstream's answer", body)
+	}
+}
+
+// TestCertExpiryMetric: the proxy copies the served certificate's expiry
+// to its metrics soon after start.
+func TestCertExpiryMetric(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	reg := prometheus.NewRegistry()
+	cfg := withDefaults(Config{
+		HTTPS: "127.0.0.1:0", TLS: TLS{Mode: TLSInternal}, StateDir: t.TempDir(),
+		Routes: []Route{{Hosts: []string{"app.example.test"}, Upstreams: []string{hostPort(up)}}},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, cfg, Options{Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var got float64
+	waitFor(t, "the certificate expiry metric", func() bool {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "moat_proxy_cert_expiry_timestamp_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "host" && l.GetValue() == "app.example.test" {
+						got = m.GetGauge().GetValue()
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	if left := time.Until(time.Unix(int64(got), 0)); left < time.Hour || left > 30*24*time.Hour {
+		t.Errorf("expiry metric = %v (in %s), want the internal leaf's NotAfter", got, left)
 	}
 }
