@@ -19,7 +19,7 @@ var (
 	proxyKeys = []string{"http", "https", "tls", "trusted_proxies", "client_header", "routes", "rate", "burst",
 		"ipv6_prefix", "exempt", "max_keys", "read_header_timeout", "idle_timeout", "max_header_bytes",
 		"max_conns_per_client", "access_log"}
-	tlsKeys   = []string{"mode", "email", "ca", "ca_root", "cert", "key", "hsts"}
+	tlsKeys   = []string{"mode", "email", "ca", "ca_root", "account_key", "cert", "key", "hsts"}
 	routeKeys = []string{"hosts", "path", "upstream", "rate", "burst", "max_body"}
 )
 
@@ -188,8 +188,8 @@ func (d *decoder) proxyTLS(s *proxySpec) {
 			d.fail(where, "proxy.tls", mode, "needs cert: and key:", "cert: and key: paths of PEM files")
 		}
 	}
-	if mode != proxy.TLSAcme && (c.TLS.Email != "" || c.TLS.CA != "" || c.TLS.CARoot != "") {
-		d.fail(where, "proxy.tls", mode, "has email, ca or ca_root, which only mode acme uses", "mode: acme, or remove them")
+	if mode != proxy.TLSAcme && (c.TLS.Email != "" || c.TLS.CA != "" || c.TLS.CARoot != "" || c.TLS.AccountKey != "") {
+		d.fail(where, "proxy.tls", mode, "has email, ca, ca_root or account_key, which only mode acme uses", "mode: acme, or remove them")
 	}
 	if mode != proxy.TLSFiles && (c.TLS.Cert != "" || c.TLS.Key != "") {
 		d.fail(where, "proxy.tls", mode, "has cert or key, which only mode files uses", "mode: files, or remove them")
@@ -252,6 +252,10 @@ func (d *decoder) tls(n *yaml.Node, field string, s *proxySpec) {
 		case "ca_root":
 			if v, ok := d.absPath(val, f, "the absolute path of a PEM file of CA certificates"); ok {
 				t.CARoot = v
+			}
+		case "account_key":
+			if v, ok := d.absPath(val, f, "the absolute path of the PEM private key of an existing ACME account, such as /run/secrets/acme_account_key"); ok {
+				t.AccountKey = v
 			}
 		case "cert":
 			if v, ok := d.absPath(val, f, "the absolute path of a PEM certificate chain"); ok {

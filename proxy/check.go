@@ -24,6 +24,11 @@ func Check(cfg Config) error {
 				return err
 			}
 		}
+		if cfg.TLS.AccountKey != "" {
+			if _, err := loadAccountKey(cfg.TLS.AccountKey); err != nil {
+				return err
+			}
+		}
 		for _, h := range Hosts(cfg.Routes) {
 			ok := certmagic.SubjectQualifiesForCert(h)
 			if cfg.TLS.Mode == TLSAcme {

@@ -88,6 +88,10 @@ type TLS struct {
 	// CARoot is a PEM file of roots to trust for the ACME server (acme,
 	// for a private CA).
 	CARoot string
+	// AccountKey is a PEM file holding the private key of an ACME account
+	// that already exists at the CA (acme; a Docker secret, say). Without
+	// it moat makes an account and keeps its key in the state directory.
+	AccountKey string
 	// Cert and Key are PEM files (files); they are reloaded when they change.
 	Cert, Key string
 	// HSTS, when positive, is sent as Strict-Transport-Security max-age on

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -673,5 +674,80 @@ func TestCertExpiryMetric(t *testing.T) {
 	})
 	if left := time.Until(time.Unix(int64(got), 0)); left < time.Hour || left > 30*24*time.Hour {
 		t.Errorf("expiry metric = %v (in %s), want the internal leaf's NotAfter", got, left)
+	}
+}
+
+// TestProxyACMEAccountKey: an ACME account made by one moat is used by
+// another through tls.account_key (a Docker secret file, say): the second
+// obtains its certificate as that account, and keeps the same key.
+func TestProxyACMEAccountKey(t *testing.T) {
+	up := echo("up")
+	defer up.Close()
+	free := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	httpPort, httpsPort := free(), free()
+	peb := startPebble(t, httpPort, httpsPort)
+	run := func(host, stateDir, accountKey string) {
+		t.Helper()
+		cfg := Config{
+			HTTP: fmt.Sprintf("127.0.0.1:%d", httpPort), HTTPS: fmt.Sprintf("127.0.0.1:%d", httpsPort), StateDir: stateDir,
+			TLS:    TLS{Mode: TLSAcme, Email: "ops@example.com", CA: peb.dirURL, CARoot: peb.caRoot, AccountKey: accountKey},
+			Routes: []Route{{Hosts: []string{host}, Upstreams: []string{hostPort(up)}}},
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p, err := New(ctx, cfg, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "the certificate for "+host, func() bool {
+			body, _, err := get(t, cfg.HTTPS, host, peb.roots)
+			return err == nil && strings.HasPrefix(body, "up GET / host="+host)
+		})
+	}
+	accountKey := func(stateDir string) []byte {
+		t.Helper()
+		keys, _ := filepath.Glob(filepath.Join(stateDir, certsDir, "acme", "*", "users", "ops@example.com", "*.key"))
+		if len(keys) != 1 {
+			t.Fatalf("account keys in %s: %v, want one", stateDir, keys)
+		}
+		b, err := os.ReadFile(keys[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first := t.TempDir()
+	run("one.example.test", first, "")
+	secret := filepath.Join(t.TempDir(), "acme_account_key")
+	if err := os.WriteFile(secret, accountKey(first), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	second := t.TempDir()
+	run("two.example.test", second, secret)
+	if got, want := strings.TrimSpace(string(accountKey(second))), strings.TrimSpace(string(accountKey(first))); got != want {
+		t.Error("the second moat made its own account instead of using account_key")
+	}
+
+	// A file that holds no key is refused by New and by Check.
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 0o400)
+	cfg := Config{HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0", StateDir: t.TempDir(),
+		TLS:    TLS{Mode: TLSAcme, CA: peb.dirURL, AccountKey: bad},
+		Routes: []Route{{Hosts: []string{"three.example.test"}, Upstreams: []string{hostPort(up)}}}}
+	if err := Check(cfg); err == nil || !strings.Contains(err.Error(), "account_key "+bad+": not a PEM private key") {
+		t.Errorf("Check = %v, want the account_key named", err)
+	}
+	if strings.Contains(fmt.Sprint(Check(cfg)), "AAAA") {
+		t.Error("the error repeats the file's content")
 	}
 }

@@ -238,7 +238,27 @@ func newACMEIssuer(magic *certmagic.Config, cfg TLS, o CertOptions, zl *zap.Logg
 		}
 		tmpl.TrustedRoots = pool
 	}
+	if cfg.AccountKey != "" {
+		key, err := loadAccountKey(cfg.AccountKey)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.AccountKeyPEM = key
+	}
 	return certmagic.NewACMEIssuer(magic, tmpl), nil
+}
+
+// loadAccountKey reads the PEM private key of an existing ACME account.
+// The key itself never reaches a log line or an error.
+func loadAccountKey(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("acme account_key: %w", err)
+	}
+	if _, err := certmagic.PEMDecodePrivateKey(b); err != nil {
+		return "", fmt.Errorf("acme account_key %s: not a PEM private key", path)
+	}
+	return string(b), nil
 }
 
 // splitListen splits a listen address such as ":443" or "127.0.0.1:8443"
