@@ -595,6 +595,18 @@ func isTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
+// freePort is a loopback port free a moment ago, for servers that must
+// listen on a port known in advance (Pebble validates on fixed ports).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // TestProxyACME runs the whole proxy in acme mode against Pebble: it
 // obtains a certificate for its route's host through its own listeners
 // and serves the upstream's answer to a client that trusts only Pebble's
@@ -603,15 +615,7 @@ func TestProxyACME(t *testing.T) {
 	up := echo("up")
 	defer up.Close()
 	// Pebble validates on fixed ports: take two free ones for the proxy.
-	free := func() int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	httpPort, httpsPort := free(), free()
+	httpPort, httpsPort := freePort(t), freePort(t)
 	peb := startPebble(t, httpPort, httpsPort)
 	const host = "app.example.test"
 	cfg := Config{
@@ -683,15 +687,7 @@ func TestCertExpiryMetric(t *testing.T) {
 func TestProxyACMEAccountKey(t *testing.T) {
 	up := echo("up")
 	defer up.Close()
-	free := func() int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	httpPort, httpsPort := free(), free()
+	httpPort, httpsPort := freePort(t), freePort(t)
 	peb := startPebble(t, httpPort, httpsPort)
 	run := func(host, stateDir, accountKey string) {
 		t.Helper()

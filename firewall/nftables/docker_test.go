@@ -256,23 +256,7 @@ func sysctl(t *testing.T, ns *nftest.NetNS, key, value string) {
 // "<name> <peer address>".
 func serveWhoAmI(t *testing.T, ns *nftest.NetNS, addr, name string) {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	ns.Do(t, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.WriteString(c, name+" "+c.RemoteAddr().String())
-			c.Close()
-		}
-	}()
+	ns.ServeTCPFunc(t, addr, func(c net.Conn) { _, _ = io.WriteString(c, name+" "+c.RemoteAddr().String()) })
 }
 
 // reach reports whether a TCP connection from the client address src to

@@ -194,6 +194,13 @@ func Veth(t testing.TB, a, b *NetNS, addrsA, addrsB []string) {
 // returns the address it listens on.
 func (n *NetNS) ServeTCP(t testing.TB, addr string) string {
 	t.Helper()
+	return n.ServeTCPFunc(t, addr, func(net.Conn) {})
+}
+
+// ServeTCPFunc is ServeTCP with fn called on each connection before it is
+// closed.
+func (n *NetNS) ServeTCPFunc(t testing.TB, addr string, fn func(net.Conn)) string {
+	t.Helper()
 	var ln net.Listener
 	var err error
 	n.Do(t, func() { ln, err = net.Listen("tcp", addr) })
@@ -207,6 +214,7 @@ func (n *NetNS) ServeTCP(t testing.TB, addr string) string {
 			if err != nil {
 				return
 			}
+			fn(c)
 			c.Close()
 		}
 	}()
