@@ -126,20 +126,10 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (*http.Response, error
 		stop()
 		return nil, err
 	}
-	resp, err := http.ReadResponse(pc.br, req)
-	// Interim answers (100 Continue, 103 Early Hints) are skipped: the
-	// final one follows on the same connection.
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp, err = http.ReadResponse(pc.br, req)
-	}
+	resp, err := readFinal(pc, req)
 	if err != nil {
 		stop()
 		return nil, err
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		stop()
-		pc.c.Close()
-		return nil, errors.New("upstream switched protocols on a request that did not ask to")
 	}
 	reuse := !resp.Close && !req.Close
 	if resp.Body == nil || resp.Body == http.NoBody {
@@ -148,6 +138,25 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (*http.Response, error
 		return resp, nil
 	}
 	resp.Body = &h1Body{rc: resp.Body, pc: pc, t: t, stop: stop, reuse: reuse}
+	return resp, nil
+}
+
+// readFinal reads the final answer to req from pc. Interim answers (100
+// Continue, 103 Early Hints) are skipped: the final one follows on the
+// same connection. A switch of protocols nobody asked for is an error, and
+// the connection is closed.
+func readFinal(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	resp, err := http.ReadResponse(pc.br, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(pc.br, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		pc.c.Close()
+		return nil, errors.New("upstream switched protocols on a request that did not ask to")
+	}
 	return resp, nil
 }
 

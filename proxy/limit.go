@@ -462,16 +462,29 @@ func (d Decision) SetHeaders(h http.Header) {
 		return
 	}
 	var buf [64]byte
-	b := append(buf[:0], d.name...)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, ceilSeconds(d.Reset), 10)
 	h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], d.policy)
-	h["Ratelimit"] = append(h["Ratelimit"], string(b))
+	h["Ratelimit"] = append(h["Ratelimit"], string(d.appendValue(buf[:0])))
 	if !d.Allowed {
 		h["Retry-After"] = []string{strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10)}
 	}
+}
+
+// appendFields appends the fields SetHeaders sets for an allowed request,
+// written out, for the fast path.
+func (d Decision) appendFields(b []byte) []byte {
+	if d.Exempt || d.policy == "" {
+		return b
+	}
+	b = append(append(append(b, "Ratelimit-Policy: "...), d.policy...), "\r\nRatelimit: "...)
+	return append(d.appendValue(b), "\r\n"...)
+}
+
+// appendValue appends the RateLimit field's value.
+func (d Decision) appendValue(b []byte) []byte {
+	b = append(append(b, d.name...), ";r="...)
+	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, ceilSeconds(d.Reset), 10)
 }
 
 // sfString quotes s as a structured-field string (RFC 8941): printable

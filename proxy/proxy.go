@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,7 +50,10 @@ type Proxy struct {
 	bans    Bans
 	metrics *Metrics
 	rt      http.RoundTripper
-	cfg     Config
+	// h1 is the upstream transport when it is moat's own: the fast path
+	// (fast.go) runs only then.
+	h1  *h1Transport
+	cfg Config
 
 	table  atomic.Pointer[table]
 	rp     *httputil.ReverseProxy
@@ -64,6 +68,8 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	servers []*listener
+	// noFast turns the fast path off (tests compare the two paths).
+	noFast bool
 }
 
 // listener is one bound address with the server that will serve it.
@@ -72,6 +78,9 @@ type listener struct {
 	srv  *http.Server
 	tls  bool
 	port uint16
+	// fast serves the listener's connections when its handler is the
+	// proxy; net/http then serves only those fast hands over.
+	fast *fastServer
 }
 
 // table is the routing state of one configuration, swapped whole by Update.
@@ -87,6 +96,8 @@ type route struct {
 	name  string
 	pool  *pool
 	limit *Limiter
+	// plain: every upstream is plain HTTP (the fast path takes the route).
+	plain bool
 }
 
 // New checks cfg and prepares the proxy: routes, limiters, the access log
@@ -105,7 +116,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Proxy, error) {
 	}
 	if p.rt == nil {
 		std := newTransport()
-		p.rt = newH1Transport(std, std.DialContext)
+		p.h1 = newH1Transport(std, std.DialContext)
+		p.rt = p.h1
 	}
 	cfg = withDefaults(cfg)
 	t, err := p.newTable(cfg)
@@ -195,12 +207,14 @@ func (p *Proxy) newTable(cfg Config) (*table, error) {
 			return nil, fmt.Errorf("proxy route %s: no upstream", r.name)
 		}
 		var urls []*url.URL
+		r.plain = true
 		for _, s := range rc.Upstreams {
 			u, err := ParseUpstream(s)
 			if err != nil {
 				return nil, fmt.Errorf("proxy route %s: %w", r.name, err)
 			}
 			urls = append(urls, u)
+			r.plain = r.plain && u.Scheme == "http"
 		}
 		r.pool = newPool(urls, p.now)
 		if rc.Limit != nil {
@@ -379,12 +393,19 @@ func (p *Proxy) bind(addr string, h http.Handler, isTLS bool) error {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+	l := &listener{ln: cl, srv: srv, tls: isTLS, port: port}
 	if isTLS {
 		srv.TLSConfig = p.certs.TLSConfig()
 		p.httpsPort.Store(uint32(port))
 	}
+	if h == http.Handler(p) && p.h1 != nil && !p.noFast {
+		// net/http serves the connections fast hands over, already
+		// through TLS: its TLSConfig (with "h2") only turns HTTP/2 on.
+		l.fast = newFastServer(p, l, srv.TLSConfig)
+		srv.ConnContext = connContext
+	}
 	p.mu.Lock()
-	p.servers = append(p.servers, &listener{ln: cl, srv: srv, tls: isTLS, port: port})
+	p.servers = append(p.servers, l)
 	p.mu.Unlock()
 	return nil
 }
@@ -441,9 +462,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, l := range servers {
 		g.Go(func() error {
 			var err error
-			if l.tls {
+			switch {
+			case l.fast != nil:
+				err = l.srv.Serve(l.fast.handed)
+			case l.tls:
 				err = l.srv.ServeTLS(l.ln, "", "")
-			} else {
+			default:
 				err = l.srv.Serve(l.ln)
 			}
 			if errors.Is(err, http.ErrServerClosed) {
@@ -451,16 +475,31 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("proxy serve %s: %w", l.ln.Addr(), err)
 		})
+		if l.fast != nil {
+			g.Go(func() error {
+				if err := l.fast.serve(); err != nil {
+					return fmt.Errorf("proxy serve %s: %w", l.ln.Addr(), err)
+				}
+				return nil
+			})
+		}
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), shutdownGrace)
 		defer cancel()
+		var wg sync.WaitGroup
 		for _, l := range servers {
+			if l.fast != nil {
+				l.fast.closing.Store(true)
+				l.ln.Close()
+				wg.Go(func() { l.fast.shutdown(sctx) })
+			}
 			if err := l.srv.Shutdown(sctx); err != nil {
 				l.srv.Close()
 			}
 		}
+		wg.Wait()
 		return nil
 	})
 	err := g.Wait()
@@ -544,6 +583,10 @@ type stateKey struct{}
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	t := p.table.Load()
+	if r.TLS == nil {
+		// A TLS connection the fast path handed over (connContext).
+		r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	}
 	st := &reqState{peer: peerAddr(r.RemoteAddr)}
 	st.trusted = len(t.cfg.TrustedProxies) > 0 && trusted(st.peer, t.cfg.TrustedProxies)
 	st.client = clientAddr(st.peer, r.Header, t.cfg.ClientHeader, t.cfg.TrustedProxies)
@@ -605,12 +648,20 @@ func localPort(r *http.Request) uint16 {
 func (p *Proxy) finish(r *http.Request, rec *recorder, st *reqState, start time.Time, limited bool) {
 	status := rec.status
 	if status == 0 {
-		if rec.hijacked {
+		switch {
+		case rec.hijacked:
 			status = http.StatusSwitchingProtocols
-		} else {
+		case r.Context().Err() != nil:
+			status = statusClientGone
+		default:
 			status = http.StatusOK
 		}
 	}
+	p.record(st, start, status, rec.bytes, limited, r.Host, r.Method, r.URL.Path)
+}
+
+// record writes one request's access log entry and metrics.
+func (p *Proxy) record(st *reqState, start time.Time, status int, bytes int64, limited bool, host, method, path string) {
 	name := ""
 	if st.route != nil {
 		name = st.route.name
@@ -618,8 +669,8 @@ func (p *Proxy) finish(r *http.Request, rec *recorder, st *reqState, start time.
 	p.metrics.Request(name, status, st.upDur, limited)
 	if p.access != nil {
 		p.access.Write(Entry{
-			Time: start, Client: st.client, Host: r.Host, Method: r.Method, Path: r.URL.Path,
-			Status: status, Bytes: rec.bytes, Duration: p.now().Sub(start), Upstream: st.upstream, RateLimited: limited,
+			Time: start, Client: st.client, Host: host, Method: method, Path: path,
+			Status: status, Bytes: bytes, Duration: p.now().Sub(start), Upstream: st.upstream, RateLimited: limited,
 		})
 	}
 }
