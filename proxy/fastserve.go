@@ -49,6 +49,7 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 		return fastHandoff
 	}
 	fc.br.Discard(h.size)
+	p.fastServed.Add(1)
 	after := fastNext
 	if h.close {
 		after = fastClose

@@ -70,6 +70,8 @@ type Proxy struct {
 	servers []*listener
 	// noFast turns the fast path off (tests compare the two paths).
 	noFast bool
+	// fastServed counts the requests the fast path answered.
+	fastServed atomic.Int64
 }
 
 // listener is one bound address with the server that will serve it.

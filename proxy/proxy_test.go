@@ -75,6 +75,12 @@ func hostPort(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "htt
 // and returns its first address.
 func startProxy(t *testing.T, cfg Config, bans Bans) (*Proxy, string) {
 	t.Helper()
+	return startProxyPath(t, cfg, bans, true)
+}
+
+// startProxyPath is startProxy with the fast path on or off.
+func startProxyPath(t *testing.T, cfg Config, bans Bans, fast bool) (*Proxy, string) {
+	t.Helper()
 	if cfg.HTTP == "" && cfg.TLS.Mode == "" {
 		cfg.HTTP = "127.0.0.1:0"
 	}
@@ -87,6 +93,7 @@ func startProxy(t *testing.T, cfg Config, bans Bans) (*Proxy, string) {
 		cancel()
 		t.Fatal(err)
 	}
+	p.noFast = !fast
 	if err := p.Listen(); err != nil {
 		cancel()
 		t.Fatal(err)
