@@ -154,20 +154,32 @@ func (fc *fastConn) serve() {
 	fc.out = make([]byte, 0, 4<<10)
 	wait := cfg.ReadHeaderTimeout
 	for {
-		fc.idle.Store(true)
-		if fc.f.closing.Load() {
+		// Deadlines are set only when the fast path waits for the client:
+		// for the next request (a pipelined one is there already), then
+		// for the rest of a head that did not come in one read. The
+		// client watch clears them for itself.
+		if fc.br.Buffered() == 0 {
+			fc.c.SetReadDeadline(time.Now().Add(wait))
+			fc.idle.Store(true)
+			if fc.f.closing.Load() {
+				fc.c.Close()
+				return
+			}
+			if _, err := fc.br.Peek(1); err != nil {
+				fc.c.Close()
+				return
+			}
+			fc.idle.Store(false)
+		} else if fc.f.closing.Load() {
 			fc.c.Close()
 			return
 		}
-		fc.c.SetReadDeadline(time.Now().Add(wait))
-		if _, err := fc.br.Peek(1); err != nil {
-			fc.c.Close()
-			return
-		}
-		fc.idle.Store(false)
 		wait = cfg.IdleTimeout
-		fc.c.SetReadDeadline(time.Now().Add(cfg.ReadHeaderTimeout))
-		v, n := fc.scan()
+		v, n := scanHead(peekN(fc.br, fc.br.Buffered()))
+		if v == headMore {
+			fc.c.SetReadDeadline(time.Now().Add(cfg.ReadHeaderTimeout))
+			v, n = fc.scan()
+		}
 		if v == headTake && !parseHead(peekN(fc.br, n), &fc.head) {
 			v = headHandoff
 		}
@@ -179,8 +191,12 @@ func (fc *fastConn) serve() {
 			}
 			return
 		}
-		fc.c.SetReadDeadline(time.Time{})
-		switch fc.f.p.serveFast(fc) {
+		next := fc.f.p.serveFast(fc)
+		if cap(fc.out) > 16<<10 {
+			// An upstream's big head: not kept for the connection's life.
+			fc.out = make([]byte, 0, 4<<10)
+		}
+		switch next {
 		case fastNext:
 		case fastHandoff:
 			fc.handoff()
@@ -339,6 +355,8 @@ func (fc *fastConn) startWatch() {
 	}
 	up := fc.watchUp
 	fc.armed, fc.watching = false, true
+	// Cleared under the lock: unwatch's deadline comes after.
+	fc.c.SetReadDeadline(time.Time{})
 	fc.watchMu.Unlock()
 	_, err := fc.br.Peek(1)
 	fc.watchMu.Lock()

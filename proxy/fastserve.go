@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -276,17 +275,19 @@ func (fc *fastConn) writeAnswer(resp *http.Response, pc *h1Conn, t1 *h1Transport
 		_, err := fc.c.Write(b)
 		return 0, err == nil
 	}
-	if resp.ContentLength > 0 && resp.ContentLength <= smallBody {
-		n := int(resp.ContentLength)
-		b = slices.Grow(b, n)[:len(b)+n]
-		if _, err := io.ReadFull(resp.Body, b[len(b)-n:]); err != nil {
+	if n := int(resp.ContentLength); n > 0 && n <= smallBody && len(b)+n <= copyBufSize {
+		// Head and body in one write, from a pooled buffer: fc.out stays
+		// small on an idle connection.
+		bp := copyBufferPool.Get().(*[]byte)
+		defer copyBufferPool.Put(bp)
+		buf := append((*bp)[:0], b...)[:len(b)+n]
+		if _, err := io.ReadFull(resp.Body, buf[len(b):]); err != nil {
 			t1.finishBody(pc, resp, false)
 			return 0, false
 		}
 		resp.Body.Close()
 		t1.finishBody(pc, resp, true)
-		fc.out = b[:0]
-		_, err := fc.c.Write(b)
+		_, err := fc.c.Write(buf)
 		return int64(n), err == nil
 	}
 	if _, err := fc.c.Write(b); err != nil {

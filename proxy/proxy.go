@@ -780,12 +780,15 @@ func newTransport() *http.Transport {
 // the proxy's CPU in bench/proxy.sh.
 type copyBuffers struct{}
 
-var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// copyBufSize is the size of the pooled buffers.
+const copyBufSize = 32 << 10
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 func (copyBuffers) Get() []byte { return *copyBufferPool.Get().(*[]byte) }
 
 func (copyBuffers) Put(b []byte) {
-	if cap(b) == 32<<10 {
+	if cap(b) == copyBufSize {
 		b = b[:cap(b)]
 		copyBufferPool.Put(&b)
 	}
