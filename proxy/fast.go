@@ -68,7 +68,7 @@ func (f *fastServer) serve() error {
 			}
 			return err
 		}
-		fc := &fastConn{f: f, c: c, peer: peerAddr(c.RemoteAddr().String()), port: f.l.port}
+		fc := &fastConn{f: f, c: c, raw: c, peer: peerAddr(c.RemoteAddr().String()), port: f.l.port}
 		f.mu.Lock()
 		f.conns[fc] = struct{}{}
 		f.wg.Add(1)
@@ -84,7 +84,7 @@ func (f *fastServer) shutdown(ctx context.Context) {
 	f.mu.Lock()
 	for fc := range f.conns {
 		if fc.idle.Load() {
-			fc.c.SetReadDeadline(time.Unix(1, 0))
+			fc.raw.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
 	f.mu.Unlock()
@@ -95,7 +95,7 @@ func (f *fastServer) shutdown(ctx context.Context) {
 	case <-ctx.Done():
 		f.mu.Lock()
 		for fc := range f.conns {
-			fc.c.Close()
+			fc.raw.Close()
 		}
 		f.mu.Unlock()
 		<-done
@@ -105,7 +105,8 @@ func (f *fastServer) shutdown(ctx context.Context) {
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	f    *fastServer
-	c    net.Conn
+	c    net.Conn // the client: raw, or TLS over raw
+	raw  net.Conn // for shutdown, which must not read c
 	br   *bufio.Reader
 	peer netip.Addr
 	port uint16
