@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -202,8 +203,9 @@ func endOf(err error) string {
 
 // TestFastMatchesNetHTTP: every request in fastCases, taken by the fast
 // path or handed over, gets the same answer and reaches the upstream as
-// the same request as through net/http alone; with a trusted proxy in
-// front and without one. The fast path must have served some of them.
+// the same request as through net/http alone, and is logged the same;
+// with a trusted proxy in front and without one. The fast path must have
+// served some of them.
 func TestFastMatchesNetHTTP(t *testing.T) {
 	up := newSeenUpstream(t)
 	for _, trust := range []bool{false, true} {
@@ -215,14 +217,16 @@ func TestFastMatchesNetHTTP(t *testing.T) {
 		if trust {
 			cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 		}
-		var answers, seen [2][]string
+		var answers, seen, logged [2][]string
 		var served int64
 		for i, fast := range []bool{true, false} {
+			cfg.AccessLog = filepath.Join(t.TempDir(), "access.log")
 			p, addr := startProxyPath(t, cfg, nil, fast)
 			for _, raw := range fastCases {
 				answers[i] = append(answers[i], exchangeRaw(t, addr, raw))
 				seen[i] = append(seen[i], strings.Join(up.take(), "\n--\n"))
 			}
+			logged[i] = accessEntries(t, p, cfg.AccessLog)
 			if fast {
 				served = p.fastServed.Load()
 			} else if n := p.fastServed.Load(); n != 0 {
@@ -237,10 +241,31 @@ func TestFastMatchesNetHTTP(t *testing.T) {
 				t.Errorf("trusted=%v %q:\nupstream got from the fast path\n%s\nfrom net/http\n%s", trust, raw, seen[0][j], seen[1][j])
 			}
 		}
+		if !slices.Equal(logged[0], logged[1]) || len(logged[0]) < len(fastCases) {
+			t.Errorf("trusted=%v: access log of the fast path\n%s\nof net/http\n%s", trust, strings.Join(logged[0], "\n"), strings.Join(logged[1], "\n"))
+		}
 		if served < 15 {
 			t.Errorf("trusted=%v: the fast path served %d requests, want at least 15", trust, served)
 		}
 	}
+}
+
+// accessEntries is p's access log so far, without the times and durations.
+func accessEntries(t *testing.T, p *Proxy, path string) []string {
+	t.Helper()
+	if err := p.access.flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	times := regexp.MustCompile(`"(time|duration)":("[^"]*"|[0-9.e-]+)`)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		out = append(out, times.ReplaceAllString(line, `"$1":_`))
+	}
+	return out
 }
 
 // TestFastHandsOverTLS: over HTTPS with HTTP/1.1, a GET the fast path

@@ -659,7 +659,11 @@ func (p *Proxy) finish(r *http.Request, rec *recorder, st *reqState, start time.
 			status = http.StatusOK
 		}
 	}
-	p.record(st, start, status, rec.bytes, limited, r.Host, r.Method, r.URL.Path)
+	bytes := rec.bytes
+	if r.Method == http.MethodHead {
+		bytes = 0 // net/http sends no body, whatever the handler wrote
+	}
+	p.record(st, start, status, bytes, limited, r.Host, r.Method, r.URL.Path)
 }
 
 // record writes one request's access log entry and metrics.
