@@ -32,6 +32,7 @@ type h1Transport struct {
 // h1Conn is one kept-alive connection to an upstream.
 type h1Conn struct {
 	c    net.Conn
+	in   headLimit // c, bounded while an answer's head is read
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	host string
@@ -97,7 +98,9 @@ func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, erro
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10), host: host}, false, nil
+	pc := &h1Conn{c: c, in: headLimit{r: c, n: -1}, bw: bufio.NewWriterSize(c, 4<<10), host: host}
+	pc.br = bufio.NewReaderSize(&pc.in, 16<<10)
+	return pc, false, nil
 }
 
 // put returns a connection whose answer was read whole to the idle pool.
@@ -146,6 +149,8 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (*http.Response, error
 // same connection. A switch of protocols nobody asked for is an error, and
 // the connection is closed.
 func readFinal(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	pc.in.n = maxAnswerHead
+	defer func() { pc.in.n = -1 }()
 	resp, err := http.ReadResponse(pc.br, req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(pc.br, req)
@@ -158,6 +163,37 @@ func readFinal(pc *h1Conn, req *http.Request) (*http.Response, error) {
 		return nil, errors.New("upstream switched protocols on a request that did not ask to")
 	}
 	return resp, nil
+}
+
+// maxAnswerHead bounds what is read from an upstream for an answer's head
+// (interim answers included), so that an upstream that sends an endless
+// field cannot take the proxy's memory: the request gets a 502. It is
+// the default limit on a request's head, and what http.Transport is given
+// too.
+const maxAnswerHead = DefaultMaxHeaderBytes
+
+// errAnswerHead is the error past maxAnswerHead.
+var errAnswerHead = errors.New("upstream's answer head is too big")
+
+// headLimit reads from r, at most n bytes while n >= 0.
+type headLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.r.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errAnswerHead
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // done ends a request on pc: the connection goes back to the pool when the

@@ -180,3 +180,61 @@ func TestH1Fallback(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerHeadBounded: an upstream that sends an endless header field
+// gets the request a 502, on the fast path (GET) and through
+// http.Transport (POST). The fast path stops reading at maxAnswerHead:
+// without the bound it reads all 64 MiB. (http.Transport is given the same
+// bound; its default, 10 MiB, would pass this test too.)
+func TestAnswerHeadBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var sent atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				c.Write([]byte("HTTP/1.1 200 OK\r\nX-Endless: "))
+				chunk := []byte(strings.Repeat("a", 64<<10))
+				for i := 0; i < 1024; i++ { // 64 MiB at most
+					n, err := c.Write(chunk)
+					sent.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{ln.Addr().String()}}}}, nil)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, "http://"+addr+"/", strings.NewReader(""))
+		if method == "POST" {
+			req.Body = io.NopCloser(strings.NewReader("x"))
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: status %d, want 502", method, resp.StatusCode)
+		}
+	}
+	if n := sent.Load(); n >= 64<<20 {
+		t.Errorf("the proxy read all %d bytes the upstream sent", n)
+	}
+}
