@@ -59,6 +59,9 @@ type CertOptions struct {
 	// filesPoll is how often the files mode stats the pair besides
 	// watching it (defaultFilesPoll when 0).
 	filesPoll time.Duration
+	// renewCheck is how often certmagic looks for certificates to renew
+	// (its default, 10 minutes, when 0).
+	renewCheck time.Duration
 }
 
 // Certs provides the certificates of the HTTPS listener in one of the TLS
@@ -141,8 +144,9 @@ func NewCerts(ctx context.Context, cfg TLS, hosts []string, stateDir string, o C
 
 	zl := zap.New(slogCore{log: log})
 	c.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return c.magic, nil },
-		Logger:           zl,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return c.magic, nil },
+		Logger:             zl,
+		RenewCheckInterval: o.renewCheck,
 	})
 	c.magic = certmagic.New(c.cache, certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: filepath.Join(stateDir, certsDir)},

@@ -81,6 +81,13 @@ type pebble struct {
 // httpPort and TLS-ALPN-01 on tlsPort, without random sleeps.
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	t.Helper()
+	return startPebbleValid(t, httpPort, tlsPort, 0)
+}
+
+// startPebbleValid is startPebble issuing certificates valid for validity
+// seconds (Pebble's default, 90 days, when 0).
+func startPebbleValid(t *testing.T, httpPort, tlsPort int, validity uint64) *pebble {
+	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
@@ -96,7 +103,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 
 	store := pebbledb.NewMemoryStore()
 	ca := pebbleca.New(plog, store, "", "ecdsa", 0, 1, map[string]pebbleca.Profile{
-		"default": {Description: "test"},
+		"default": {Description: "test", ValidityPeriod: validity},
 	})
 	va := pebbleva.New(plog, httpPort, tlsPort, false, dnsAddr, store)
 	wfe := pebblewfe.New(plog, store, va, ca, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
@@ -333,6 +340,60 @@ func acmeCase(t *testing.T, host string, http01 bool) {
 func TestACMEHTTP01(t *testing.T) { acmeCase(t, "app.example.test", true) }
 
 func TestACMETLSALPN01(t *testing.T) { acmeCase(t, "alpn.example.test", false) }
+
+// TestACMERenewal: a certificate that enters its renewal window is
+// renewed through Pebble while it is served, and handshakes go on without
+// a break, first with the old certificate, then with the new one. Pebble
+// issues 24-second certificates here and certmagic looks every half second.
+func TestACMERenewal(t *testing.T) {
+	const host = "renew.example.test"
+	httpLn, httpsLn := listen(t), listen(t)
+	p := startPebbleValid(t, portOf(t, httpLn), portOf(t, httpsLn), 24)
+	logger, _ := testLog(t, "moat")
+	cfg := TLS{Mode: TLSAcme, Email: "ops@example.com", CA: p.dirURL, CARoot: p.caRoot}
+	c, err := NewCerts(t.Context(), cfg, []string{host}, t.TempDir(), CertOptions{Logger: logger, HTTPAddr: httpLn.Addr().String(), renewCheck: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("NewCerts: %v", err)
+	}
+	t.Cleanup(c.Close)
+	serve(t, httpLn, c.HTTPChallenge(http.NotFoundHandler()), nil)
+	serve(t, httpsLn, answer, c.TLSConfig())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Manage(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitFor(t, "the first certificate", func() bool { _, ok := c.Expiries()[host]; return ok })
+	_, first, err := get(t, httpsLn.Addr().String(), host, p.roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := first.NotAfter.Sub(first.NotBefore); life > time.Minute {
+		t.Fatalf("Pebble issued a certificate valid %v, want 24 s", life)
+	}
+	var renewed *x509.Certificate
+	deadline := time.Now().Add(40 * time.Second)
+	for renewed == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate %x (until %v) not renewed by %v", first.SerialNumber, first.NotAfter, time.Now())
+		}
+		body, leaf, err := get(t, httpsLn.Addr().String(), host, p.roots)
+		if err != nil || body != "hello "+host {
+			t.Fatalf("handshake while renewing: %q %v", body, err)
+		}
+		if leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			renewed = leaf
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("renewed certificate ends %v, the first %v", renewed.NotAfter, first.NotAfter)
+	}
+	if time.Now().After(first.NotAfter) {
+		t.Errorf("renewed only after the first certificate expired (%v)", first.NotAfter)
+	}
+	waitFor(t, "the renewed expiry", func() bool { return c.Expiries()[host].Equal(renewed.NotAfter) })
+}
 
 func TestInternalCA(t *testing.T) {
 	const host = "app.example.test"
