@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -278,14 +277,8 @@ func TestFastHandsOverTLS(t *testing.T) {
 		Routes: []Route{{Hosts: []string{"app.example.test"}, Upstreams: []string{hostPort(up)}}}}
 	p, _ := startProxy(t, cfg, nil)
 	addr := p.Addrs()[0].String()
-	pem, err := os.ReadFile(p.RootPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.example.test"},
+		TLSClientConfig: &tls.Config{RootCAs: internalRoots(t, p), ServerName: "app.example.test"},
 		// HTTP/1.1 only, over one connection.
 		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
 		MaxConnsPerHost: 1,
@@ -302,18 +295,7 @@ func TestFastHandsOverTLS(t *testing.T) {
 		}
 		req, _ := http.NewRequestWithContext(ctx, method, "https://"+addr+"/x", body)
 		req.Host = "app.example.test"
-		var resp *http.Response
-		var err error
-		for i := 0; ; i++ { // the certificate is issued by Manage, just after start
-			resp, err = c.Do(req)
-			if err == nil || i == 50 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := doWhileIssuing(t, c, req)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.ProtoMajor != 1 || !strings.Contains(string(b), "proto=https") || resp.Header.Get("Strict-Transport-Security") != "max-age=3600" {

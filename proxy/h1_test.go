@@ -27,6 +27,33 @@ func countingServer(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int
 	return s, &conns
 }
 
+// oneShotUpstream is a raw upstream that reads one request per
+// connection, lets answer write to it, and closes it.
+func oneShotUpstream(t *testing.T, answer func(c net.Conn, req *http.Request)) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				answer(c, req)
+			}()
+		}
+	}()
+	return ln
+}
+
 // TestH1KeepAlive: GETs through the proxy reuse one upstream connection,
 // chunked and sized answers alike, and HEAD and 304 answers (no body)
 // give the connection back too.
@@ -76,33 +103,14 @@ func TestH1KeepAlive(t *testing.T) {
 // one answer, without saying so, makes the next request meet a dead
 // idle connection; it is sent again on a new one and succeeds.
 func TestH1StaleConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var served atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				n := served.Add(1)
-				body := fmt.Sprintf("answer %d to %s", n, req.URL.Path)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				// Closed without "Connection: close": the proxy keeps it
-				// idle and finds it dead on reuse.
-			}()
-		}
-	}()
+	ln := oneShotUpstream(t, func(c net.Conn, req *http.Request) {
+		n := served.Add(1)
+		body := fmt.Sprintf("answer %d to %s", n, req.URL.Path)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		// Closed without "Connection: close": the proxy keeps it idle and
+		// finds it dead on reuse.
+	})
 	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{ln.Addr().String()}}}}, nil)
 	c := &http.Client{Timeout: 5 * time.Second}
 	for i := 1; i <= 5; i++ {
@@ -187,36 +195,18 @@ func TestH1Fallback(t *testing.T) {
 // without the bound it reads all 64 MiB. (http.Transport is given the same
 // bound; its default, 10 MiB, would pass this test too.)
 func TestAnswerHeadBounded(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var sent atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
+	ln := oneShotUpstream(t, func(c net.Conn, _ *http.Request) {
+		c.Write([]byte("HTTP/1.1 200 OK\r\nX-Endless: "))
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		for i := 0; i < 1024; i++ { // 64 MiB at most
+			n, err := c.Write(chunk)
+			sent.Add(int64(n))
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				c.Write([]byte("HTTP/1.1 200 OK\r\nX-Endless: "))
-				chunk := []byte(strings.Repeat("a", 64<<10))
-				for i := 0; i < 1024; i++ { // 64 MiB at most
-					n, err := c.Write(chunk)
-					sent.Add(int64(n))
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{ln.Addr().String()}}}}, nil)
 	c := &http.Client{Timeout: 10 * time.Second}
 	for _, method := range []string{"GET", "POST"} {

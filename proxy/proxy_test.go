@@ -455,6 +455,36 @@ func TestStreamingAndUpgrade(t *testing.T) {
 	}
 }
 
+// internalRoots is a pool with the root of p's internal CA.
+func internalRoots(t *testing.T, p *Proxy) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(p.RootPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s: no certificate", p.RootPath())
+	}
+	return roots
+}
+
+// doWhileIssuing sends req until it gets an answer, for five seconds: the
+// internal CA's certificate is issued by Manage, just after start.
+func doWhileIssuing(t *testing.T, c *http.Client, req *http.Request) *http.Response {
+	t.Helper()
+	for i := 0; ; i++ {
+		resp, err := c.Do(req)
+		if err == nil {
+			return resp
+		}
+		if i == 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestHTTP2AndHSTSWithInternalCA(t *testing.T) {
 	up := echo("up")
 	defer up.Close()
@@ -465,27 +495,11 @@ func TestHTTP2AndHSTSWithInternalCA(t *testing.T) {
 	}
 	p, httpAddr := startProxy(t, cfg, nil)
 	httpsAddr := p.Addrs()[1].String()
-	pem, err := os.ReadFile(p.RootPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.example.test"}, ForceAttemptHTTP2: true}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: internalRoots(t, p), ServerName: "app.example.test"}, ForceAttemptHTTP2: true}
 	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	req, _ := http.NewRequest("GET", "https://"+httpsAddr+"/", nil)
 	req.Host = "app.example.test"
-	var resp *http.Response
-	for i := 0; ; i++ { // the certificate is issued by Manage, just after start
-		resp, err = c.Do(req)
-		if err == nil || i == 50 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := doWhileIssuing(t, c, req)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.ProtoMajor != 2 {
@@ -503,7 +517,7 @@ func TestHTTP2AndHSTSWithInternalCA(t *testing.T) {
 	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	req, _ = http.NewRequest("POST", "http://"+httpAddr+"/login?next=%2F", nil)
 	req.Host = "app.example.test"
-	resp, err = noFollow.Do(req)
+	resp, err := noFollow.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
