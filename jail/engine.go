@@ -540,6 +540,33 @@ func (e *Engine) Advance(pos follow.Position) {
 	e.mu.Unlock()
 }
 
+// ForgetPositions drops the saved positions of the paths stale says to
+// drop (a removed container's log, a file no jail reads any more), and
+// returns them; the next checkpoint deletes them from the state db. stale
+// is called without the engine's mutex held: it may do I/O.
+func (e *Engine) ForgetPositions(stale func(path string) bool) []string {
+	e.mu.Lock()
+	paths := make([]string, 0, len(e.positions))
+	for p := range e.positions {
+		paths = append(paths, p)
+	}
+	e.mu.Unlock()
+	var gone []string
+	for _, p := range paths {
+		if stale(p) {
+			gone = append(gone, p)
+		}
+	}
+	slices.Sort(gone)
+	e.mu.Lock()
+	for _, p := range gone {
+		delete(e.positions, p)
+		e.dirtyPos[p] = struct{}{}
+	}
+	e.mu.Unlock()
+	return gone
+}
+
 // Positions returns the saved positions (the newest inodes of each path
 // first), to resume following after a restart.
 func (e *Engine) Positions() []follow.Position {

@@ -594,6 +594,34 @@ func TestPositions(t *testing.T) {
 	}
 }
 
+// TestForgetPositions: forgotten paths leave Positions and, after a
+// checkpoint, the state db; the others stay.
+func TestForgetPositions(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"))
+	for _, p := range []string{"/var/log/a.log", "/c/1/1-json.log", "/c/2/2-json.log"} {
+		r.e.Advance(follow.Position{Path: p, Inode: 1, Offset: 7})
+	}
+	if err := r.e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gone := r.e.ForgetPositions(func(p string) bool { return strings.HasPrefix(p, "/c/") })
+	if !slices.Equal(gone, []string{"/c/1/1-json.log", "/c/2/2-json.log"}) {
+		t.Errorf("forgot %v", gone)
+	}
+	want := []follow.Position{{Path: "/var/log/a.log", Inode: 1, Offset: 7}}
+	if got := r.e.Positions(); !slices.Equal(got, want) {
+		t.Fatalf("Positions = %+v, want %+v", got, want)
+	}
+	if err := r.e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.e.Close()
+	r.open()
+	if got := r.e.Positions(); !slices.Equal(got, want) {
+		t.Errorf("after reopen Positions = %+v, want %+v", got, want)
+	}
+}
+
 func TestRunFinalCheckpoint(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	r.fail("sshd", "203.0.113.5", t0, follow.Position{Path: "/l", Inode: 1, Offset: 10})

@@ -56,7 +56,8 @@ func jsonLine(t *testing.T, text string, at time.Time) string {
 // container created after moat started is followed within 2 s, its
 // json-file lines are decoded (the failure time is Docker's when the line
 // has no date), and a ban from them reaches the kernel set. A container
-// with another log driver is not followed and is warned about.
+// with another log driver is not followed and is warned about. A removed
+// container's log leaves the file list and its read position the state.
 func TestContainerLogBans(t *testing.T) {
 	needRoot(t)
 	server, client := newNetNS(t), newNetNS(t)
@@ -143,6 +144,16 @@ jails:
 	waitFor(t, 5*time.Second, "the removed container to leave the file list", func() bool {
 		return !strings.Contains(cli(t, env, "status", "app").stdout, apiLog)
 	})
+	// Its read position is dropped; web's, still followed, is kept.
+	waitFor(t, 5*time.Second, "the removed container's read position to be dropped", func() bool {
+		return strings.Contains(d.logs.String(), `"forgot the read positions of files gone"`) &&
+			strings.Contains(d.logs.String(), apiLog)
+	})
+	for _, line := range strings.Split(d.logs.String(), "\n") {
+		if strings.Contains(line, "forgot the read positions") && strings.Contains(line, webLog) {
+			t.Errorf("a followed container's position was dropped: %s", line)
+		}
+	}
 }
 
 // TestCheckContainers: moat check lists the containers each jail picks

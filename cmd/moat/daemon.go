@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -320,6 +321,7 @@ func (d *daemon) describe(set *jailSet) {
 // the engine's positions, so no line is read twice.
 func (d *daemon) follow(ctx context.Context) error {
 	for {
+		d.forgetGone(d.set.Load())
 		// The set is read and the follower's cancel stored under mu, where
 		// reload swaps the set: a reload either sees this follower and
 		// stops it, or happened before and its set is the one used here.
@@ -350,6 +352,24 @@ func (d *daemon) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("follow logs: %w", err)
 		}
+	}
+}
+
+// forgetGone drops the saved read positions of files that no jail of set
+// reads and that are gone from disk, such as a removed container's log, so
+// that they do not pile up in the state db on a host whose containers come
+// and go. A file a jail still reads keeps its position even while it is
+// missing (between a rotation's rename and the new file).
+func (d *daemon) forgetGone(set *jailSet) {
+	gone := d.engine.ForgetPositions(func(path string) bool {
+		if len(set.watching(path)) > 0 {
+			return false
+		}
+		_, err := os.Lstat(path)
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	if len(gone) > 0 {
+		d.logger.Info("forgot the read positions of files gone", "paths", gone)
 	}
 }
 
