@@ -424,3 +424,73 @@ func TestFastClientGoneLogged(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFastNoCrossTalk: many clients at once, kept alive, some pipelining
+// several requests per write, over shared upstream connections whose
+// answers come sized, chunked or late: every client gets the answers to
+// its own requests, in order.
+func TestFastNoCrossTalk(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n int
+		fmt.Sscanf(r.URL.Query().Get("n"), "%d", &n)
+		if n%7 == 0 {
+			time.Sleep(time.Duration(n%3) * time.Millisecond)
+		}
+		if n%5 == 0 {
+			w.Write([]byte(r.URL.Path))
+			w.(http.Flusher).Flush()
+			w.Write([]byte(strings.Repeat(".", n*7919%300000)))
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(r.URL.Path)))
+		w.Write([]byte(r.URL.Path))
+	}))
+	defer up.Close()
+	p, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{hostPort(up)}}}}, nil)
+	const clients, requests = 24, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Go(func() {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			batch := 1 + c%4 // requests per write
+			for j := 0; j < requests; j += batch {
+				var raw strings.Builder
+				for k := j; k < j+batch && k < requests; k++ {
+					fmt.Fprintf(&raw, "GET /c%d/r%d?n=%d HTTP/1.1\r\nHost: a\r\n\r\n", c, k, c*requests+k)
+				}
+				if _, err := conn.Write([]byte(raw.String())); err != nil {
+					errs <- err
+					return
+				}
+				for k := j; k < j+batch && k < requests; k++ {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- fmt.Errorf("client %d request %d: %v", c, k, err)
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					want := fmt.Sprintf("/c%d/r%d", c, k)
+					if err != nil || !strings.HasPrefix(string(body), want) || strings.Trim(string(body[len(want):]), ".") != "" {
+						errs <- fmt.Errorf("client %d request %d: got %.40q, %v; want %s", c, k, body, err, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := p.fastServed.Load(); n != clients*requests {
+		t.Errorf("fast path served %d requests, want all %d", n, clients*requests)
+	}
+}
