@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -386,10 +384,3 @@ func (fc *fastConn) unwatch() (gone bool) {
 	fc.c.SetReadDeadline(time.Time{})
 	return gone
 }
-
-// ioErr says whether err is an I/O failure rather than the end of a body.
-func ioErr(err error) bool { return err != nil && err != io.EOF }
-
-// ensure handedConn keeps the behaviour net/http looks for.
-var _ net.Conn = (*handedConn)(nil)
-var _ http.Handler = (*Proxy)(nil)

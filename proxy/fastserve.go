@@ -59,6 +59,20 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 	}
 	var ds [2]Decision
 	nd := 0
+	// fail answers with code, the limiters' fields and a short text, as
+	// ServeHTTP's http.Error does.
+	fail := func(code int, limited bool) int {
+		hdr := http.Header{}
+		for _, d := range ds[:nd] {
+			d.SetHeaders(hdr)
+		}
+		n, err := fc.writeError(hdr, code, h, t)
+		if err != nil {
+			after = fastClose
+		}
+		p.record(&st, start, code, n, limited, host, method, h.path)
+		return after
+	}
 	for _, l := range [2]*Limiter{t.global, st.route.limit} {
 		if l == nil {
 			continue
@@ -67,16 +81,7 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 		nd++
 		if !ds[nd-1].Allowed {
 			p.bans.Failure(t.cfg.Jail, st.client, start)
-			hdr := http.Header{}
-			for _, d := range ds[:nd] {
-				d.SetHeaders(hdr)
-			}
-			n, err := fc.writeError(hdr, http.StatusTooManyRequests, h, t)
-			if err != nil {
-				after = fastClose
-			}
-			p.record(&st, start, http.StatusTooManyRequests, n, true, host, method, h.path)
-			return after
+			return fail(http.StatusTooManyRequests, true)
 		}
 	}
 
@@ -91,22 +96,13 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 			p.record(&st, start, statusClientGone, 0, false, host, method, h.path)
 			return fastClose
 		}
+		p.log.Debug("upstream", "host", host, "error", err)
 		code := http.StatusBadGateway
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			code = http.StatusGatewayTimeout
 		}
-		p.log.Debug("upstream", "host", host, "error", err)
-		hdr := http.Header{}
-		for _, d := range ds[:nd] {
-			d.SetHeaders(hdr)
-		}
-		n, err := fc.writeError(hdr, code, h, t)
-		if err != nil {
-			after = fastClose
-		}
-		p.record(&st, start, code, n, false, host, method, h.path)
-		return after
+		return fail(code, false)
 	}
 	n, ok := fc.writeAnswer(resp, pc, p.h1, h, t, ds[:nd])
 	if !ok {
