@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -27,7 +28,30 @@ type Firewall interface {
 	Sync(ctx context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error
 	Add(ctx context.Context, bans []firewall.Ban, now time.Time) error
 	Delete(ctx context.Context, bans []firewall.Ban) error
-	Intact(ctx context.Context) (bool, error)
+	Check(ctx context.Context, now time.Time) (firewall.CheckReport, error)
+}
+
+// FirewallStatus is what the periodic firewall checks found, for `moat
+// status` and the metrics.
+type FirewallStatus struct {
+	// Backend names the firewall backend ("nftables", "none"); the engine
+	// leaves it empty for its caller to fill.
+	Backend string
+	// LastCheck is when the kernel was last compared with the bans (zero:
+	// not yet); Matched says whether it held exactly what it should then,
+	// and Full whether that check read every element back (otherwise the
+	// ruleset's generation showed nothing had changed).
+	LastCheck time.Time
+	Matched   bool
+	Full      bool
+	// Err is the last check's error, if it failed.
+	Err string
+	// LastRepair is when a check last found and repaired a difference, and
+	// LastRepairKinds what it repaired (kind: count).
+	LastRepair      time.Time
+	LastRepairKinds map[string]int
+	// Repairs counts the repairs since start, by kind.
+	Repairs map[string]int
 }
 
 // Event is one change of the active bans, reported to Options.Notify.
@@ -94,8 +118,12 @@ type jailState struct {
 // committed. Whoever commits next commits it, in the same transaction as
 // the checkpoint that no longer holds its window.
 type pendingBan struct {
-	ban     Ban
-	reason  string
+	ban    Ban
+	reason string
+	// reban: a manual ban of a prefix actively banned (or pending) in the
+	// jail when it was decided. It took no count; settleLocked gives it
+	// the active ban's count and start.
+	reban   bool
 	once    sync.Once
 	done    chan struct{}
 	durable bool
@@ -177,6 +205,11 @@ type Engine struct {
 	needSync bool
 	fwJails  []firewall.Jail
 
+	// fwStatus is what the firewall checks found; written under wmu, read
+	// under fwMu.
+	fwMu     sync.Mutex
+	fwStatus FirewallStatus
+
 	// mu guards the fields below; Blocks, on the proxy's per-request path,
 	// only reads them.
 	mu      sync.RWMutex
@@ -194,6 +227,9 @@ type Engine struct {
 	positions   map[string][]inodePos
 	dirtyPos    map[string]struct{}
 	dirtyCounts map[winKey]struct{}
+	// refusedLogs remembers, per jail, the addresses whose refused
+	// failures were logged (logRefusedLocked); made on first use.
+	refusedLogs map[string]*refusedLog
 }
 
 // maxInodes is how many inodes' positions are kept per path.
@@ -591,7 +627,9 @@ func (e *Engine) Positions() []follow.Position {
 // is durable and in the firewall, or nil. A failure is ignored (not
 // counted) when its address is loopback, the host's own (IgnoreSelf), in
 // IgnoreIP, already banned in the jail, or when its time is more than the
-// jail's find time before now.
+// jail's find time before now. A link-local, multicast, broadcast or
+// unspecified address is ignored too, and logged once per jail and
+// address.
 //
 // The path that does not ban takes the engine's mutex briefly and does no
 // I/O. A ban with a non-nil error means the ban is durable but the firewall
@@ -669,6 +707,12 @@ func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 		}
 	}
 	if refusal(&js.cfg, p, e.self) != "" {
+		// Judged by the address itself: ::1 is loopback, though the /64
+		// a jail would ban it by also holds the unspecified ::.
+		a := f.Addr.Unmap().WithZone("")
+		if why := reservedWhy(netip.PrefixFrom(a, a.BitLen())); warnsOnFailure(why) {
+			e.logRefusedLocked(f.Jail, a, why)
+		}
 		return nil, nil
 	}
 	n := e.tr.add(k, f.Time.UnixNano(), js.findtime)
@@ -677,7 +721,7 @@ func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
 		return nil, nil
 	}
 	e.tr.remove(k)
-	return e.decideLocked(js, k, n, now, 0, "failures"), nil
+	return e.decideLocked(js, k, n, now, 0, "failures", false), nil
 }
 
 // wideBan is an active ban in Engine.wide.
@@ -729,20 +773,28 @@ func (e *Engine) rebuildWideLocked() {
 
 // decideLocked queues a ban of k: it takes the count, computes the
 // duration (d == 0: the jail's, with escalation; d < 0: no end) and clears
-// the window. mu held.
-func (e *Engine) decideLocked(js *jailState, k winKey, failures int, now time.Time, d time.Duration, reason string) *pendingBan {
+// the window. A reban (a manual ban of a prefix banned now) takes no count:
+// its duration for d == 0 is the one the active ban's count gives, and
+// settleLocked keeps the later of the two expiries. mu held.
+func (e *Engine) decideLocked(js *jailState, k winKey, failures int, now time.Time, d time.Duration, reason string, reban bool) *pendingBan {
 	rec := e.counts[k]
-	if d == 0 {
-		d = banDuration(js.cfg, rec.n, e.rnd)
+	prev := rec.n // bans of k before this one
+	if reban {
+		prev = max(rec.n-1, 0)
 	}
-	b := Ban{Jail: k.jail, Prefix: k.prefix, BannedAt: now, Count: rec.n + 1, Failures: failures}
+	if d == 0 {
+		d = banDuration(js.cfg, prev, e.rnd)
+	}
+	b := Ban{Jail: k.jail, Prefix: k.prefix, BannedAt: now, Count: prev + 1, Failures: failures}
 	if d >= 0 {
 		b.Expires = now.Add(min(d, maxBan))
 	}
-	e.counts[k] = countRec{n: rec.n + 1, last: now.UnixNano()}
-	e.dirtyCounts[k] = struct{}{}
+	if !reban {
+		e.counts[k] = countRec{n: rec.n + 1, last: now.UnixNano()}
+		e.dirtyCounts[k] = struct{}{}
+	}
 	e.pendingKeys[k]++
-	pb := &pendingBan{ban: b, reason: reason, done: make(chan struct{})}
+	pb := &pendingBan{ban: b, reason: reason, reban: reban, done: make(chan struct{})}
 	e.pending = append(e.pending, pb)
 	return pb
 }
@@ -793,7 +845,6 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 			continue
 		}
 		pend = append(pend, pb)
-		c.putBans = append(c.putBans, pb.ban)
 	}
 	e.pending = nil
 	if len(e.dirtyCounts) > 0 {
@@ -812,6 +863,9 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 		clear(e.dirtyPos)
 	}
 	e.mu.Unlock()
+	if len(pend) > 0 {
+		c.putBans = e.settleLocked(pend, e.now())
+	}
 	if c.empty() {
 		return nil
 	}
@@ -837,8 +891,65 @@ func (e *Engine) flushLocked(ctx context.Context) error {
 	return nil
 }
 
+// settleLocked makes each pending ban the ban as it will stand: a ban
+// never shortens an active ban of the same jail and prefix (the active
+// row, or a ban earlier in pend). Merged into one, a ban keeps the later
+// expiry (no end beats any); a reban also keeps the active ban's start,
+// count and failures; Previous is set to the ban it was merged into. It
+// returns the last ban of each key, for the state db. Running it again on
+// the same pend (after a failed commit) gives the same result. wmu held.
+func (e *Engine) settleLocked(pend []*pendingBan, now time.Time) []Ban {
+	txn := e.db.Txn(false)
+	defer txn.Abort()
+	cur := make(map[winKey]*Ban, len(pend))
+	var order []winKey
+	for _, pb := range pend {
+		k := winKey{pb.ban.Jail, pb.ban.Prefix}
+		prev, seen := cur[k]
+		if !seen {
+			order = append(order, k)
+			if o, _ := txn.First("bans", "id", k.jail, k.prefix.String()); o != nil {
+				if r := o.(*banRow); r.Expires == never || r.Expires > now.UnixNano() {
+					b := r.Ban
+					prev = &b
+				}
+			}
+		}
+		pb.ban = settle(prev, pb.ban, pb.reban)
+		b := pb.ban
+		b.Previous = nil
+		cur[k] = &b
+	}
+	out := make([]Ban, len(order))
+	for i, k := range order {
+		out[i] = *cur[k]
+	}
+	return out
+}
+
+// settle is b merged into the active ban prev (nil: none): see settleLocked.
+func settle(prev *Ban, b Ban, reban bool) Ban {
+	b.Previous = nil
+	if prev == nil {
+		return b
+	}
+	if !prev.Expires.IsZero() && !b.Expires.IsZero() && prev.Expires.After(b.Expires) {
+		b.Expires = prev.Expires
+	} else if prev.Expires.IsZero() {
+		b.Expires = time.Time{}
+	}
+	if reban {
+		b.BannedAt, b.Count, b.Failures = prev.BannedAt, prev.Count, prev.Failures
+	}
+	p := *prev
+	p.Previous = nil
+	b.Previous = &p
+	return b
+}
+
 // applyLocked puts committed bans into the firewall and go-memdb, logs and
-// notifies them. wmu held.
+// notifies them. settleLocked made each pending ban the ban as it stands,
+// so the last of each key replaces the key's row. wmu held.
 func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 	now := e.now()
 	// A later ban of the same key in one batch supersedes an earlier one.
@@ -848,22 +959,17 @@ func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 	}
 	txn := e.db.Txn(true)
 	defer txn.Abort()
-	var replaced, added []firewall.Ban
+	// The firewall's Add replaces the expiry of a prefix it holds, in one
+	// transaction: a ban that replaces an active one is not deleted first,
+	// which would let it lapse in between.
+	var added []firewall.Ban
 	for _, pb := range pend {
 		if last[winKey{pb.ban.Jail, pb.ban.Prefix}] != pb {
 			continue
 		}
-		if o, _ := txn.First("bans", "id", pb.ban.Jail, pb.ban.Prefix.String()); o != nil {
-			replaced = append(replaced, fwBan(o.(*banRow).Ban))
-		}
 		added = append(added, fwBan(pb.ban))
 	}
 	var fwErr error
-	if len(replaced) > 0 {
-		if err := e.fw.Delete(ctx, replaced); err != nil {
-			fwErr = fmt.Errorf("replace bans in firewall: %w", err)
-		}
-	}
 	if err := e.fw.Add(ctx, added, now); err != nil {
 		fwErr = fmt.Errorf("add bans to firewall: %w", err)
 	}
@@ -875,7 +981,9 @@ func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 		if last[winKey{pb.ban.Jail, pb.ban.Prefix}] != pb {
 			continue
 		}
-		if err := txn.Insert("bans", newRow(pb.ban)); err != nil {
+		row := newRow(pb.ban)
+		row.Ban.Previous = nil
+		if err := txn.Insert("bans", row); err != nil {
 			// Only a schema error can land here.
 			e.log.Error("insert ban into memory state", "err", err)
 		}
@@ -889,7 +997,7 @@ func (e *Engine) applyLocked(ctx context.Context, pend []*pendingBan) {
 			delete(e.pendingKeys, k)
 		}
 		e.setBlockedLocked(k, newRow(last[k].ban).Expires)
-		if js := e.jails[pb.ban.Jail]; js != nil {
+		if js := e.jails[pb.ban.Jail]; js != nil && !pb.reban {
 			js.totalBanned++
 		}
 	}
@@ -975,7 +1083,15 @@ func normPrefix(p netip.Prefix) netip.Prefix {
 }
 
 // Ban bans a prefix in a jail by hand: d == 0 for the jail's ban time (with
-// escalation), d < 0 for no end. Banning a banned prefix replaces its ban.
+// escalation), d < 0 for no end. A single IPv6 address is banned by the
+// jail's IPv6 prefix (the /64 it sits in, in a jail that bans by /64), as
+// the jail bans its clients; a prefix is banned as given.
+//
+// Banning a prefix the jail bans now keeps the later of the two expiries
+// (no end beats any) and does not count as a new ban: the count and the
+// start stay those of the active ban. The returned ban is the ban as it
+// now stands; its Previous is the active ban it found, if any.
+//
 // It returns after the ban is durable and in the firewall (a returned ban
 // with an error: durable, but the firewall refused it; Run retries). A
 // refused prefix returns *RefusedError; an unknown jail wraps
@@ -988,13 +1104,28 @@ func (e *Engine) Ban(ctx context.Context, jail string, p netip.Prefix, d time.Du
 		e.mu.Unlock()
 		return Ban{}, fmt.Errorf("ban %s: jail %q: %w", p, jail, ErrUnknownJail)
 	}
-	if why := refusal(&js.cfg, p, e.self); why != "" {
-		e.mu.Unlock()
-		return Ban{}, &RefusedError{Prefix: p, Reason: why}
+	// The address as asked is judged first, so that ::1 is refused as
+	// loopback and not for the :: its /64 holds; then the prefix banned.
+	asked := p
+	if p.Addr().Is6() && p.IsSingleIP() {
+		p = netaddr.HostPrefix(p.Addr(), js.cfg.IPv6Prefix)
+	}
+	for _, q := range []netip.Prefix{asked, p} {
+		if why := refusal(&js.cfg, q, e.self); why != "" {
+			e.mu.Unlock()
+			return Ban{}, &RefusedError{Prefix: q, Reason: why}
+		}
 	}
 	k := winKey{jail, p}
+	now := e.now()
+	exp, banned := e.blocked[k]
+	active := e.pendingKeys[k] > 0 || (banned && now.UnixNano() < exp)
+	reason := "manual"
+	if active {
+		reason = "manual, already banned"
+	}
 	e.tr.remove(k)
-	pb := e.decideLocked(js, k, 0, e.now(), d, "manual")
+	pb := e.decideLocked(js, k, 0, now, d, reason, active)
 	e.mu.Unlock()
 	b, err := e.await(ctx, pb)
 	if b == nil {
@@ -1268,27 +1399,107 @@ func (e *Engine) sweep(ctx context.Context) error {
 	return e.liftLocked(ctx, lift, reasons, "expire", true)
 }
 
-// checkFirewall re-syncs the firewall when its table went missing or an
-// earlier write to it failed.
+// checkFirewall makes the firewall hold the active bans: it re-syncs it
+// after a failed write, then has it compare the kernel with the bans and
+// repair what differs; each repair is logged once.
 func (e *Engine) checkFirewall(ctx context.Context) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	if e.st == nil || e.fwJails == nil {
 		return
 	}
-	ok, err := e.fw.Intact(ctx)
+	if e.needSync {
+		if err := e.syncLocked(ctx); err != nil {
+			e.log.Error("restore firewall", "err", err)
+			e.recordCheck(e.now(), firewall.CheckReport{}, err)
+			return
+		}
+		e.log.Info("firewall restored after an earlier write failed")
+	}
+	now := e.now()
+	rep, err := e.fw.Check(ctx, now)
+	if errors.Is(err, firewall.ErrNotSynced) {
+		// The backend lost what it was told (or was never told): tell it
+		// again, now.
+		if err = e.syncLocked(ctx); err == nil {
+			rep.Add(firewall.Repair{Kind: firewall.RepairLayout, Detail: "the firewall had lost its bans; synced again"})
+		}
+	}
+	listed := 0
+	for _, r := range rep.Repairs {
+		attrs := []any{"kind", r.Kind, "detail", r.Detail}
+		if r.Jail != "" {
+			attrs = append(attrs, keyJail, r.Jail)
+		}
+		if r.First.IsValid() {
+			attrs = append(attrs, "addresses", rangeText(r.First, r.Last))
+		}
+		e.log.Warn("firewall drift repaired", attrs...)
+		listed++
+	}
+	total := 0
+	for _, n := range rep.Counts {
+		total += n
+	}
+	if total > listed {
+		e.log.Warn("firewall drift repaired, more than listed", "repairs", total, "listed", listed, "by_kind", rep.Counts)
+	}
 	if err != nil {
 		e.log.Error("check firewall", "err", err)
-		return
 	}
-	if ok && !e.needSync {
-		return
+	e.recordCheck(now, rep, err)
+}
+
+// rangeText writes a run of addresses as one address, a prefix when it is
+// one, or first-last.
+func rangeText(first, last netip.Addr) string {
+	if first == last {
+		return first.String()
 	}
-	if err := e.syncLocked(ctx); err != nil {
-		e.log.Error("restore firewall", "err", err)
-		return
+	for bits := first.BitLen() - 1; bits >= 0; bits-- {
+		p := netip.PrefixFrom(first, bits)
+		if p.Masked().Addr() != first {
+			break
+		}
+		if l := netaddr.LastAddr(p); l == last {
+			return p.String()
+		} else if last.Less(l) {
+			break
+		}
 	}
-	if !ok {
-		e.log.Warn("firewall table missing, restored")
+	return first.String() + "-" + last.String()
+}
+
+// recordCheck keeps what a check found for FirewallStatus.
+func (e *Engine) recordCheck(now time.Time, rep firewall.CheckReport, err error) {
+	e.fwMu.Lock()
+	defer e.fwMu.Unlock()
+	s := &e.fwStatus
+	s.LastCheck, s.Full = now, rep.Full
+	s.Matched = err == nil && rep.Matched()
+	s.Err = ""
+	if err != nil {
+		s.Err = err.Error()
 	}
+	if !rep.Matched() {
+		s.LastRepair = now
+		s.LastRepairKinds = maps.Clone(rep.Counts)
+		if s.Repairs == nil {
+			s.Repairs = map[string]int{}
+		}
+		for k, n := range rep.Counts {
+			s.Repairs[k] += n
+		}
+	}
+}
+
+// FirewallStatus returns what the firewall checks found so far. It does
+// not wait for a check in progress.
+func (e *Engine) FirewallStatus() FirewallStatus {
+	e.fwMu.Lock()
+	defer e.fwMu.Unlock()
+	s := e.fwStatus
+	s.LastRepairKinds = maps.Clone(s.LastRepairKinds)
+	s.Repairs = maps.Clone(s.Repairs)
+	return s
 }

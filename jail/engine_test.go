@@ -446,8 +446,10 @@ func TestManualBanReplaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Count != 2 || !b.Expires.Equal(t0.Add(time.Hour)) {
-		t.Errorf("ban = %+v, want count 2 for the jail's hour", b)
+	// A re-ban of an active ban is not a new ban: count 1, the jail's hour
+	// (later than the minute left) kept.
+	if b.Count != 1 || !b.Expires.Equal(t0.Add(time.Hour)) {
+		t.Errorf("ban = %+v, want count 1 for the jail's hour", b)
 	}
 	got := r.e.Bans("sshd")
 	if len(got) != 1 || !got[0].Expires.Equal(t0.Add(time.Hour)) {
@@ -723,8 +725,17 @@ func TestFirewallResync(t *testing.T) {
 	if got := r.fw.keys(); !slices.Equal(got, []string{"sshd|203.0.113.5/32"}) {
 		t.Errorf("firewall after resync = %v", got)
 	}
-	if n := len(r.logs.lines(t, "firewall table missing, restored")); n != 1 {
-		t.Errorf("%d restore warnings, want 1", n)
+	if n := len(r.logs.lines(t, "firewall drift repaired")); n != 1 {
+		t.Errorf("%d repair warnings, want 1", n)
+	}
+	st := r.e.FirewallStatus()
+	if st.Matched || st.LastRepair.IsZero() || st.Repairs[firewall.RepairLayout] != 1 || st.LastRepairKinds[firewall.RepairLayout] != 1 {
+		t.Errorf("FirewallStatus after the repair = %+v, want not matched, one layout repair", st)
+	}
+	r.e.checkFirewall(ctx)
+	st2 := r.e.FirewallStatus()
+	if !st2.Matched || st2.LastRepair != st.LastRepair || st2.Repairs[firewall.RepairLayout] != 1 {
+		t.Errorf("FirewallStatus after the next check = %+v, want matched, the same last repair", st2)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -65,14 +66,16 @@ func (f *recFW) Sync(ctx context.Context, jails []firewall.Jail, bans []firewall
 	return f.Backend.Sync(ctx, jails, bans, now)
 }
 
-func (f *recFW) Intact(ctx context.Context) (bool, error) {
+// Check reports a backend that lost its bans (flush) as not synced, as the
+// nftables backend does before its first Sync.
+func (f *recFW) Check(ctx context.Context, now time.Time) (firewall.CheckReport, error) {
 	f.mu.Lock()
 	broken := f.broken
 	f.mu.Unlock()
 	if broken {
-		return false, nil
+		return firewall.CheckReport{}, fmt.Errorf("fake: %w", firewall.ErrNotSynced)
 	}
-	return f.Backend.Intact(ctx)
+	return f.Backend.Check(ctx, now)
 }
 
 // flush simulates someone flushing the ruleset.

@@ -69,6 +69,11 @@ type Ban struct {
 	// Failures is the number of failures that led to the ban (0 for a
 	// manual ban).
 	Failures int `json:"failures"`
+	// Previous is set only on what a ban returns (and notifies) when the
+	// prefix was already banned in the jail: that ban as it stood before.
+	// The ban kept the later of the two expiries. It is never stored nor
+	// listed by Bans.
+	Previous *Ban `json:"-"`
 }
 
 // Status is one jail's counters, as `moat status` shows them.
@@ -88,8 +93,10 @@ var ErrUnknownJail = errors.New("unknown jail")
 // ErrNotBanned is returned (wrapped) by an unban of a prefix that is not banned.
 var ErrNotBanned = errors.New("not banned")
 
-// RefusedError is returned when a ban is refused: loopback, one of the
-// host's own addresses, an ignoreip entry, or a prefix too wide.
+// RefusedError is returned when a ban is refused: a loopback, unspecified,
+// link-local, multicast or broadcast address, one of the host's own
+// addresses, an ignoreip entry, a prefix holding any of these, or a prefix
+// too wide. Reason says which.
 type RefusedError struct {
 	Prefix netip.Prefix
 	Reason string

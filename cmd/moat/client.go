@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"maps"
+	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -36,7 +40,8 @@ func cmdStatus(ctx context.Context, args []string, io stdio) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
-	sts, err := control.NewClient(socket()).Status(ctx, name)
+	c := control.NewClient(socket())
+	sts, err := c.Status(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -45,7 +50,17 @@ func cmdStatus(ctx context.Context, args []string, io stdio) error {
 		for i, s := range sts {
 			names[i] = s.Jail
 		}
-		fmt.Fprintf(io.stdout, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
+		fw, err := c.Firewall(ctx)
+		var apiErr *control.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			// A daemon from before the firewall check was reported.
+			fmt.Fprintf(io.stdout, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
+		} else if err != nil {
+			return err
+		} else {
+			fmt.Fprintf(io.stdout, "Status\n|- Number of jail:\t%d\n|- Jail list:\t%s\n`- Firewall:\t%s\n",
+				len(sts), strings.Join(names, ", "), firewallLine(fw))
+		}
 	}
 	for _, s := range sts {
 		if name == "" {
@@ -54,6 +69,41 @@ func cmdStatus(ctx context.Context, args []string, io stdio) error {
 		writeJailStatus(io, s)
 	}
 	return nil
+}
+
+// firewallLine says what the last comparison of the kernel with the bans
+// found, and when the last repair was.
+func firewallLine(fw jail.FirewallStatus) string {
+	if fw.Backend == "none" {
+		return "none: nothing is enforced in the kernel (bans are only logged, and refused by the proxy)"
+	}
+	var b strings.Builder
+	b.WriteString(fw.Backend)
+	switch {
+	case fw.LastCheck.IsZero():
+		b.WriteString(": not checked yet")
+	case fw.Err != "":
+		fmt.Fprintf(&b, ": the check at %s failed: %s", fw.LastCheck.UTC().Format(time.RFC3339), fw.Err)
+	case fw.Matched:
+		fmt.Fprintf(&b, ": the kernel held exactly the bans at the last check (%s)", fw.LastCheck.UTC().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(&b, ": the kernel differed at the last check (%s) and was repaired", fw.LastCheck.UTC().Format(time.RFC3339))
+	}
+	if fw.LastRepair.IsZero() {
+		b.WriteString("; last repair: never")
+	} else {
+		fmt.Fprintf(&b, "; last repair: %s (%s)", fw.LastRepair.UTC().Format(time.RFC3339), kindsText(fw.LastRepairKinds))
+	}
+	return b.String()
+}
+
+// kindsText writes repair counts as "missing 2, stray 1", kinds sorted.
+func kindsText(kinds map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, kinds[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // writeJailStatus prints one jail in fail2ban-client's layout.
@@ -154,12 +204,45 @@ func cmdBan(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return err
 	}
-	until := "no end"
-	if !b.Expires.IsZero() {
-		until = "until " + b.Expires.Local().Format(time.RFC3339)
-	}
-	fmt.Fprintf(io.stdout, "banned %s in %s %s\n", prefixString(b.Prefix), b.Jail, until)
+	fmt.Fprintln(io.stdout, banLine(pos[0], b))
 	return nil
+}
+
+// banLine says what a ban did: the prefix banned, the jail and the expiry,
+// then why the prefix differs from asked (an IPv6 address banned by the
+// jail's prefix) and whether the prefix was already banned (the later
+// expiry is kept).
+func banLine(asked string, b jail.Ban) string {
+	line := fmt.Sprintf("banned %s in %s %s", prefixString(b.Prefix), b.Jail, untilText(b.Expires))
+	var notes []string
+	if p, err := netaddr.ParsePrefix(asked); err == nil && p != b.Prefix {
+		if p.IsSingleIP() && p.Addr().Is6() && b.Prefix.Contains(p.Addr()) {
+			notes = append(notes, fmt.Sprintf("the jail bans IPv6 clients by /%d", b.Prefix.Bits()))
+		} else {
+			notes = append(notes, "asked: "+asked)
+		}
+	}
+	if prev := b.Previous; prev != nil {
+		was := "already banned " + untilText(prev.Expires)
+		if prev.Expires.Equal(b.Expires) {
+			notes = append(notes, was+"; kept the later expiry")
+		} else {
+			notes = append(notes, was+"; extended")
+		}
+	}
+	if len(notes) > 0 {
+		line += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return line
+}
+
+// untilText is an expiry as the CLI prints it: "until" and the local time,
+// or "with no end".
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return "with no end"
+	}
+	return "until " + t.Local().Format(time.RFC3339)
 }
 
 // parseBanDuration reads --for: a Go duration, "-1" for no end.
@@ -192,6 +275,13 @@ func refuseOwnSession(target, sshConn string) error {
 	client = client.Unmap().WithZone("")
 	if p.Contains(client) {
 		return fmt.Errorf("refusing to ban %s: it covers your own SSH session from %s (add --force if you mean it)", target, client)
+	}
+	// The daemon bans a single IPv6 address by the jail's IPv6 prefix,
+	// which the CLI does not know: it may be as wide as /32.
+	if !strings.Contains(target, "/") && p.Addr().Is6() && client.Is6() {
+		if wide, _ := p.Addr().Prefix(32); wide.Contains(client) {
+			return fmt.Errorf("refusing to ban %s: the jail bans an IPv6 address by its ipv6_prefix (as wide as /32), which may cover your own SSH session from %s (add --force if you mean it)", target, client)
+		}
 	}
 	return nil
 }

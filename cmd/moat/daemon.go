@@ -100,6 +100,7 @@ type daemon struct {
 
 	cfg     *configs.Config // the configuration moat started with (its state_dir, socket, firewall and metrics stay)
 	engine  *jail.Engine
+	fwName  string // the firewall backend's name
 	metrics *metrics
 
 	// set is the jails in force, swapped whole on reload; the dispatcher
@@ -153,6 +154,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 		return err
 	}
 	defer fw.Close()
+	d.fwName = fw.Name()
 	d.metrics = newMetrics()
 	d.cfg = cfg
 	engine, err := jail.Open(jail.Options{
@@ -168,6 +170,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	defer engine.Close()
 	d.engine = engine
 	d.metrics.activeBans = engine.Bans
+	d.metrics.firewall = engine.FirewallStatus
 	set, err := d.compile(cfg, nil)
 	if err != nil {
 		return err
@@ -640,6 +643,12 @@ func (s service) Status(name string) ([]jail.Status, error) {
 }
 
 func (s service) Bans(name string) []jail.Ban { return s.d.engine.Bans(name) }
+
+func (s service) FirewallStatus() jail.FirewallStatus {
+	st := s.d.engine.FirewallStatus()
+	st.Backend = s.d.fwName
+	return st
+}
 
 func (s service) Ban(ctx context.Context, name string, p netip.Prefix, dur time.Duration) (jail.Ban, error) {
 	return s.d.engine.Ban(ctx, name, p, dur)

@@ -210,7 +210,8 @@ func TestEndToEndFlushRestored(t *testing.T) {
 	needRoot(t)
 	ns := newNetNS(t)
 	dir := t.TempDir()
-	cfg, socket, _ := testConfig(t, dir, "nftables", "")
+	metrics := "metrics:\n  listen: 127.0.0.1:9477\n" // in the daemon's own namespace
+	cfg, socket, _ := testConfig(t, dir, "nftables", metrics)
 	startDaemon(t, ns, cfg, socket)
 	env := map[string]string{"MOAT_SOCKET": socket}
 	for _, a := range []string{"198.51.100.7", "2001:db8::/64"} {
@@ -248,6 +249,23 @@ func TestEndToEndFlushRestored(t *testing.T) {
 		return len(kernelBans(t, ns, "moat")) == 2
 	})
 	t.Logf("restored %s after the flush", time.Since(flushed).Round(time.Millisecond))
+	// moat status says the kernel was repaired, and when.
+	r := cli(t, env, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "`- Firewall:\tnftables: ") || !strings.Contains(r.stdout, "(layout 1)") {
+		t.Errorf("moat status after the flush:\n%s%s\nwant the firewall line with the layout repair", r.stdout, r.stderr)
+	}
+	// An element deleted behind moat's back is put back, and the next
+	// checks find the kernel matching again.
+	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "delete", "element", "inet", "moat", "sshd_v4", "{ 198.51.100.7 }").CombinedOutput(); err != nil {
+		t.Fatalf("nft delete element: %v: %s", err, out)
+	}
+	waitFor(t, 5*time.Second, "the deleted element back and a check that matched", func() bool {
+		r := cli(t, env, "status")
+		return len(kernelBans(t, ns, "moat")) == 2 && strings.Contains(r.stdout, "held exactly the bans") && strings.Contains(r.stdout, "(missing 1)")
+	})
+	if m := scrapeIn(t, ns, "127.0.0.1:9477"); !strings.Contains(m, `moat_firewall_repairs_total{kind="missing"} 1`) || !strings.Contains(m, `moat_firewall_repairs_total{kind="layout"} 1`) || !strings.Contains(m, "moat_firewall_matched 1") {
+		t.Errorf("metrics lack the repairs:\n%s", m)
+	}
 }
 
 // TestEndToEndReload: SIGHUP adds a jail (which restarts the follower on

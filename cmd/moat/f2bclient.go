@@ -132,6 +132,9 @@ func (c *f2bClient) jailBans(ctx context.Context, name string) (map[string]bool,
 }
 
 // banip bans each address not banned yet and prints how many it banned.
+// An address the daemon finds already banned (an IPv6 address inside the
+// jail's banned /64) does not count, as fail2ban does not count an address
+// banned already.
 func (c *f2bClient) banip(ctx context.Context, name string, addrs []string) error {
 	have, _, err := c.jailBans(ctx, name)
 	if err != nil {
@@ -142,10 +145,14 @@ func (c *f2bClient) banip(ctx context.Context, name string, addrs []string) erro
 		if p, err := netaddr.ParsePrefix(a); err == nil && have[prefixString(p)] {
 			continue
 		}
-		if _, err := c.c.Ban(ctx, name, a, 0); err != nil {
+		b, err := c.c.Ban(ctx, name, a, 0)
+		if err != nil {
 			return nok(err)
 		}
-		n++
+		if b.Previous == nil {
+			n++
+		}
+		have[prefixString(b.Prefix)] = true
 	}
 	fmt.Fprintln(c.io.stdout, n)
 	return nil

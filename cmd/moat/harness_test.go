@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,4 +272,25 @@ jails:
 		t.Fatal(err)
 	}
 	return cfg, socket, logPath
+}
+
+// scrapeIn fetches the metrics text served at addr inside ns.
+func scrapeIn(t testing.TB, ns *netNS, addr string) string {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	ns.Do(t, func() { conn, err = net.DialTimeout("tcp", addr, 2*time.Second) })
+	if err != nil {
+		t.Fatalf("scrape %s in %s: %v", addr, ns.Name, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: moat\r\n\r\n"); err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	body, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return string(body)
 }

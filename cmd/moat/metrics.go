@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/jail"
 )
 
@@ -25,6 +26,8 @@ type metrics struct {
 	unbans     *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	activeBans func(jail string) []jail.Ban
+	// firewall is what the firewall checks found.
+	firewall func() jail.FirewallStatus
 }
 
 // jailMetrics are one jail's series, resolved once so that the per-line
@@ -78,13 +81,52 @@ func (m *metrics) event(e jail.Event) {
 	}
 }
 
-var activeDesc = prometheus.NewDesc("moat_active_bans", "Bans in force now.", []string{"jail"}, nil)
+var (
+	activeDesc  = prometheus.NewDesc("moat_active_bans", "Bans in force now.", []string{"jail"}, nil)
+	repairsDesc = prometheus.NewDesc("moat_firewall_repairs_total",
+		"Differences between the kernel and moat's bans found and repaired by the firewall check, by kind "+
+			"(missing: banned but not in the kernel; stray: in the kernel, no ban covers it; timeout: wrong expiry; layout: table, chain, rules or sets rebuilt).",
+		[]string{"kind"}, nil)
+	matchedDesc = prometheus.NewDesc("moat_firewall_matched",
+		"1 when the last firewall check found the kernel holding exactly moat's bans, else 0.", nil, nil)
+	lastCheckDesc = prometheus.NewDesc("moat_firewall_last_check_timestamp_seconds",
+		"When the firewall was last compared with moat's bans.", nil, nil)
+	lastRepairDesc = prometheus.NewDesc("moat_firewall_last_repair_timestamp_seconds",
+		"When a firewall check last repaired a difference (absent: never).", nil, nil)
+)
 
-// Describe and Collect make metrics a collector of the active-ban gauge,
-// counted from the engine at scrape time.
-func (m *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- activeDesc }
+// repairKinds are the kinds moat_firewall_repairs_total always has, at 0
+// until a repair of that kind.
+var repairKinds = []string{firewall.RepairMissing, firewall.RepairStray, firewall.RepairTimeout, firewall.RepairLayout}
+
+// Describe and Collect make metrics a collector of the active-ban gauge and
+// the firewall check's series, read from the engine at scrape time.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- activeDesc
+	ch <- repairsDesc
+	ch <- matchedDesc
+	ch <- lastCheckDesc
+	ch <- lastRepairDesc
+}
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.firewall != nil {
+		st := m.firewall()
+		for _, k := range repairKinds {
+			ch <- prometheus.MustNewConstMetric(repairsDesc, prometheus.CounterValue, float64(st.Repairs[k]), k)
+		}
+		if !st.LastCheck.IsZero() {
+			matched := 0.0
+			if st.Matched {
+				matched = 1
+			}
+			ch <- prometheus.MustNewConstMetric(matchedDesc, prometheus.GaugeValue, matched)
+			ch <- prometheus.MustNewConstMetric(lastCheckDesc, prometheus.GaugeValue, float64(st.LastCheck.UnixNano())/1e9)
+		}
+		if !st.LastRepair.IsZero() {
+			ch <- prometheus.MustNewConstMetric(lastRepairDesc, prometheus.GaugeValue, float64(st.LastRepair.UnixNano())/1e9)
+		}
+	}
 	if m.activeBans == nil {
 		return
 	}

@@ -3,8 +3,11 @@ package nftables
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
+
+	gnft "github.com/google/nftables"
 
 	"github.com/moatproj/moat/firewall"
 )
@@ -93,13 +96,12 @@ func TestComment(t *testing.T) {
 	}
 }
 
-func TestPrefixKeys(t *testing.T) {
+func TestSpanElements(t *testing.T) {
 	tests := []struct {
 		name, prefix, start, end string // end "" = end of space
 	}{
 		{"v4 host", "192.0.2.2/32", "192.0.2.2", "192.0.2.3"},
 		{"v4 /24", "198.51.100.0/24", "198.51.100.0", "198.51.101.0"},
-		{"v4 unmasked /24", "198.51.100.7/24", "198.51.100.0", "198.51.101.0"},
 		{"v4 carry", "192.0.2.255/32", "192.0.2.255", "192.0.3.0"},
 		{"v4 last address", "255.255.255.255/32", "255.255.255.255", ""},
 		{"v4 last /24", "255.255.255.0/24", "255.255.255.0", ""},
@@ -107,34 +109,47 @@ func TestPrefixKeys(t *testing.T) {
 		{"v4 all", "0.0.0.0/0", "0.0.0.0", ""},
 		{"v6 host", "2001:db8::1/128", "2001:db8::1", "2001:db8::2"},
 		{"v6 /64", "2001:db8:0:1::/64", "2001:db8:0:1::", "2001:db8:0:2::"},
-		{"v6 /64 carry", "2001:db8:0:ffff:ffff::/64", "2001:db8:0:ffff::", "2001:db8:1::"},
+		{"v6 /64 carry", "2001:db8:0:ffff::/64", "2001:db8:0:ffff::", "2001:db8:1::"},
 		{"v6 last address", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", ""},
-		{"v6 last /64", "ffff:ffff:ffff:ffff::/64", "ffff:ffff:ffff:ffff::", ""},
 		{"v6 all", "::/0", "::", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := netip.MustParsePrefix(tt.prefix)
-			start, end := prefixKeys(p)
-			if addrString(start) != tt.start {
-				t.Errorf("start = %s, want %s", addrString(start), tt.start)
+			s := regionOf(netip.MustParsePrefix(tt.prefix))
+			els := spanElements(s, time.Minute)
+			if addrString(els[0].Key) != tt.start || els[0].Timeout != time.Minute || els[0].IntervalEnd {
+				t.Errorf("start element = %s %+v, want %s with timeout 1m and no end flag", addrString(els[0].Key), els[0], tt.start)
 			}
-			if tt.end == "" && end != nil || tt.end != "" && addrString(end) != tt.end {
-				t.Errorf("end = %s, want %q", addrString(end), tt.end)
+			switch {
+			case tt.end == "" && len(els) != 1:
+				t.Errorf("elements = %+v, want no end element at the end of the space", els)
+			case tt.end != "" && (len(els) != 2 || addrString(els[1].Key) != tt.end || !els[1].IntervalEnd || els[1].Timeout != 0):
+				t.Errorf("elements = %+v, want an end element %s without timeout", els, tt.end)
 			}
-			back, ok := rangePrefix(start, end)
-			if !ok || back != p.Masked() {
-				t.Errorf("rangePrefix = %v, %v, want %v", back, ok, p.Masked())
-			}
-			els := prefixElements(p, time.Minute)
-			if els[0].Timeout != time.Minute || els[0].IntervalEnd {
-				t.Errorf("start element = %+v, want timeout 1m and no end flag", els[0])
-			}
-			if (len(els) == 2) != (end != nil) || len(els) == 2 && (!els[1].IntervalEnd || els[1].Timeout != 0) {
-				t.Errorf("elements = %+v, want an end element without timeout iff end exists", els)
+			// Read back as the kernel dumps them (in reverse), the
+			// elements pair into the same span.
+			back, strays := pairElems(rawOf(els, 30*time.Second), len(els[0].Key), time.Unix(0, 0))
+			want := span{s.first, s.last, int64(30 * time.Second)}
+			if len(back) != 1 || back[0] != want || strays != 0 {
+				t.Errorf("read back = %v (%d strays), want %v", back, strays, want)
 			}
 		})
 	}
+}
+
+// rawOf turns elements as written into elements as dumped, in reverse
+// order, the start elements with left to live.
+func rawOf(els []gnft.SetElement, left time.Duration) []rawElem {
+	var out []rawElem
+	for i := len(els) - 1; i >= 0; i-- {
+		e := rawElem{end: els[i].IntervalEnd}
+		copy(e.key[:], els[i].Key)
+		if els[i].Timeout != 0 {
+			e.timeout, e.left = true, left
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func addrString(b []byte) string {
@@ -145,75 +160,45 @@ func addrString(b []byte) string {
 	return a.String()
 }
 
-func TestRangePrefixRejects(t *testing.T) {
-	tests := []struct {
-		name, start, end string
-	}{
-		{"not a power of two", "192.0.2.0", "192.0.2.3"},
-		{"unaligned", "192.0.2.1", "192.0.2.3"},
-		{"empty", "192.0.2.1", "192.0.2.1"},
-		{"open but not a prefix", "255.255.255.253", ""},
-		{"v6 unaligned", "2001:db8::1", "2001:db8::3"},
+func TestPairElems(t *testing.T) {
+	a := netip.MustParseAddr
+	var in []gnft.SetElement
+	in = append(in, spanElements(span{first: a("192.0.2.2"), last: a("192.0.2.2")}, time.Hour)...)
+	in = append(in, spanElements(span{first: a("192.0.2.3"), last: a("192.0.2.9")}, 0)...) // adjacent: end == next start
+	in = append(in, spanElements(span{first: a("255.255.255.255"), last: a("255.255.255.255")}, 0)...)
+	raw := rawOf(in, 30*time.Minute)
+	// An end whose start timed out between two messages of a dump.
+	stray := rawElem{end: true}
+	copy(stray.key[:], a("198.51.100.9").AsSlice())
+	raw = append(raw, stray)
+	// An element about to time out (no time left) is still a timeout.
+	soon := rawElem{timeout: true}
+	copy(soon.key[:], a("203.0.113.5").AsSlice())
+	end := rawElem{end: true}
+	copy(end.key[:], a("203.0.113.6").AsSlice())
+	raw = append(raw, soon, end)
+	now := time.Unix(1000, 0)
+	got, strays := pairElems(raw, 4, now)
+	want := []span{
+		{a("192.0.2.2"), a("192.0.2.2"), now.Add(30 * time.Minute).UnixNano()},
+		{a("192.0.2.3"), a("192.0.2.9"), never},
+		{a("203.0.113.5"), a("203.0.113.5"), now.UnixNano()},
+		{a("255.255.255.255"), a("255.255.255.255"), never},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var end []byte
-			if tt.end != "" {
-				end = netip.MustParseAddr(tt.end).AsSlice()
-			}
-			if p, ok := rangePrefix(netip.MustParseAddr(tt.start).AsSlice(), end); ok {
-				t.Errorf("rangePrefix = %v, want not a prefix", p)
-			}
-		})
+	if !slices.Equal(got, want) || strays != 1 {
+		t.Errorf("pairElems = %v, %d strays, want %v, 1 stray", got, strays, want)
 	}
 }
 
-func FuzzPrefixKeys(f *testing.F) {
-	f.Add([]byte{192, 0, 2, 2}, 32)
-	f.Add([]byte{255, 255, 255, 255}, 24)
-	f.Add(netip.MustParseAddr("2001:db8::").AsSlice(), 64)
-	f.Add(netip.MustParseAddr("ffff::").AsSlice(), 128)
-	f.Fuzz(func(t *testing.T, addr []byte, bits int) {
-		a, ok := netip.AddrFromSlice(addr)
-		if !ok || bits < 0 || bits > a.BitLen() {
-			return
-		}
-		p := netip.PrefixFrom(a, bits).Masked()
-		start, end := prefixKeys(p)
-		back, ok := rangePrefix(start, end)
-		if !ok || back != p {
-			t.Fatalf("prefix %v: keys %x %x back %v %v", p, start, end, back, ok)
+func FuzzParseElems(f *testing.F) {
+	f.Add([]byte{2, 0, 0, 0, 8, 0, 3, 0, 4, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		for _, n := range []int{4, 16} {
+			els, _ := parseElems(nil, msg, n)
+			spans, _ := pairElems(els, n, time.Unix(0, 0))
+			checkDisjoint(t, "parsed", spans)
 		}
 	})
-}
-
-func TestElementsToPrefixes(t *testing.T) {
-	in := append(append(prefixElements(netip.MustParsePrefix("192.0.2.2/32"), time.Hour),
-		prefixElements(netip.MustParsePrefix("192.0.2.3/32"), 0)...), // adjacent: end == next start
-		prefixElements(netip.MustParsePrefix("255.255.255.255/32"), 0)...)
-	// The kernel sets Expires on read; mimic it and reverse the order as
-	// dumps do.
-	in[0].Expires = 30 * time.Minute
-	for i, j := 0, len(in)-1; i < j; i, j = i+1, j-1 {
-		in[i], in[j] = in[j], in[i]
-	}
-	got, skipped := elementsToPrefixes(in)
-	if skipped != 0 {
-		t.Errorf("skipped = %d, want 0", skipped)
-	}
-	want := map[netip.Prefix]time.Duration{
-		netip.MustParsePrefix("192.0.2.2/32"):       30 * time.Minute,
-		netip.MustParsePrefix("192.0.2.3/32"):       0,
-		netip.MustParsePrefix("255.255.255.255/32"): 0,
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for _, e := range got {
-		if w, ok := want[e.prefix]; !ok || w != e.left {
-			t.Errorf("element %v left %v, want %v", e.prefix, e.left, w)
-		}
-	}
 }
 
 func pr(first, last uint16) firewall.PortRange { return firewall.PortRange{First: first, Last: last} }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/moatproj/moat/firewall"
 )
@@ -55,11 +57,26 @@ type Backend struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	// jails holds the jails given to the last successful Sync, by name.
+	// jails holds the jails given to the last successful Sync, by name,
+	// and sets their sets, by set name, with the bans each must hold.
 	jails  map[string]firewall.Jail
+	sets   map[string]*setState
 	synced bool
 	// want is the sorted list of rule comments of the last Sync's layout.
 	want []string
+
+	// rd reads elements and the ruleset generation back.
+	rd reader
+	// gen is a ruleset generation at which the kernel's elements were
+	// known to match the models (genOK); lastFull is when they were last
+	// all read back.
+	gen      uint32
+	genOK    bool
+	lastFull time.Time
+	// lastCommit is when moat last committed a transaction, or saw someone
+	// else's (zero: not yet; taken as now): the kernel may have collected a
+	// set's garbage then (see collect).
+	lastCommit time.Time
 }
 
 var _ firewall.Backend = (*Backend)(nil)
@@ -122,17 +139,39 @@ func New(opts Options) (*Backend, error) {
 		log:   opts.Logger,
 		now:   opts.Now,
 		jails: map[string]firewall.Jail{},
+		sets:  map[string]*setState{},
+		rd:    reader{netns: opts.NetNS},
 	}, nil
 }
 
 // dial opens a lasting netlink connection: opening one per operation costs
 // milliseconds in another namespace (a setns round trip).
 func dial(netns int) (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(netns), nftables.AsLasting())
+	c, err := nftables.New(nftables.WithNetNSFd(netns), nftables.AsLasting(), nftables.WithSockOptions(bigReadBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink: %w", err)
 	}
 	return c, nil
+}
+
+// readBuffer is the receive buffer asked for moat's netlink sockets. The
+// kernel acknowledges every message of a batch, and a rebuild after `nft
+// flush ruleset` sends hundreds: with the default buffer (about 200 KiB)
+// the replies overflow it (ENOBUFS) although the batch was applied.
+const readBuffer = 4 << 20
+
+// bigReadBuffer sets the receive buffer to readBuffer, past the system's
+// rmem_max when the process may (CAP_NET_ADMIN, which moat needs anyway).
+func bigReadBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, readBuffer)
+		}
+	})
 }
 
 // resetConn replaces the connection after an error, so that replies left
@@ -163,5 +202,6 @@ func (b *Backend) Table() string { return b.table.Name }
 
 // Close releases the backend; the table and its bans stay in the kernel.
 func (b *Backend) Close() error {
+	b.rd.close()
 	return b.conn.CloseLasting()
 }

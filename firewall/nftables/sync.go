@@ -1,9 +1,11 @@
 package nftables
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -14,310 +16,97 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/moatproj/moat/firewall"
+
+	"github.com/moatproj/moat/internal/netaddr"
 )
 
 const (
-	// chunkElems bounds the set elements sent in one netlink batch, so a
-	// batch stays well below the socket's send buffer (~200 KiB).
+	// chunkElems bounds the set elements sent in one transaction, so a
+	// batch stays well below the socket's send buffer (~200 KiB). A change
+	// larger than this (one run of addresses rewritten whole) still goes in
+	// one transaction: splitting it would let its bans lapse in between.
 	chunkElems = 2048
 	// msgElems bounds the elements of one netlink message: the element
 	// list is one attribute, whose length is 16 bits, and the kernel
 	// silently drops what an overflowing list loses (an IPv6 element with
 	// timeout takes about 60 bytes).
 	msgElems = 512
-	// timeoutSlack is how far an element's time left may be from the wanted
-	// one before Sync rewrites it.
+	// timeoutSlack is how far an element's expiry may be from the wanted
+	// one before a check rewrites it; an element that is the kernel's only
+	// and ends within it is left to time out.
 	timeoutSlack = 2 * time.Second
+	// missingGrace: a wanted span missing from the kernel that ends within
+	// it is not put back (the kernel counts time in jiffies and may drop an
+	// element a few milliseconds before moat's clock says).
+	missingGrace = 50 * time.Millisecond
+	// fullEvery is how often a check reads every element back even when the
+	// ruleset's generation says nothing changed.
+	fullEvery = time.Minute
 )
 
-// op adds or deletes the elements of one ban in one set.
-type op struct {
-	set    *nftables.Set
-	del    bool
-	prefix netip.Prefix
-	els    []nftables.SetElement
+// setState is one named set: the jail and family it belongs to, and the
+// model of what it must hold.
+type setState struct {
+	set   *nftables.Set
+	jail  string
+	fam   int
+	model *setModel
 }
 
-func (b *Backend) addOp(set *nftables.Set, p netip.Prefix, left time.Duration) op {
-	return op{set: set, prefix: p, els: prefixElements(p, left)}
+// spaceOf is the whole address space of family fam, as a region.
+func spaceOf(fam int) span {
+	if fam == 0 {
+		return span{first: netip.IPv4Unspecified(), last: netip.AddrFrom4([4]byte{255, 255, 255, 255})}
+	}
+	return span{first: netip.IPv6Unspecified(), last: netaddr.LastAddr(netip.PrefixFrom(netip.IPv6Unspecified(), 0))}
 }
 
-func (b *Backend) delOp(set *nftables.Set, p netip.Prefix) op {
-	return op{set: set, del: true, prefix: p, els: prefixElements(p, 0)}
+// normBan returns the set key of a ban: its prefix masked, IPv4-mapped
+// IPv6 unmapped, and its expiry in Unix nanoseconds.
+func normBan(bn firewall.Ban) (netip.Prefix, int64, bool) {
+	p := bn.Prefix
+	if !p.IsValid() {
+		return p, 0, false
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return p, 0, false
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	p = netip.PrefixFrom(p.Addr().WithZone(""), p.Bits()).Masked()
+	exp := int64(never)
+	if !bn.Expires.IsZero() {
+		exp = bn.Expires.UnixNano()
+	}
+	return p, exp, true
 }
 
-// queue appends ops to the connection's pending batch, merging neighbours
-// of the same set and kind into one message.
-func (b *Backend) queue(ops []op) error {
-	for i := 0; i < len(ops); {
-		j := i + 1
-		for j < len(ops) && ops[j].set.Name == ops[i].set.Name && ops[j].del == ops[i].del {
-			j++
-		}
-		var els []nftables.SetElement
-		for k, o := range ops[i:j] {
-			els = append(els, o.els...)
-			if len(els) < msgElems-1 && i+k+1 < j {
-				continue
-			}
-			var err error
-			if ops[i].del {
-				err = b.conn.SetDeleteElements(ops[i].set, els)
-			} else {
-				err = b.conn.SetAddElements(ops[i].set, els)
-			}
-			if err != nil {
-				return fmt.Errorf("queue elements of set %s: %w", ops[i].set.Name, err)
-			}
-			els = nil
-		}
-		i = j
-	}
-	return nil
-}
-
-// apply sends ops in chunks of at most chunkElems elements, each chunk in
-// one transaction. A chunk that fails is retried one op per transaction, so
-// that a delete of an element that expired meanwhile (ENOENT, which fails a
-// whole batch) loses nothing else; deletes of missing elements are not
-// errors. If pre is not nil, it is queued before the first chunk, in the
-// same transaction; if that transaction fails, pre is sent alone, and
-// verify (which must then be given) tells whether the layout is in place
-// even though an error came back.
-func (b *Backend) apply(ctx context.Context, pre func() error, verify func() bool, ops []op) error {
-	first := true
-	for start := 0; start < len(ops) || first; {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		end, n := start, 0
-		for end < len(ops) && (n == 0 || n+len(ops[end].els) <= chunkElems) {
-			n += len(ops[end].els)
-			end++
-		}
-		chunk := ops[start:end]
-		if first && pre != nil {
-			if err := pre(); err != nil {
-				b.resetConn() // drop what was queued
-				return err
-			}
-		}
-		if err := b.queue(chunk); err != nil {
-			b.resetConn()
-			return err
-		}
-		err := b.flush()
-		if err != nil && first && pre != nil {
-			// Write the layout alone, then the elements one by one. An
-			// error may come for a batch that was applied: then the chain
-			// is there.
-			b.log.Debug("nftables layout batch failed, retrying without elements", "err", err)
-			if err := pre(); err != nil {
-				b.resetConn()
-				return err
-			}
-			if err := b.flush(); err != nil && !verify() {
-				return fmt.Errorf("write table %s: %w", b.table.Name, err)
-			}
-			if err := b.retry(ctx, chunk); err != nil {
-				return err
-			}
-		} else if err != nil {
-			b.log.Debug("nftables batch failed, retrying element by element", "err", err, "ops", len(chunk))
-			if err := b.retry(ctx, chunk); err != nil {
-				return err
-			}
-		}
-		first = false
-		start = end
-	}
-	return nil
-}
-
-// retry applies ops one per transaction. A delete that finds nothing is
-// fine; an add that reports an error is checked by reading the set back,
-// since an error can arrive for a batch the kernel applied.
-func (b *Backend) retry(ctx context.Context, ops []op) error {
-	var errs []error
-	readBack := map[string]map[netip.Prefix]time.Duration{}
-	for _, o := range ops {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := b.queue([]op{o}); err != nil {
-			b.resetConn()
-			return err
-		}
-		err := b.flush()
-		if err == nil {
-			continue
-		}
-		if o.del {
-			if errors.Is(err, syscall.ENOENT) {
-				continue
-			}
-			errs = append(errs, fmt.Errorf("delete %s from set %s: %w", o.prefix, o.set.Name, err))
-			continue
-		}
-		have, ok := readBack[o.set.Name]
-		if !ok {
-			var rerr error
-			have, rerr = b.readSet(o.set)
-			if rerr != nil {
-				b.log.Debug("nftables read back", "set", o.set.Name, "err", rerr)
-			}
-			readBack[o.set.Name] = have
-		}
-		if _, ok := have[o.prefix]; ok {
-			continue
-		}
-		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
-			err2 := b.resolveOverlap(o, have)
-			if err2 == nil {
-				continue
-			}
-			err = fmt.Errorf("%w (overlap: %v)", err, err2)
-		}
-		errs = append(errs, fmt.Errorf("add %s to set %s: %w", o.prefix, o.set.Name, err))
-	}
-	return errors.Join(errs...)
-}
-
-// resolveOverlap handles an add the kernel refused because the interval
-// overlaps others (an interval set holds no overlapping elements). A prefix
-// inside a wider one already banned is left out: the wider ban covers it.
-// Narrower prefixes inside the new one are replaced by it, in one
-// transaction. have is the set's content, kept up to date.
-func (b *Backend) resolveOverlap(o op, have map[netip.Prefix]time.Duration) error {
-	var inside []op
-	for q := range have {
-		switch {
-		case q.Bits() < o.prefix.Bits() && q.Contains(o.prefix.Addr()):
-			b.log.Debug("nftables ban covered by a wider one", "set", o.set.Name, "prefix", o.prefix.String(), "wider", q.String())
-			return nil
-		case q.Bits() > o.prefix.Bits() && o.prefix.Contains(q.Addr()):
-			inside = append(inside, b.delOp(o.set, q))
-		}
-	}
-	if len(inside) == 0 {
-		return errors.New("overlaps an element that is not a prefix")
-	}
-	sortOps(inside)
-	if err := b.queue(append(inside, o)); err != nil {
-		b.resetConn()
-		return err
-	}
-	if err := b.flush(); err != nil {
-		return err
-	}
-	for _, d := range inside {
-		delete(have, d.prefix)
-	}
-	have[o.prefix] = o.els[0].Timeout
-	b.log.Debug("nftables ban replaced narrower ones", "set", o.set.Name, "prefix", o.prefix.String(), "replaced", len(inside))
-	return nil
-}
-
-// readSet reads the prefixes and their time left back from set.
-func (b *Backend) readSet(set *nftables.Set) (map[netip.Prefix]time.Duration, error) {
-	els, err := b.conn.GetSetElements(set)
-	if err != nil {
-		b.resetConn()
-		return nil, fmt.Errorf("read set %s: %w", set.Name, err)
-	}
-	got, skipped := elementsToPrefixes(els)
-	m := make(map[netip.Prefix]time.Duration, len(got))
-	for _, e := range got {
-		m[e.prefix] = e.left
-	}
-	if skipped > 0 {
-		return m, fmt.Errorf("read set %s: %d elements are not prefixes", set.Name, skipped)
-	}
-	return m, nil
-}
-
-// desired groups bans by set, leaving out expired ones, bans of unknown
-// jails, and prefixes covered by a wider one in the same set (the kernel
-// refuses overlapping intervals). Duplicates keep the longest time left.
-func (b *Backend) desired(jails []firewall.Jail, bans []firewall.Ban, now time.Time) (map[string]map[netip.Prefix]time.Duration, int) {
-	want := map[string]map[netip.Prefix]time.Duration{}
-	known := map[string]bool{}
+// newSets makes the empty set states of jails, by set name.
+func (b *Backend) newSets(jails []firewall.Jail) map[string]*setState {
+	sets := map[string]*setState{}
 	for _, j := range jails {
-		known[j.Name] = true
 		for fam := range families {
-			want[setBase(j.Name)+families[fam].suffix] = map[netip.Prefix]time.Duration{}
+			s := newSet(b.table, j.Name, fam)
+			sets[s.Name] = &setState{set: s, jail: j.Name, fam: fam, model: newSetModel()}
 		}
 	}
-	dropped := 0
-	for _, bn := range bans {
-		if !known[bn.Jail] || !bn.Prefix.IsValid() {
-			dropped++
-			continue
-		}
-		var left time.Duration
-		if !bn.Expires.IsZero() {
-			left = bn.Expires.Sub(now)
-			if left < time.Millisecond {
-				continue
-			}
-		}
-		p := bn.Prefix.Masked()
-		if p.Addr().Is4In6() {
-			if p.Bits() < 96 {
-				dropped++
-				continue
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		set := want[setBase(bn.Jail)+families[familyOf(p)].suffix]
-		if old, ok := set[p]; ok && (old == 0 || (left != 0 && left <= old)) {
-			continue
-		}
-		set[p] = left
-	}
-	for _, set := range want {
-		dropped += dropCovered(set)
-	}
-	return want, dropped
+	return sets
 }
 
-// dropCovered removes from set the prefixes contained in another one.
-func dropCovered(set map[netip.Prefix]time.Duration) int {
-	var lens []int
-	for p := range set {
-		if !slices.Contains(lens, p.Bits()) {
-			lens = append(lens, p.Bits())
-		}
-	}
-	if len(lens) < 2 {
-		return 0
-	}
-	slices.Sort(lens)
-	n := 0
-	for p := range set {
-		for _, l := range lens {
-			if l >= p.Bits() {
-				break
-			}
-			if _, ok := set[netip.PrefixFrom(p.Addr(), l).Masked()]; ok {
-				delete(set, p)
-				n++
-				break
-			}
-		}
-	}
-	return n
+func (b *Backend) stateFor(jail string, p netip.Prefix) *setState {
+	return b.sets[setBase(jail)+families[familyOf(p)].suffix]
 }
 
 // Sync makes the table hold exactly jails and bans. When the rules or sets
 // differ from what jails need, the chain's rules are replaced, sets of
-// jails gone are deleted and new ones made, in one transaction with the
-// first chunk of elements; sets of jails kept keep their elements, so their
-// bans hold throughout. When the table or chain is missing or wrong (after
-// `nft flush ruleset`), the table is deleted and made again. Then the
-// elements are corrected: missing ones added, extra ones deleted, and those
-// whose time left is off by more than 2 s rewritten. Large syncs go in
-// chunks of 2048 elements per transaction.
+// jails gone are deleted and new ones made, in one transaction; sets of
+// jails kept keep their elements, so their bans hold throughout. When the
+// table or chain is missing or wrong (after `nft flush ruleset`), the table
+// is deleted and made again. Then every set is read back and compared with
+// its bans address by address, and only the runs that differ are
+// rewritten, each in one transaction. Overlapping bans (in one jail) are
+// laid out as disjoint spans; see setModel.
 func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewall.Ban, now time.Time) error {
 	names := map[string]bool{}
 	for _, j := range jails {
@@ -326,36 +115,80 @@ func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewa
 		}
 		names[j.Name] = true
 	}
-	want, dropped := b.desired(jails, bans, now)
-	if dropped > 0 {
-		b.log.Warn("nftables sync left out bans", "count", dropped, "reason", "unknown jail, invalid prefix or covered by a wider prefix")
+	sets := b.newSets(jails)
+	dropped := 0
+	for _, bn := range bans {
+		p, exp, ok := normBan(bn)
+		if !ok || !names[bn.Jail] {
+			dropped++
+			continue
+		}
+		if exp <= now.UnixNano() {
+			continue
+		}
+		m := sets[setBase(bn.Jail)+families[familyOf(p)].suffix].model
+		if old, ok := m.bans[p]; ok && old >= exp {
+			continue // a duplicate keeps the later expiry
+		}
+		m.put(p, exp)
 	}
-	comments := wantComments(jails)
-	setOf := map[string]*nftables.Set{}
-	for _, j := range jails {
-		for fam := range families {
-			s := newSet(b.table, j.Name, fam)
-			setOf[s.Name] = s
+	if dropped > 0 {
+		b.log.Warn("nftables sync left out bans", "count", dropped, "reason", "unknown jail or invalid prefix")
+	}
+	for name, s := range sets {
+		if old := b.sets[name]; old != nil {
+			s.model.zombies = old.model.zombies
 		}
 	}
-	setNames := slices.Sorted(mapKeys(setOf))
-
 	b.synced = false
-	same, err := b.layoutMatches(comments, setNames)
+	st, err := b.lay(ctx, jails, sets, now)
 	if err != nil {
 		return fmt.Errorf("nftables sync: %w", err)
 	}
-	mode := "kept"
+	b.log.Info("nftables synced", "table", b.table.Name, "jails", len(jails), "layout", st.mode,
+		"added", st.added, "deleted", st.deleted)
+	return nil
+}
+
+type layStats struct {
+	mode           string
+	added, deleted int
+}
+
+// lay puts the layout of jails in place (kept, relaid or rebuilt) and makes
+// the kernel's elements match the sets' models, then makes jails and sets
+// the backend's own.
+func (b *Backend) lay(ctx context.Context, jails []firewall.Jail, sets map[string]*setState, now time.Time) (layStats, error) {
+	comments := wantComments(jails)
+	setNames := slices.Sorted(maps.Keys(sets))
+	setOf := map[string]*nftables.Set{}
+	for name, s := range sets {
+		setOf[name] = s.set
+	}
+	st := layStats{mode: "kept"}
+	same, err := b.layoutMatches(comments, setNames)
+	if err != nil {
+		return st, err
+	}
+	fresh := map[string]bool{} // sets known to be empty
 	var pre func() error
 	if !same {
 		existing, ok := b.chainIntact()
 		if ok {
 			// The table and chain stay; sets of unchanged jails keep their
 			// elements throughout, so their bans hold without a gap.
-			mode = "relaid"
+			st.mode = "relaid"
+			for _, name := range setNames {
+				if !slices.Contains(existing, name) {
+					fresh[name] = true
+				}
+			}
 			pre = func() error { return b.queueRelayout(jails, setOf, existing) }
 		} else {
-			mode = "rebuilt"
+			st.mode = "rebuilt"
+			for _, name := range setNames {
+				fresh[name] = true
+			}
 			pre = func() error { return b.queueLayout(jails, setOf) }
 		}
 	}
@@ -363,105 +196,593 @@ func (b *Backend) Sync(ctx context.Context, jails []firewall.Jail, bans []firewa
 		ok, _ := b.layoutMatches(comments, setNames)
 		return ok
 	}
-	var st syncStats
-	if mode == "rebuilt" {
-		err = b.apply(ctx, pre, verify, b.allAdds(want, setOf, &st))
-	} else {
-		var ops []op
-		var flushes []*nftables.Set
-		ops, flushes, err = b.diff(want, setOf, &st)
-		if err != nil {
-			return fmt.Errorf("nftables sync: %w", err)
+	changes, err := b.plan(sets, setNames, fresh, now, &st)
+	if err != nil {
+		return st, err
+	}
+	err = b.write(ctx, pre, verify, changes)
+	if err != nil && st.mode == "relaid" {
+		// A set in the way (say, of the wanted name but another type):
+		// rebuild the table whole.
+		b.log.Warn("nftables sync: relayout failed, rebuilding the table", "err", err)
+		st = layStats{mode: "rebuilt"}
+		for _, name := range setNames {
+			fresh[name] = true
 		}
-		layout := pre
-		pre = func() error {
-			if layout != nil {
-				if err := layout(); err != nil {
-					return err
-				}
-			}
-			for _, set := range flushes {
-				b.conn.FlushSet(set)
-			}
-			return nil
+		if changes, err = b.plan(sets, setNames, fresh, now, &st); err != nil {
+			return st, err
 		}
-		err = b.apply(ctx, pre, verify, ops)
-		if err != nil && mode == "relaid" {
-			b.log.Warn("nftables sync: relayout failed, rebuilding the table", "err", err)
-			mode, st = "rebuilt", syncStats{}
-			err = b.apply(ctx, func() error { return b.queueLayout(jails, setOf) }, verify, b.allAdds(want, setOf, &st))
-		}
+		err = b.write(ctx, func() error { return b.queueLayout(jails, setOf) }, verify, changes)
 	}
 	if err != nil {
-		return fmt.Errorf("nftables sync: %w", err)
+		b.genOK = false
+		if !verify() {
+			return st, err
+		}
+		// The layout is there: what failed is read back and repaired
+		// once, from the kernel.
+		if _, rerr := b.repair(ctx, sets, now); rerr != nil {
+			return st, errors.Join(err, rerr)
+		}
 	}
-	b.log.Info("nftables synced", "table", b.table.Name, "jails", len(jails), "layout", mode,
-		"added", st.added, "deleted", st.deleted, "fixed", st.fixed)
 	b.jails = map[string]firewall.Jail{}
 	for _, j := range jails {
 		b.jails[j.Name] = j
 	}
+	b.sets = sets
 	b.want = comments
 	b.synced = true
+	return st, nil
+}
+
+// plan reads each set back (unless fresh: known to be empty), and returns
+// the changes that lay it out from its bans.
+func (b *Backend) plan(sets map[string]*setState, names []string, fresh map[string]bool, now time.Time, st *layStats) ([]setChange, error) {
+	var changes []setChange
+	strayed := map[*setState]bool{}
+	for _, name := range names {
+		s := sets[name]
+		var have []span
+		if !fresh[name] {
+			var err error
+			var strays int
+			have, strays, err = b.rd.spans(b.table.Name, name, int(families[s.fam].addrLen), now)
+			if errors.Is(err, errNoSet) {
+				have, err = nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if strays > 0 {
+				strayed[s] = true
+			}
+		}
+		s.model.setSpans(have, now.UnixNano())
+		space := spaceOf(s.fam)
+		want := s.model.cover(space.first, space.last, now.UnixNano())
+		ms := compare(have, want, now.UnixNano(), int64(timeoutSlack), int64(missingGrace))
+		for _, c := range s.model.rewrite(mismatchRegions(ms), now.UnixNano()) {
+			changes = append(changes, setChange{s, c})
+			st.added += len(c.adds)
+			st.deleted += len(c.dels)
+		}
+	}
+	// Timed-out elements moat does not know of (written before a restart)
+	// are collected before anything is written over them.
+	if err := b.collect(strayed); err != nil {
+		return nil, err
+	}
+	return changes, nil
+}
+
+// mismatchRegions returns the runs of ms as regions to rewrite.
+func mismatchRegions(ms []mismatch) []span {
+	out := make([]span, len(ms))
+	for i, m := range ms {
+		out[i] = span{first: m.first, last: m.last}
+	}
+	return out
+}
+
+// setChange is a change of one set.
+type setChange struct {
+	s *setState
+	c change
+}
+
+// write sends changes in transactions of about chunkElems elements, never
+// splitting one change. pre, if not nil, is queued before the first
+// transaction's elements. If that transaction fails, verify tells whether
+// the layout is in place all the same: an error can arrive for a batch the
+// kernel applied (replies lost to a full socket buffer), and sending a
+// rebuild again would empty every set for a moment, so write then returns
+// the error and the caller repairs the elements from what the kernel
+// holds. Otherwise pre is sent alone, and the changes follow. The ruleset generation is read around each transaction,
+// so that a check can tell moat's own writes from anyone else's.
+func (b *Backend) write(ctx context.Context, pre func() error, verify func() bool, changes []setChange) error {
+	first := true
+	for start := 0; start < len(changes) || first && pre != nil; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end, n := start, 0
+		for end < len(changes) && (n == 0 || n+changes[end].c.size() <= chunkElems) {
+			n += changes[end].c.size()
+			end++
+		}
+		chunk := changes[start:end]
+		var p func() error
+		if first {
+			p = pre
+		}
+		err := b.transact(p, chunk)
+		if err != nil && p != nil {
+			if verify() {
+				return err
+			}
+			b.log.Debug("nftables layout batch failed, retrying without elements", "err", err)
+			if err := b.transact(pre, nil); err != nil && !verify() {
+				return fmt.Errorf("write table %s: %w", b.table.Name, err)
+			}
+			err = b.transact(nil, chunk)
+		}
+		if err != nil {
+			return err
+		}
+		first = false
+		start = end
+	}
 	return nil
 }
 
-type syncStats struct{ added, deleted, fixed int }
-
-// allAdds returns the ops adding every wanted ban, sorted.
-func (b *Backend) allAdds(want map[string]map[netip.Prefix]time.Duration, setOf map[string]*nftables.Set, st *syncStats) []op {
-	var ops []op
-	for name, set := range setOf {
-		for p, left := range want[name] {
-			ops = append(ops, b.addOp(set, p, left))
-			st.added++
+// transact sends pre (if any) and the changes in one transaction: each
+// set's deletes, then its adds.
+//
+// An element that timed out is hidden from dumps and lookups, but the
+// kernel keeps it (a zombie) until it collects the set's garbage, which it
+// does only at a commit on the set, and at most once per gcInterval. A
+// zombie cannot be deleted, and meanwhile a new element with the key of one
+// of its elements is taken for it (the add succeeds and adds nothing, and
+// the new ban vanishes when the zombie is collected), while a new interval
+// across its end fails as an overlap (EEXIST). So before a transaction that
+// would write such a key the sets are collected (collect), and one refused
+// as an overlap is sent again after a collection. Either may make the
+// transaction wait up to about a second; no ban in force lapses meanwhile.
+func (b *Backend) transact(pre func() error, chunk []setChange) error {
+	haunted := map[*setState]bool{}
+	for _, sc := range chunk {
+		if sc.s.model.haunted(sc.c.adds) {
+			haunted[sc.s] = true
 		}
 	}
-	sortOps(ops)
-	return ops
+	if len(haunted) > 0 {
+		if err := b.collect(haunted); err != nil {
+			return err
+		}
+	}
+	err := b.transactOnce(pre, chunk)
+	if errors.Is(err, syscall.EEXIST) {
+		b.log.Debug("nftables transaction refused as an overlap: collecting timed-out elements, then sending it again", "err", err)
+		sets := map[*setState]bool{}
+		for _, sc := range chunk {
+			sets[sc.s] = true
+		}
+		if cerr := b.collect(sets); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		err = b.transactOnce(pre, chunk)
+	}
+	return err
 }
 
-// diff reads each wanted set back and returns the ops that make it hold
-// exactly the wanted bans: deletes of extra elements, adds of missing ones,
-// and a delete and add of those whose time left is off by more than
-// timeoutSlack. A missing set counts as empty; a set holding elements moat
-// did not write is returned in flushes, to be emptied first.
-func (b *Backend) diff(want map[string]map[netip.Prefix]time.Duration, setOf map[string]*nftables.Set, st *syncStats) (ops []op, flushes []*nftables.Set, err error) {
-	var dels, adds []op
-	for name, set := range setOf {
-		have, err := b.readSet(set)
-		switch {
-		case err != nil && notFound(err):
-			have = nil
-		case err != nil && have != nil:
-			b.log.Warn("nftables sync empties a set", "set", name, "err", err)
-			flushes = append(flushes, set)
-			have = nil
-		case err != nil:
-			return nil, nil, err
+// gcInterval is how often, at most, the kernel collects a set's timed-out
+// elements (at a commit on the set): its default, one second.
+const gcInterval = time.Second
+
+// collect makes the kernel collect the timed-out elements of sets: it waits
+// until gcInterval (and a margin for the kernel's clock ticks) has passed
+// since moat's last commit on each, so that the kernel's last collection is
+// at least that old, then commits a transaction that changes nothing (the
+// unspecified address, which moat never bans, added and deleted), at which
+// the kernel collects them. The sets' zombies are then forgotten.
+func (b *Backend) collect(sets map[*setState]bool) error {
+	if len(sets) == 0 {
+		return nil
+	}
+	last := b.lastCommit
+	if last.IsZero() {
+		last = time.Now()
+	}
+	time.Sleep(time.Until(last.Add(gcInterval + 50*time.Millisecond)))
+	g0, gerr := b.rd.generation()
+	for s := range sets {
+		z := spaceOf(s.fam).first
+		els := spanElements(span{first: z, last: z, exp: never}, 0)
+		if err := b.conn.SetAddElements(s.set, els); err != nil {
+			b.resetConn()
+			return err
 		}
-		for p := range have {
-			if _, ok := want[name][p]; !ok {
-				dels = append(dels, b.delOp(set, p))
-				st.deleted++
+		if err := b.conn.SetDeleteElements(s.set, els); err != nil {
+			b.resetConn()
+			return err
+		}
+	}
+	err := b.flush()
+	b.trackGen(g0, gerr, err)
+	if err != nil {
+		return fmt.Errorf("collect timed-out elements: %w", err)
+	}
+	at := b.lastCommit
+	for s := range sets {
+		s.model.collected(at.UnixNano())
+	}
+	return nil
+}
+
+// trackGen keeps the generation known across a transaction of moat's own
+// that was the only one between g0 (read before it) and now. It also
+// notes the time of the commit: the kernel may have collected garbage then
+// (see collect), and so may anyone else's transaction seen meanwhile.
+func (b *Backend) trackGen(g0 uint32, gerr, err error) {
+	g1, gerr2 := b.rd.generation()
+	if err == nil || gerr != nil || gerr2 != nil || g1 != g0 {
+		b.lastCommit = time.Now()
+	}
+	if err == nil && gerr == nil && gerr2 == nil && b.genOK && g0 == b.gen && g1 == g0+1 {
+		b.gen = g1
+	} else {
+		b.genOK = false
+	}
+}
+
+func (b *Backend) transactOnce(pre func() error, chunk []setChange) error {
+	if pre == nil && len(chunk) == 0 {
+		return nil
+	}
+	g0, gerr := b.rd.generation()
+	// Timeouts count from now: the changes may have been planned a while
+	// ago (a wait for the kernel to collect garbage), and exp is absolute.
+	now := time.Now()
+	if pre != nil {
+		if err := pre(); err != nil {
+			b.resetConn() // drop what was queued
+			return err
+		}
+	}
+	for _, del := range []bool{true, false} {
+		for _, sc := range chunk {
+			list := sc.c.adds
+			if del {
+				list = sc.c.dels
 			}
-		}
-		for p, left := range want[name] {
-			got, ok := have[p]
-			switch {
-			case !ok:
-				adds = append(adds, b.addOp(set, p, left))
-				st.added++
-			case (got == 0) != (left == 0) || absDur(got-left) > timeoutSlack:
-				dels = append(dels, b.delOp(set, p))
-				adds = append(adds, b.addOp(set, p, left))
-				st.fixed++
+			// What timed out since it was planned is neither deleted (the
+			// kernel dropped it) nor added (it would live a millisecond).
+			list = slices.DeleteFunc(slices.Clone(list), func(s span) bool { return s.exp <= now.UnixNano() })
+			var els []nftables.SetElement
+			for i, s := range list {
+				timeout := time.Duration(0)
+				if !del {
+					timeout = timeoutOf(s.exp, now)
+				}
+				els = append(els, spanElements(s, timeout)...)
+				if len(els) < msgElems-1 && i+1 < len(list) {
+					continue
+				}
+				var err error
+				if del {
+					err = b.conn.SetDeleteElements(sc.s.set, els)
+				} else {
+					err = b.conn.SetAddElements(sc.s.set, els)
+				}
+				if err != nil {
+					b.resetConn()
+					return fmt.Errorf("queue elements of set %s: %w", sc.s.set.Name, err)
+				}
+				els = nil
 			}
 		}
 	}
-	ops = append(dels, adds...)
-	sortOps(ops)
-	return ops, flushes, nil
+	err := b.flush()
+	if err != nil {
+		for _, sc := range chunk {
+			have, _, _ := b.rd.spans(b.table.Name, sc.s.set.Name, int(families[sc.s.fam].addrLen), now)
+			b.log.Debug("nftables transaction failed", "set", sc.s.set.Name, "dels", spansText(sc.c.dels, now), "adds", spansText(sc.c.adds, now), "have", spansText(have, now), "err", err)
+		}
+	}
+	b.trackGen(g0, gerr, err)
+	return err
+}
+
+// repair reads sets back, compares each with its model address by address,
+// and rewrites the runs that differ. It returns what differed.
+func (b *Backend) repair(ctx context.Context, sets map[string]*setState, now time.Time) ([]firewall.Repair, error) {
+	var found []firewall.Repair
+	var changes []setChange
+	strayed := map[*setState]bool{}
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
+		s := sets[name]
+		have, strays, err := b.rd.spans(b.table.Name, name, int(families[s.fam].addrLen), now)
+		if errors.Is(err, errNoSet) {
+			have, err = nil, nil
+		}
+		if err != nil {
+			b.genOK = false
+			return found, err
+		}
+		if strays > 0 && len(s.model.zombies) == 0 {
+			strayed[s] = true
+		}
+		want := s.model.liveSpans(now.UnixNano())
+		ms := compare(have, want, now.UnixNano(), int64(timeoutSlack), int64(missingGrace))
+		if len(ms) == 0 && sameSpans(have, want) {
+			continue
+		}
+		// Adopt the kernel's elements, so that later deletes name exactly
+		// what it holds.
+		s.model.setSpans(have, now.UnixNano())
+		for _, m := range ms {
+			found = append(found, firewall.Repair{Kind: string(m.kind), Jail: s.jail, First: m.first, Last: m.last, Detail: m.detail()})
+		}
+		for _, c := range s.model.rewrite(mismatchRegions(ms), now.UnixNano()) {
+			changes = append(changes, setChange{s, c})
+		}
+	}
+	if len(changes) > 0 {
+		if err := b.collect(strayed); err != nil {
+			return found, err
+		}
+	}
+	if err := b.write(ctx, nil, nil, changes); err != nil {
+		b.genOK = false
+		return found, err
+	}
+	return found, nil
+}
+
+// sameSpans reports whether two span lists are the same elements.
+func sameSpans(a, b []span) bool {
+	return slices.EqualFunc(a, b, func(x, y span) bool {
+		return x.first == y.first && x.last == y.last && (x.exp == y.exp || x.exp != never && y.exp != never && absInt(x.exp-y.exp) <= int64(timeoutSlack))
+	})
+}
+
+func expiryText(exp int64) string {
+	if exp == never {
+		return "never"
+	}
+	return time.Unix(0, exp).UTC().Format(time.RFC3339)
+}
+
+func (m mismatch) detail() string {
+	switch m.kind {
+	case kindMissing:
+		return "not in the kernel; banned until " + expiryText(m.want)
+	case kindStray:
+		return "in the kernel until " + expiryText(m.have) + "; no ban covers it"
+	default:
+		return "in the kernel until " + expiryText(m.have) + "; banned until " + expiryText(m.want)
+	}
+}
+
+// apply rewrites the given regions of each set and writes the changes; a
+// write that fails is repaired once from what the kernel holds.
+func (b *Backend) apply(ctx context.Context, regions map[*setState][]span, now time.Time) error {
+	states := slices.SortedFunc(maps.Keys(regions), func(x, y *setState) int { return cmp.Compare(x.set.Name, y.set.Name) })
+	var changes []setChange
+	for _, s := range states {
+		for _, c := range s.model.rewrite(regions[s], now.UnixNano()) {
+			changes = append(changes, setChange{s, c})
+		}
+	}
+	err := b.write(ctx, nil, nil, changes)
+	if err == nil {
+		return nil
+	}
+	b.log.Debug("nftables write failed, repairing from the kernel", "err", err)
+	sets := map[string]*setState{}
+	for _, s := range states {
+		sets[s.set.Name] = s
+	}
+	if _, rerr := b.repair(ctx, sets, now); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return nil
+}
+
+// Add adds bans to the sets of the jails given to the last Sync, or
+// changes their expiry; overlapping bans are laid out as disjoint spans
+// (see setModel). Each run of addresses changes in one transaction, so an
+// address banned before and after never lapses. Bans already expired at
+// now are skipped; bans of unknown jails are errors (the others are still
+// added).
+func (b *Backend) Add(ctx context.Context, bans []firewall.Ban, now time.Time) error {
+	var errs []error
+	regions := map[*setState][]span{}
+	for _, bn := range bans {
+		if _, ok := b.jails[bn.Jail]; !ok {
+			errs = append(errs, fmt.Errorf("ban %s: jail %q is not in the table", bn.Prefix, bn.Jail))
+			continue
+		}
+		p, exp, ok := normBan(bn)
+		if !ok {
+			errs = append(errs, fmt.Errorf("ban in jail %q: invalid prefix %s", bn.Jail, bn.Prefix))
+			continue
+		}
+		if exp <= now.UnixNano() {
+			continue
+		}
+		s := b.stateFor(bn.Jail, p)
+		s.model.put(p, exp)
+		regions[s] = append(regions[s], regionOf(p))
+	}
+	if err := b.apply(ctx, regions, now); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("nftables add: %w", err)
+	}
+	return nil
+}
+
+// Delete removes bans. What they covered and no other ban of the jail
+// covers is no longer dropped; what another ban covers stays dropped until
+// that ban's expiry. A ban that is not there (expired, never added) is not
+// an error.
+func (b *Backend) Delete(ctx context.Context, bans []firewall.Ban) error {
+	regions := map[*setState][]span{}
+	for _, bn := range bans {
+		p, _, ok := normBan(bn)
+		if !ok {
+			continue
+		}
+		s := b.stateFor(bn.Jail, p)
+		if s == nil {
+			continue
+		}
+		s.model.remove(p)
+		regions[s] = append(regions[s], regionOf(p))
+	}
+	if err := b.apply(ctx, regions, b.now()); err != nil {
+		return fmt.Errorf("nftables delete: %w", err)
+	}
+	return nil
+}
+
+// Check compares the layout and then every element with what moat bans and
+// repairs what differs (see firewall.Backend). The layout costs four small
+// netlink dumps. The elements are read back only when the ruleset's
+// generation moved since the last check by something else than moat's own
+// writes (someone ran nft, Docker changed its rules), after a write failed,
+// or when the last full check is fullEvery old: otherwise the kernel still
+// holds what moat last wrote, less what timed out, and nothing is read.
+func (b *Backend) Check(ctx context.Context, now time.Time) (firewall.CheckReport, error) {
+	var rep firewall.CheckReport
+	if !b.synced {
+		return rep, fmt.Errorf("nftables check: %w", firewall.ErrNotSynced)
+	}
+	ok, err := b.layoutMatches(b.want, slices.Sorted(maps.Keys(b.sets)))
+	if err != nil {
+		return rep, fmt.Errorf("nftables check: %w", err)
+	}
+	if !ok {
+		rep.Full = true
+		st, err := b.lay(ctx, b.jailList(), b.sets, now)
+		rep.Add(firewall.Repair{Kind: firewall.RepairLayout,
+			Detail: fmt.Sprintf("table %s was missing or altered: %s, %d elements put back", b.table.Name, st.mode, st.added)})
+		if err != nil {
+			return rep, fmt.Errorf("nftables check: %w", err)
+		}
+		b.lastFull = now
+		return rep, nil
+	}
+	g, gerr := b.rd.generation()
+	if gerr == nil && b.genOK && g == b.gen && now.Sub(b.lastFull) < fullEvery {
+		b.collectIdle()
+		return rep, nil
+	}
+	if gerr != nil || g != b.gen {
+		b.lastCommit = time.Now() // someone else's commit may have collected garbage
+	}
+	// The kernel as of generation g is read next: if it matches, it is
+	// known until the generation moves again.
+	b.gen, b.genOK = g, gerr == nil
+	rep.Full = true
+	found, err := b.repair(ctx, b.sets, now)
+	for _, r := range found {
+		rep.Add(r)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("nftables check: %w", err)
+	}
+	b.lastFull = now
+	return rep, nil
+}
+
+// collectIdle collects the sets that hold zombies when that needs no wait
+// (moat has not committed for gcInterval), so that they are gone before a
+// later write would have to wait for it.
+func (b *Backend) collectIdle() {
+	if time.Since(b.lastCommit) < gcInterval+50*time.Millisecond {
+		return
+	}
+	sets := map[*setState]bool{}
+	for _, s := range b.sets {
+		if len(s.model.zombies) > 0 {
+			sets[s] = true
+		}
+	}
+	if err := b.collect(sets); err != nil {
+		b.log.Debug("nftables collect", "err", err)
+	}
+}
+
+func (b *Backend) jailList() []firewall.Jail {
+	return slices.SortedFunc(maps.Values(b.jails), func(x, y firewall.Jail) int { return cmp.Compare(x.Name, y.Name) })
+}
+
+// List reads all bans back from the kernel, as prefixes covering each
+// element exactly: overlapping bans come back as the disjoint spans the
+// kernel holds (an address banned inside a banned /24 reads as the pieces
+// of the /24 around it). The jails are recovered from the rules' comments,
+// so List works without a prior Sync. Expires is now plus the element's
+// time left (zero for elements without timeout).
+func (b *Backend) List(ctx context.Context) (bans []firewall.Ban, err error) {
+	defer func() {
+		if err != nil || bans == nil {
+			b.resetConn()
+		}
+	}()
+	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("nftables list: list table %s: %w", b.table.Name, err)
+	}
+	rules, err := b.conn.GetRules(b.table, b.chain)
+	if err != nil {
+		if notFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("nftables list: list rules: %w", err)
+	}
+	now := b.now()
+	seen := map[string]bool{}
+	for _, r := range rules {
+		jail, ok := jailFromComment(ruleComment(r))
+		if !ok || seen[jail] {
+			continue
+		}
+		seen[jail] = true
+		for fam := range families {
+			name := setBase(jail) + families[fam].suffix
+			spans, _, err := b.rd.spans(b.table.Name, name, int(families[fam].addrLen), now)
+			if errors.Is(err, errNoSet) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("nftables list: %w", err)
+			}
+			for _, s := range spans {
+				var exp time.Time
+				if s.exp != never {
+					exp = time.Unix(0, s.exp)
+				}
+				for _, p := range prefixesOf(s.first, s.last) {
+					bans = append(bans, firewall.Ban{Jail: jail, Prefix: p, Expires: exp})
+				}
+			}
+		}
+	}
+	slices.SortFunc(bans, func(x, y firewall.Ban) int {
+		if c := strings.Compare(x.Jail, y.Jail); c != 0 {
+			return c
+		}
+		if c := x.Prefix.Addr().Compare(y.Prefix.Addr()); c != 0 {
+			return c
+		}
+		return x.Prefix.Bits() - y.Prefix.Bits()
+	})
+	return bans, nil
 }
 
 // chainIntact reports whether the table and its chain exist with the right
@@ -522,23 +843,6 @@ func (b *Backend) queueSetsAndRules(jails []firewall.Jail, setOf map[string]*nft
 		}
 	}
 	return nil
-}
-
-func mapKeys[M ~map[K]V, K comparable, V any](m M) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-func absDur(d time.Duration) time.Duration {
-	if d < 0 {
-		return -d
-	}
-	return d
 }
 
 // queueLayout queues the rebuild of the table: delete it (adding it first
@@ -618,174 +922,10 @@ func notFound(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), syscall.ENOENT.Error())
 }
 
-func (b *Backend) setFor(bn firewall.Ban) (*nftables.Set, netip.Prefix, error) {
-	p := bn.Prefix.Masked()
-	if !p.IsValid() {
-		return nil, p, fmt.Errorf("ban in jail %q: invalid prefix", bn.Jail)
+func spansText(ss []span, now time.Time) string {
+	var b strings.Builder
+	for _, s := range ss {
+		fmt.Fprintf(&b, "[%s-%s %v] ", s.first, s.last, time.Duration(s.exp-now.UnixNano()).Round(time.Millisecond))
 	}
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return newSet(b.table, bn.Jail, familyOf(p)), p, nil
-}
-
-// Add adds bans, in one transaction when possible, to the sets of the jails
-// given to the last Sync. An element already present gets the new timeout
-// (kernels since 6.10 update it in place). A prefix inside a wider banned
-// one is left out; narrower banned prefixes inside a new one are replaced
-// by it (the kernel refuses overlapping intervals).
-// Bans already expired at now are skipped; bans of unknown jails are errors
-// (the others are still added).
-func (b *Backend) Add(ctx context.Context, bans []firewall.Ban, now time.Time) error {
-	var ops []op
-	var errs []error
-	for _, bn := range bans {
-		if _, ok := b.jails[bn.Jail]; !ok {
-			errs = append(errs, fmt.Errorf("ban %s: jail %q is not in the table", bn.Prefix, bn.Jail))
-			continue
-		}
-		set, p, err := b.setFor(bn)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		var left time.Duration
-		if !bn.Expires.IsZero() {
-			left = bn.Expires.Sub(now)
-			if left < time.Millisecond {
-				continue
-			}
-		}
-		ops = append(ops, b.addOp(set, p, left))
-	}
-	if len(ops) > 0 {
-		sortOps(ops)
-		if err := b.apply(ctx, nil, nil, ops); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("nftables add: %w", err)
-	}
-	return nil
-}
-
-// Delete removes bans in one transaction when possible. A ban that is
-// already gone (expired in the kernel, or never added) is not an error.
-func (b *Backend) Delete(ctx context.Context, bans []firewall.Ban) error {
-	var ops []op
-	for _, bn := range bans {
-		set, p, err := b.setFor(bn)
-		if err != nil {
-			continue // never added
-		}
-		ops = append(ops, b.delOp(set, p))
-	}
-	if len(ops) == 0 {
-		return nil
-	}
-	sortOps(ops)
-	if err := b.apply(ctx, nil, nil, ops); err != nil {
-		return fmt.Errorf("nftables delete: %w", err)
-	}
-	return nil
-}
-
-// Intact reports whether the table, chain, rules and sets made by the last
-// Sync are still there: false (and no error) before the first Sync and
-// after someone deleted or changed them, for instance with `nft flush
-// ruleset`. It costs four netlink dumps of the layout, none of elements.
-func (b *Backend) Intact(ctx context.Context) (bool, error) {
-	if !b.synced {
-		return false, nil
-	}
-	setNames := make([]string, 0, 2*len(b.jails))
-	for name := range b.jails {
-		for fam := range families {
-			setNames = append(setNames, setBase(name)+families[fam].suffix)
-		}
-	}
-	ok, err := b.layoutMatches(b.want, setNames)
-	if err != nil {
-		return false, fmt.Errorf("nftables intact: %w", err)
-	}
-	return ok, nil
-}
-
-// List reads all bans back from the kernel. The jails are recovered from
-// the rules' comments, so List works without a prior Sync. Expires is now
-// plus the element's time left (zero for elements without timeout).
-func (b *Backend) List(ctx context.Context) (bans []firewall.Ban, err error) {
-	defer func() {
-		if err != nil || bans == nil {
-			b.resetConn()
-		}
-	}()
-	if _, err := b.conn.ListTableOfFamily(b.table.Name, b.table.Family); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("nftables list: list table %s: %w", b.table.Name, err)
-	}
-	rules, err := b.conn.GetRules(b.table, b.chain)
-	if err != nil {
-		if notFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("nftables list: list rules: %w", err)
-	}
-	now := b.now()
-	seen := map[string]bool{}
-	for _, r := range rules {
-		jail, ok := jailFromComment(ruleComment(r))
-		if !ok || seen[jail] {
-			continue
-		}
-		seen[jail] = true
-		for fam := range families {
-			set := newSet(b.table, jail, fam)
-			have, err := b.readSet(set)
-			if err != nil && have == nil {
-				if notFound(err) {
-					continue
-				}
-				return nil, fmt.Errorf("nftables list: %w", err)
-			}
-			for p, left := range have {
-				bn := firewall.Ban{Jail: jail, Prefix: p}
-				if left > 0 {
-					bn.Expires = now.Add(left)
-				}
-				bans = append(bans, bn)
-			}
-		}
-	}
-	slices.SortFunc(bans, func(x, y firewall.Ban) int {
-		if c := strings.Compare(x.Jail, y.Jail); c != 0 {
-			return c
-		}
-		if c := x.Prefix.Addr().Compare(y.Prefix.Addr()); c != 0 {
-			return c
-		}
-		return x.Prefix.Bits() - y.Prefix.Bits()
-	})
-	return bans, nil
-}
-
-// sortOps orders ops stably by kind (deletes first), then set, then address,
-// so that messages group well and each set receives its intervals in
-// ascending order, as nft sends them.
-func sortOps(ops []op) {
-	slices.SortStableFunc(ops, func(x, y op) int {
-		if x.del != y.del {
-			if x.del {
-				return -1
-			}
-			return 1
-		}
-		if c := strings.Compare(x.set.Name, y.set.Name); c != 0 {
-			return c
-		}
-		return x.prefix.Addr().Compare(y.prefix.Addr())
-	})
+	return b.String()
 }

@@ -99,8 +99,10 @@ func (b *Backend) Delete(_ context.Context, bans []firewall.Ban) error {
 	return nil
 }
 
-// Intact is always true: there is nothing in the kernel to lose.
-func (b *Backend) Intact(context.Context) (bool, error) { return true, nil }
+// Check finds nothing to repair: there is nothing in the kernel to lose.
+func (b *Backend) Check(context.Context, time.Time) (firewall.CheckReport, error) {
+	return firewall.CheckReport{}, nil
+}
 
 // List returns the remembered bans not yet expired, sorted by jail and
 // prefix.

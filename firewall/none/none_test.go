@@ -61,8 +61,8 @@ func TestNone(t *testing.T) {
 			}
 		})
 	}
-	if ok, err := b.Intact(ctx); !ok || err != nil {
-		t.Errorf("Intact = %v, %v", ok, err)
+	if rep, err := b.Check(ctx, time.Now()); !rep.Matched() || err != nil {
+		t.Errorf("Check = %+v, %v, want matched", rep, err)
 	}
 	out := logs.String()
 	for _, want := range []string{

@@ -112,6 +112,16 @@ func (c *Client) Status(ctx context.Context, jailName string) ([]jail.Status, er
 	return ss, nil
 }
 
+// Firewall returns what the daemon's comparisons of the kernel with its
+// bans found.
+func (c *Client) Firewall(ctx context.Context) (jail.FirewallStatus, error) {
+	var out firewallJSON
+	if err := c.do(ctx, http.MethodGet, pathFirewall, nil, &out); err != nil {
+		return jail.FirewallStatus{}, err
+	}
+	return out.status(), nil
+}
+
 // Bans returns the active bans of one jail, or of every jail for "".
 func (c *Client) Bans(ctx context.Context, jailName string) ([]jail.Ban, error) {
 	var out []banJSON
@@ -123,9 +133,12 @@ func (c *Client) Bans(ctx context.Context, jailName string) ([]jail.Ban, error) 
 
 // Ban bans addr (an address or a CIDR prefix, as the user typed it: the
 // daemon parses it) in jailName for d: 0 means the jail's ban time, a
-// negative d a ban without end.
+// negative d a ban without end. It returns the ban as the daemon now holds
+// it: its prefix may be wider than addr (an IPv6 address is banned by the
+// jail's IPv6 prefix) and, when the prefix was already banned, its expiry
+// is the later of the two and Previous is the ban found.
 func (c *Client) Ban(ctx context.Context, jailName, addr string, d time.Duration) (jail.Ban, error) {
-	var out banJSON
+	var out banAnswerJSON
 	req := banRequest{Jail: jailName, IP: addr, For: formatFor(d)}
 	if err := c.do(ctx, http.MethodPost, pathBans, req, &out); err != nil {
 		return jail.Ban{}, err

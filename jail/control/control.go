@@ -7,9 +7,11 @@
 //
 //	GET  /v1/status[?jail=J]   -> [Status, ...]; unknown jail: 404
 //	GET  /v1/bans[?jail=J]     -> [Ban, ...];    unknown jail: 404
-//	POST /v1/bans              {"jail": J, "ip": A, "for": D} -> Ban
+//	POST /v1/bans              {"jail": J, "ip": A, "for": D} -> Ban (with "previous", "kept")
 //	POST /v1/unban             {"ip": A, "jail": J}           -> [Ban, ...] (the bans lifted)
 //	POST /v1/unban-all         (empty body or {})             -> {"unbanned": N}
+//	GET  /v1/firewall          -> {"backend", "last_check", "matched", "full",
+//	                               "error", "last_repair", "last_repair_kinds", "repairs"}
 //
 // Unban is a POST to its own route rather than DELETE /v1/bans with a body:
 // a DELETE body has no defined meaning in HTTP (RFC 9110 §9.3.5), and a
@@ -25,6 +27,14 @@
 // "failures"}: "ip" is a plain address for a single-host ban and CIDR form for
 // a wider prefix, times are RFC 3339 in UTC to the second, and "expires_at" is
 // null for a ban without end.
+//
+// The answer of POST /v1/bans is the ban as it now stands, which may differ
+// from the request: a single IPv6 address is banned by the jail's IPv6 prefix
+// ("ip" is then that prefix), and a prefix the jail already bans keeps the
+// later of the two expiries. In that last case the answer also has
+// "previous", the active ban it found (a Ban), and "kept": true when that
+// ban's expiry was the later one (the request did not change it); both are
+// absent otherwise.
 //
 // Status codes: 400 for a malformed request (bad JSON, unknown field or query
 // parameter, a query on a POST, trailing data, malformed address or
@@ -64,6 +74,9 @@ type Service interface {
 	Unban(ctx context.Context, p netip.Prefix, jailName string) ([]jail.Ban, error)
 	// UnbanAll lifts every ban and returns how many it lifted.
 	UnbanAll(ctx context.Context) (int, error)
+	// Firewall reports what the periodic comparison of the kernel with the
+	// bans found.
+	FirewallStatus() jail.FirewallStatus
 }
 
 // Paths of the routes, shared by the handler and the client.
@@ -72,6 +85,7 @@ const (
 	pathBans     = "/v1/bans"
 	pathUnban    = "/v1/unban"
 	pathUnbanAll = "/v1/unban-all"
+	pathFirewall = "/v1/firewall"
 )
 
 // maxBody is the largest request body the handler reads.
@@ -109,6 +123,80 @@ type banJSON struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	Count     int        `json:"count"`
 	Failures  int        `json:"failures"`
+}
+
+// banAnswerJSON is the answer of POST /v1/bans: the ban as it stands, and
+// the active ban it found (jail.Ban.Previous). Kept says the previous ban's
+// expiry was kept: it was not before the one asked for.
+type banAnswerJSON struct {
+	banJSON
+	Previous *banJSON `json:"previous,omitempty"`
+	Kept     bool     `json:"kept,omitempty"`
+}
+
+func toBanAnswerJSON(b jail.Ban) banAnswerJSON {
+	out := banAnswerJSON{banJSON: toBanJSON(b)}
+	if b.Previous != nil {
+		prev := toBanJSON(*b.Previous)
+		out.Previous = &prev
+		out.Kept = b.Previous.Expires.Equal(b.Expires)
+	}
+	return out
+}
+
+func (a banAnswerJSON) ban() (jail.Ban, error) {
+	b, err := a.banJSON.ban()
+	if err != nil || a.Previous == nil {
+		return b, err
+	}
+	prev, err := a.Previous.ban()
+	if err != nil {
+		return jail.Ban{}, err
+	}
+	b.Previous = &prev
+	return b, nil
+}
+
+// firewallJSON is a jail.FirewallStatus on the wire; the times are null
+// when there was none yet.
+type firewallJSON struct {
+	Backend         string         `json:"backend"`
+	LastCheck       *time.Time     `json:"last_check"`
+	Matched         bool           `json:"matched"`
+	Full            bool           `json:"full"`
+	Error           string         `json:"error,omitempty"`
+	LastRepair      *time.Time     `json:"last_repair"`
+	LastRepairKinds map[string]int `json:"last_repair_kinds,omitempty"`
+	Repairs         map[string]int `json:"repairs"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	w := wireTime(t)
+	return &w
+}
+
+func toFirewallJSON(s jail.FirewallStatus) firewallJSON {
+	out := firewallJSON{Backend: s.Backend, LastCheck: optTime(s.LastCheck), Matched: s.Matched, Full: s.Full,
+		Error: s.Err, LastRepair: optTime(s.LastRepair), LastRepairKinds: s.LastRepairKinds, Repairs: s.Repairs}
+	if out.Repairs == nil {
+		out.Repairs = map[string]int{}
+	}
+	return out
+}
+
+func (f firewallJSON) status() jail.FirewallStatus {
+	s := jail.FirewallStatus{Backend: f.Backend, Matched: f.Matched, Full: f.Full, Err: f.Error,
+		LastRepairKinds: f.LastRepairKinds, Repairs: f.Repairs}
+	if f.LastCheck != nil {
+		s.LastCheck = *f.LastCheck
+	}
+	if f.LastRepair != nil {
+		s.LastRepair = *f.LastRepair
+	}
+	return s
 }
 
 // statusJSON is a jail.Status on the wire, with "banned" formatted like a

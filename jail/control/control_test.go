@@ -30,6 +30,7 @@ type fakeService struct {
 	ban      func(context.Context, string, netip.Prefix, time.Duration) (jail.Ban, error)
 	unban    func(context.Context, netip.Prefix, string) ([]jail.Ban, error)
 	unbanAll func(context.Context) (int, error)
+	firewall jail.FirewallStatus
 }
 
 var (
@@ -97,6 +98,7 @@ func (f *fakeService) Unban(ctx context.Context, p netip.Prefix, name string) ([
 	return f.unban(ctx, p, name)
 }
 func (f *fakeService) UnbanAll(ctx context.Context) (int, error) { return f.unbanAll(ctx) }
+func (f *fakeService) FirewallStatus() jail.FirewallStatus       { return f.firewall }
 
 // socketDir is a short temporary directory: t.TempDir's names grow with the
 // test's name, and a socket path must fit in 107 bytes.

@@ -23,7 +23,9 @@ func (noFirewall) Sync(context.Context, []firewall.Jail, []firewall.Ban, time.Ti
 }
 func (noFirewall) Add(context.Context, []firewall.Ban, time.Time) error { return nil }
 func (noFirewall) Delete(context.Context, []firewall.Ban) error         { return nil }
-func (noFirewall) Intact(context.Context) (bool, error)                 { return true, nil }
+func (noFirewall) Check(context.Context, time.Time) (firewall.CheckReport, error) {
+	return firewall.CheckReport{}, nil
+}
 
 // TestWithEngine runs the client against the real jail engine (state in a
 // temp dir), checking that its errors map to the answers the CLI expects.

@@ -85,7 +85,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var allow string
 	switch r.URL.Path {
-	case pathStatus:
+	case pathStatus, pathFirewall:
 		allow = http.MethodGet
 	case pathBans:
 		allow = http.MethodGet + ", " + http.MethodPost
@@ -105,6 +105,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e = badRequest("%s takes its arguments in the JSON body, not in the query", r.URL.Path)
 	case r.URL.Path == pathStatus && r.Method == http.MethodGet:
 		body, e = h.status(r)
+	case r.URL.Path == pathFirewall && r.Method == http.MethodGet:
+		if r.URL.RawQuery != "" {
+			e = badRequest("%s takes no query", r.URL.Path)
+			break
+		}
+		body = toFirewallJSON(h.svc.FirewallStatus())
 	case r.URL.Path == pathBans && r.Method == http.MethodGet:
 		body, e = h.bans(r)
 	case r.URL.Path == pathBans && r.Method == http.MethodPost:
@@ -213,7 +219,7 @@ func (h *handler) ban(r *http.Request, p peer) (any, *apiError) {
 		}
 		return nil, e
 	}
-	return toBanJSON(b), nil
+	return toBanAnswerJSON(b), nil
 }
 
 func (h *handler) unban(r *http.Request, p peer) (any, *apiError) {

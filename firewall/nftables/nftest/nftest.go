@@ -157,6 +157,18 @@ func (n *NetNS) Nft(t testing.TB, args ...string) string {
 	return run(t, "ip", append([]string{"netns", "exec", n.Name, "nft"}, args...)...)
 }
 
+// NftMaybe is Nft for a command that may fail (`nft get element` of an
+// element that is not there): it returns the output and the error instead
+// of failing the test. It is safe to call from another goroutine.
+func (n *NetNS) NftMaybe(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs the nft binary (apt-get install nftables) to read the ruleset back")
+	}
+	out, err := exec.Command("ip", append([]string{"netns", "exec", n.Name, "nft"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
