@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -190,8 +192,27 @@ func (b *Backend) flush() error {
 	err := b.conn.Flush()
 	if err != nil {
 		b.resetConn()
+		return conciseError{err}
 	}
-	return err
+	return nil
+}
+
+// conciseError is a batch's error with each distinct message once: the
+// library joins one error per message of the batch, often the same one
+// hundreds of times. errors.Is and errors.As still see them all.
+type conciseError struct{ err error }
+
+func (e conciseError) Unwrap() error { return e.err }
+
+func (e conciseError) Error() string {
+	var seen []string
+	for _, line := range strings.Split(e.err.Error(), "\n") {
+		line = strings.TrimPrefix(line, "conn.Receive: ")
+		if !slices.Contains(seen, line) {
+			seen = append(seen, line)
+		}
+	}
+	return strings.Join(seen, "; ")
 }
 
 // Name returns "nftables".

@@ -45,6 +45,20 @@ func setup(t testing.TB) (*nftables.Backend, *nftest.NetNS, *gnft.Conn) {
 	return b, ns, raw
 }
 
+// setupLogged is setup with the backend logging (at level, and above) to
+// the returned buffer.
+func setupLogged(t testing.TB, level slog.Level) (*nftables.Backend, *nftest.NetNS, *bytes.Buffer) {
+	t.Helper()
+	ns := nftest.New(t)
+	logs := &bytes.Buffer{}
+	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, ns, logs
+}
+
 func mustSync(t *testing.T, b *nftables.Backend, jails []firewall.Jail, bans []firewall.Ban, now time.Time) {
 	t.Helper()
 	if err := b.Sync(context.Background(), jails, bans, now); err != nil {
@@ -249,13 +263,7 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 }
 
 func TestDeleteExpiredDoesNotFailBatch(t *testing.T) {
-	ns := nftest.New(t)
-	var logs bytes.Buffer
-	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, _, logs := setupLogged(t, slog.LevelDebug)
 	now := time.Now()
 	short := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.5/32"), Expires: now.Add(time.Second)}
 	other := firewall.Ban{Jail: "sshd", Prefix: pfx("192.0.2.6/32"), Expires: now.Add(time.Hour)}
@@ -558,13 +566,7 @@ func TestAddOverlappingPrefixes(t *testing.T) {
 // repeated Sync changes nothing; a changed jail list keeps the table and
 // the sets of kept jails; a flushed ruleset rebuilds.
 func TestSyncModes(t *testing.T) {
-	ns := nftest.New(t)
-	var logs bytes.Buffer
-	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, ns, logs := setupLogged(t, slog.LevelInfo)
 	raw, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
 	if err != nil {
 		t.Fatal(err)
@@ -642,13 +644,7 @@ func TestListWithoutSync(t *testing.T) {
 // TestSyncReplacesForeignSet: a set with a wanted name but another type
 // (made by someone else) makes the relayout fail; Sync rebuilds instead.
 func TestSyncReplacesForeignSet(t *testing.T) {
-	ns := nftest.New(t)
-	var logs bytes.Buffer
-	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, ns, logs := setupLogged(t, slog.LevelInfo)
 	raw, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
 	if err != nil {
 		t.Fatal(err)

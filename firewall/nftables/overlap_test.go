@@ -1,7 +1,6 @@
 package nftables_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -210,13 +209,7 @@ func TestCheckSkipsWhenNothingChanged(t *testing.T) {
 // Sets holding ranges that are not prefixes (from overlapping bans) read
 // back as they are and are left alone.
 func TestReloadNeverLapses(t *testing.T) {
-	ns := nftest.New(t)
-	var logs bytes.Buffer
-	b, err := nftables.New(nftables.Options{NetNS: ns.FD(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b, ns, logs := setupLogged(t, slog.LevelInfo)
 	now := time.Now()
 	steady := firewall.Jail{Name: "steady", Ports: []firewall.PortRange{pr(22, 22)}}
 	bans := []firewall.Ban{
@@ -287,5 +280,25 @@ func TestReloadNeverLapses(t *testing.T) {
 	if strings.Contains(logs.String(), "empties") {
 		t.Errorf("a set was emptied:\n%s", logs.String())
 	}
+	mustMatch(t, b)
+}
+
+// TestAddAfterFlushRuleset: a ban that comes while the table is gone (`nft
+// flush ruleset` a moment ago) lays the table out again at once, with every
+// ban, instead of failing until the next check.
+func TestAddAfterFlushRuleset(t *testing.T) {
+	b, _, raw := setup(t)
+	now := time.Now()
+	old := firewall.Ban{Jail: "sshd", Prefix: pfx("198.51.100.7/32"), Expires: now.Add(time.Hour)}
+	mustSync(t, b, jails, []firewall.Ban{old}, now)
+	raw.FlushRuleset()
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := firewall.Ban{Jail: "web-app", Prefix: pfx("2001:db8::/64"), Expires: now.Add(time.Hour)}
+	if err := b.Add(context.Background(), []firewall.Ban{fresh}, now); err != nil {
+		t.Fatalf("Add after flush ruleset: %v", err)
+	}
+	sameBans(t, mustList(t, b), []firewall.Ban{old, fresh}, 2*time.Second)
 	mustMatch(t, b)
 }

@@ -578,6 +578,15 @@ func (b *Backend) apply(ctx context.Context, regions map[*setState][]span, now t
 	if err == nil {
 		return nil
 	}
+	if ok, lerr := b.layoutMatches(b.want, slices.Sorted(maps.Keys(b.sets))); lerr == nil && !ok {
+		// The table went (`nft flush ruleset`): lay it out again now, with
+		// every ban, rather than at the next check.
+		b.log.Warn("nftables table missing or altered while writing, laying it out again", "err", err)
+		if _, err := b.lay(ctx, b.jailList(), b.sets, time.Now()); err != nil {
+			return err
+		}
+		return nil
+	}
 	b.log.Debug("nftables write failed, repairing from the kernel", "err", err)
 	sets := map[string]*setState{}
 	for _, s := range states {

@@ -646,6 +646,27 @@ func TestBanRecordedFirewallFailed(t *testing.T) {
 	}
 }
 
+func TestUnbanRecordedFirewallFailed(t *testing.T) {
+	svc := fakeDefault()
+	svc.unban = func(_ context.Context, p netip.Prefix, name string) ([]jail.Ban, error) {
+		return []jail.Ban{{Jail: "sshd", Prefix: p, BannedAt: t0}}, fakeErr
+	}
+	svc.unbanAll = func(context.Context) (int, error) { return 3, fakeErr }
+	_, c := serve(t, NewHandler(svc, nil))
+	_, err := c.Unban(context.Background(), "192.0.2.7", "")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError {
+		t.Fatalf("unban: err = %v, want APIError 500", err)
+	}
+	if want := "unban of 192.0.2.7 recorded, but not yet out of the firewall"; !strings.HasPrefix(ae.Message, want) || strings.Contains(ae.Message, "bolt") {
+		t.Errorf("unban: message = %q, want it to start with %q and hide the detail", ae.Message, want)
+	}
+	_, err = c.UnbanAll(context.Background())
+	if !errors.As(err, &ae) || !strings.HasPrefix(ae.Message, "unban of all 3 bans recorded") {
+		t.Errorf("unban --all: err = %v, want the same explanation", err)
+	}
+}
+
 func TestRootOr(t *testing.T) {
 	allow := rootOr(1000)
 	for _, tc := range []struct {

@@ -234,7 +234,13 @@ func (h *handler) unban(r *http.Request, p peer) (any, *apiError) {
 	bs, err := h.svc.Unban(r.Context(), pfx, req.Jail)
 	h.logMutation(r, p, req.Jail, pfx, "", err)
 	if err != nil {
-		return nil, h.serviceError(err, req.Jail, pfx)
+		e := h.serviceError(err, req.Jail, pfx)
+		if e.status == http.StatusInternalServerError && len(bs) > 0 {
+			// The engine returns the bans with an error when they are
+			// durably lifted but the firewall refused the change.
+			e.msg = fmt.Sprintf("unban of %s recorded, but not yet out of the firewall: it will be retried (see the daemon's log)", FormatPrefix(pfx))
+		}
+		return nil, e
 	}
 	return toBansJSON(bs), nil
 }
@@ -247,7 +253,11 @@ func (h *handler) unbanAll(r *http.Request, p peer) (any, *apiError) {
 	n, err := h.svc.UnbanAll(r.Context())
 	h.logMutation(r, p, "", netip.Prefix{}, "", err)
 	if err != nil {
-		return nil, h.serviceError(err, "", netip.Prefix{})
+		e := h.serviceError(err, "", netip.Prefix{})
+		if e.status == http.StatusInternalServerError && n > 0 {
+			e.msg = fmt.Sprintf("unban of all %d bans recorded, but not yet out of the firewall: it will be retried (see the daemon's log)", n)
+		}
+		return nil, e
 	}
 	return unbanAllResponse{Unbanned: n}, nil
 }
