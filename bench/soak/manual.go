@@ -432,10 +432,11 @@ func (m *manual) unban(j *jailSpec, target netip.Prefix, why string) {
 		}
 		// An unban is durable before it goes to the kernel: when the
 		// firewall refuses the delete (the table is gone after a flush) the
-		// daemon answers 500 though the bans are lifted, and resyncs the
-		// kernel later. Which it was is read back from the list.
+		// daemon says the unban is recorded but not yet out of the
+		// firewall, and the kernel is repaired later. Which it was is read
+		// back from the list.
 		still, lerr := m.listed(jails)
-		if lerr != nil || !strings.Contains(errOut, "internal error") {
+		if lerr != nil || !strings.Contains(errOut, "recorded, but not yet out of the firewall") {
 			m.s.probs.fail("cli", "%s at %s failed: %v: %s", cmd, m.s.elapsed(), err, strings.TrimSpace(errOut+out))
 			for _, b := range match {
 				b.unknown = true
@@ -504,7 +505,7 @@ func (m *manual) summary() string {
 		total += n
 	}
 	sort.Strings(ks)
-	return fmt.Sprintf("%d (%d answered as the model said, %d refused as expected: not banned; during flushes %d bans recorded with the firewall deferred, %d unbans done though answered 500) [%s]",
+	return fmt.Sprintf("%d (%d answered as the model said, %d refused as expected: not banned; during flushes %d bans recorded with the firewall deferred, %d unbans recorded with the firewall deferred) [%s]",
 		total, m.cliOK, m.expectedErr, m.deferred, m.deferredUnban, strings.Join(ks, ", "))
 }
 
