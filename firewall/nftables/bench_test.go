@@ -12,11 +12,14 @@ import (
 	"github.com/moatproj/moat/firewall"
 )
 
+// largeBans is n addresses banned in sshd, each with its own expiry, so
+// that each is an element of its own (adjacent addresses banned until the
+// same instant are joined into one).
 func largeBans(n int, now time.Time) []firewall.Ban {
 	var bans []firewall.Ban
 	for i := range n {
 		v4 := netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})
-		bans = append(bans, firewall.Ban{Jail: "sshd", Prefix: netip.PrefixFrom(v4, 32), Expires: now.Add(time.Hour)})
+		bans = append(bans, firewall.Ban{Jail: "sshd", Prefix: netip.PrefixFrom(v4, 32), Expires: now.Add(time.Hour + time.Duration(i)*time.Millisecond)})
 	}
 	return bans
 }
@@ -69,6 +72,9 @@ func BenchmarkCheck(b *testing.B) {
 						if err := raw.Flush(); err != nil {
 							b.Fatal(err)
 						}
+					}
+					if full {
+						be.SpaceFullChecks(0, time.Time{}) // measure each, unspaced
 					}
 					rep, err := be.Check(context.Background(), time.Now())
 					if err != nil || !rep.Matched() || rep.Full != full {

@@ -40,7 +40,7 @@ func (r *reader) dial() error {
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
-	if err := bigReadBuffer(c); err != nil {
+	if err := bigBuffers(c); err != nil {
 		_ = c.Close()
 		return fmt.Errorf("open netlink: %w", err)
 	}

@@ -75,6 +75,7 @@ type Backend struct {
 	gen      uint32
 	genOK    bool
 	lastFull time.Time
+	fullCost time.Duration // how long the last full comparison took
 	// lastCommit is when moat last committed a transaction, or saw someone
 	// else's (zero: not yet; taken as now): the kernel may have collected a
 	// set's garbage then (see collect).
@@ -149,22 +150,28 @@ func New(opts Options) (*Backend, error) {
 // dial opens a lasting netlink connection: opening one per operation costs
 // milliseconds in another namespace (a setns round trip).
 func dial(netns int) (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(netns), nftables.AsLasting(), nftables.WithSockOptions(bigReadBuffer))
+	c, err := nftables.New(nftables.WithNetNSFd(netns), nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: open netlink: %w", err)
 	}
 	return c, nil
 }
 
-// readBuffer is the receive buffer asked for moat's netlink sockets. The
-// kernel acknowledges every message of a batch, and a rebuild after `nft
-// flush ruleset` sends hundreds: with the default buffer (about 200 KiB)
-// the replies overflow it (ENOBUFS) although the batch was applied.
-const readBuffer = 4 << 20
+// Socket buffers asked for moat's netlink sockets. The kernel acknowledges
+// every message of a batch, and a rebuild after `nft flush ruleset` sends
+// hundreds: with the default receive buffer (about 200 KiB) the replies
+// overflow it (ENOBUFS) although the batch was applied. A batch is sent in
+// one sendmsg, which fails (EMSGSIZE) past the send buffer: one run of
+// addresses rewritten whole (a /16 over 10,000 banned addresses with other
+// expiries is 20,000 spans) must still go in one transaction.
+const (
+	readBuffer  = 4 << 20
+	writeBuffer = 32 << 20
+)
 
-// bigReadBuffer sets the receive buffer to readBuffer, past the system's
-// rmem_max when the process may (CAP_NET_ADMIN, which moat needs anyway).
-func bigReadBuffer(c *netlink.Conn) error {
+// bigBuffers sets the socket buffers, past the system's rmem_max and
+// wmem_max when the process may (CAP_NET_ADMIN, which moat needs anyway).
+func bigBuffers(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
@@ -172,6 +179,9 @@ func bigReadBuffer(c *netlink.Conn) error {
 	return rc.Control(func(fd uintptr) {
 		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer) != nil {
 			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, readBuffer)
+		}
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, writeBuffer) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, writeBuffer)
 		}
 	})
 }

@@ -201,6 +201,18 @@ func TestCheckSkipsWhenNothingChanged(t *testing.T) {
 	if rep := check(); rep.Full {
 		t.Error("the check after that read the elements back again")
 	}
+	// Full comparisons are spaced by twenty times their cost: one that took
+	// a minute is not repeated within twenty, until then a check reads
+	// nothing (and the next full one catches up).
+	b.SpaceFullChecks(time.Minute, time.Now())
+	ns.Nft(t, "delete", "table", "inet", "other")
+	if rep := check(); rep.Full {
+		t.Error("a full comparison right after a costly one")
+	}
+	b.SpaceFullChecks(time.Millisecond, time.Now().Add(-time.Second))
+	if rep := check(); !rep.Full {
+		t.Error("the spaced full comparison did not come")
+	}
 }
 
 // TestReloadNeverLapses: 50 Syncs that change other jails (relayout: rules
