@@ -81,6 +81,9 @@ type CheckReport struct {
 	// Full says the elements were read back from the kernel; false when
 	// the check could tell that nothing changed since the last full one.
 	Full bool
+	// Deferred says the check could not tell and put the comparison off
+	// (full comparisons are spaced): it says nothing of the kernel.
+	Deferred bool
 	// Repairs lists the repairs made, at most MaxListedRepairs of them;
 	// Counts counts all of them by kind.
 	Repairs []Repair

@@ -1472,6 +1472,9 @@ func rangeText(first, last netip.Addr) string {
 
 // recordCheck keeps what a check found for FirewallStatus.
 func (e *Engine) recordCheck(now time.Time, rep firewall.CheckReport, err error) {
+	if rep.Deferred && err == nil {
+		return // the kernel was not compared: what the last check found stands
+	}
 	e.fwMu.Lock()
 	defer e.fwMu.Unlock()
 	s := &e.fwStatus

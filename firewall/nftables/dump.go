@@ -119,33 +119,43 @@ func (r *reader) spans(table, set string, addrLen int, now time.Time) (spans []s
 	return spans, strays, nil
 }
 
-// elems dumps the elements of set.
+// elems dumps the elements of set. A dump that a transaction interrupted
+// (the kernel flags it: elements may be missing or repeated) is read again.
 func (r *reader) elems(table, set string, addrLen int) ([]rawElem, error) {
+	for range 5 {
+		els, intr, err := r.elemsOnce(table, set, addrLen)
+		if err != nil || !intr {
+			return els, err
+		}
+	}
+	return nil, fmt.Errorf("read set %s: dump interrupted by transactions five times in a row", set)
+}
+
+func (r *reader) elemsOnce(table, set string, addrLen int) (els []rawElem, intr bool, err error) {
 	if err := r.dial(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: append([]byte(table), 0)},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: append([]byte(set), 0)},
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sent, err := r.conn.Send(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(nftMsg | unix.NFT_MSG_GETSETELEM), Flags: netlink.Request | netlink.Dump},
 		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, req...),
 	})
 	if err != nil {
-		return nil, r.fail(fmt.Errorf("read set %s: %w", set, err))
+		return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, err))
 	}
 	rc, err := r.conn.SyscallConn()
 	if err != nil {
-		return nil, r.fail(err)
+		return nil, false, r.fail(err)
 	}
 	if err := r.conn.SetReadDeadline(time.Now().Add(readTimeout)); err != nil {
-		return nil, r.fail(err)
+		return nil, false, r.fail(err)
 	}
-	var els []rawElem
 	for done := false; !done; {
 		var n int
 		var rerr error
@@ -157,27 +167,30 @@ func (r *reader) elems(table, set string, addrLen int) ([]rawElem, error) {
 			err = rerr
 		}
 		if err != nil {
-			return nil, r.fail(fmt.Errorf("read set %s: %w", set, err))
+			return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, err))
 		}
 		msgs, err := syscall.ParseNetlinkMessage(r.buf[:n])
 		if err != nil {
-			return nil, r.fail(fmt.Errorf("read set %s: %w", set, err))
+			return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, err))
 		}
 		for _, m := range msgs {
 			if m.Header.Seq != sent.Header.Sequence {
 				continue // a late reply to an earlier request
+			}
+			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+				intr = true
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
 				done = true
 				if len(m.Data) >= 4 {
 					if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno > 0 {
-						return nil, r.fail(fmt.Errorf("read set %s: %w", set, syscall.Errno(errno)))
+						return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, syscall.Errno(errno)))
 					}
 				}
 			case unix.NLMSG_ERROR:
 				if len(m.Data) < 4 {
-					return nil, r.fail(fmt.Errorf("read set %s: short error message", set))
+					return nil, false, r.fail(fmt.Errorf("read set %s: short error message", set))
 				}
 				errno := -int32(binary.NativeEndian.Uint32(m.Data))
 				if errno == 0 {
@@ -186,17 +199,17 @@ func (r *reader) elems(table, set string, addrLen int) ([]rawElem, error) {
 				}
 				if syscall.Errno(errno) == unix.ENOENT {
 					// The dump ends with this error: nothing more follows.
-					return nil, fmt.Errorf("read set %s: %w", set, errNoSet)
+					return nil, false, fmt.Errorf("read set %s: %w", set, errNoSet)
 				}
-				return nil, r.fail(fmt.Errorf("read set %s: %w", set, syscall.Errno(errno)))
+				return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, syscall.Errno(errno)))
 			default:
 				if els, err = parseElems(els, m.Data, addrLen); err != nil {
-					return nil, r.fail(fmt.Errorf("read set %s: %w", set, err))
+					return nil, false, r.fail(fmt.Errorf("read set %s: %w", set, err))
 				}
 			}
 		}
 	}
-	return els, nil
+	return els, intr, nil
 }
 
 // rawElem is one element of an interval set as the kernel dumps it.

@@ -206,8 +206,8 @@ func TestCheckSkipsWhenNothingChanged(t *testing.T) {
 	// nothing (and the next full one catches up).
 	b.SpaceFullChecks(time.Minute, time.Now())
 	ns.Nft(t, "delete", "table", "inet", "other")
-	if rep := check(); rep.Full {
-		t.Error("a full comparison right after a costly one")
+	if rep := check(); rep.Full || !rep.Deferred {
+		t.Errorf("a check right after a costly full one: %+v, want it deferred", rep)
 	}
 	b.SpaceFullChecks(time.Millisecond, time.Now().Add(-time.Second))
 	if rep := check(); !rep.Full {

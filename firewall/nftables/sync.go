@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"os"
@@ -200,7 +201,7 @@ func (b *Backend) lay(ctx context.Context, jails []firewall.Jail, sets map[strin
 	if err != nil {
 		return st, err
 	}
-	err = b.write(ctx, pre, verify, changes)
+	err = b.write(ctx, pre, verify, changes, st.mode == "rebuilt")
 	if err != nil && st.mode == "relaid" {
 		// A set in the way (say, of the wanted name but another type):
 		// rebuild the table whole.
@@ -212,7 +213,7 @@ func (b *Backend) lay(ctx context.Context, jails []firewall.Jail, sets map[strin
 		if changes, err = b.plan(sets, setNames, fresh, now, &st); err != nil {
 			return st, err
 		}
-		err = b.write(ctx, func() error { return b.queueLayout(jails, setOf) }, verify, changes)
+		err = b.write(ctx, func() error { return b.queueLayout(jails, setOf) }, verify, changes, true)
 	}
 	if err != nil {
 		b.genOK = false
@@ -299,15 +300,21 @@ type setChange struct {
 // the error and the caller repairs the elements from what the kernel
 // holds. Otherwise pre is sent alone, and the changes follow. The ruleset generation is read around each transaction,
 // so that a check can tell moat's own writes from anyone else's.
-func (b *Backend) write(ctx context.Context, pre func() error, verify func() bool, changes []setChange) error {
-	changes = splitAdds(changes)
+//
+// whole sends everything in one transaction: a rebuild deletes the table
+// with its sets, so elements sent in a later transaction would lapse until
+// it lands.
+func (b *Backend) write(ctx context.Context, pre func() error, verify func() bool, changes []setChange, whole bool) error {
+	if !whole {
+		changes = splitAdds(changes)
+	}
 	first := true
 	for start := 0; start < len(changes) || first && pre != nil; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		end, n := start, 0
-		for end < len(changes) && (n == 0 || n+changes[end].c.size() <= chunkElems) {
+		for end < len(changes) && (whole || n == 0 || n+changes[end].c.size() <= chunkElems) {
 			n += changes[end].c.size()
 			end++
 		}
@@ -369,16 +376,9 @@ func splitAdds(changes []setChange) []setChange {
 // as an overlap is sent again after a collection. Either may make the
 // transaction wait up to about a second; no ban in force lapses meanwhile.
 func (b *Backend) transact(pre func() error, chunk []setChange) error {
-	haunted := map[*setState]bool{}
-	for _, sc := range chunk {
-		if sc.s.model.haunted(sc.c.adds) {
-			haunted[sc.s] = true
-		}
-	}
-	if len(haunted) > 0 {
-		if err := b.collect(haunted); err != nil {
-			return err
-		}
+	chunk = slices.Clone(chunk)
+	if err := b.exorcise(chunk); err != nil {
+		return err
 	}
 	err := b.transactOnce(pre, chunk)
 	if errors.Is(err, syscall.EEXIST) {
@@ -390,9 +390,56 @@ func (b *Backend) transact(pre func() error, chunk []setChange) error {
 		if cerr := b.collect(sets); cerr != nil {
 			return errors.Join(err, cerr)
 		}
+		if cerr := b.exorcise(chunk); cerr != nil {
+			return errors.Join(err, cerr)
+		}
 		err = b.transactOnce(pre, chunk)
 	}
 	return err
+}
+
+// expirySkew is how much earlier than moat's clock the kernel may time an
+// element out (timeouts are sent in milliseconds and kept in jiffies).
+const expirySkew = missingGrace
+
+// exorcise readies chunk to be sent now: the spans that time out by then
+// (within expirySkew) are neither deleted (the kernel may have dropped them
+// already: the delete would fail the whole transaction) nor added (they
+// would live a moment); the ones it does not delete become zombies, and if
+// an add would then write a zombie's key, the kernel is made to collect
+// first (which takes time, so this repeats, a few times at most).
+func (b *Backend) exorcise(chunk []setChange) error {
+	for range 3 {
+		soon := time.Now().Add(expirySkew).UnixNano()
+		haunted := map[*setState]bool{}
+		for i := range chunk {
+			sc := &chunk[i]
+			sc.c.dels = slices.DeleteFunc(slices.Clone(sc.c.dels), func(z span) bool {
+				if z.exp <= soon {
+					sc.s.model.bury(z)
+					return true
+				}
+				return false
+			})
+			sc.c.adds = slices.DeleteFunc(slices.Clone(sc.c.adds), func(a span) bool {
+				if a.exp <= soon {
+					sc.s.model.spans.Delete(a) // never written
+					return true
+				}
+				return false
+			})
+			if sc.s.model.haunted(sc.c.adds) {
+				haunted[sc.s] = true
+			}
+		}
+		if len(haunted) == 0 {
+			return nil
+		}
+		if err := b.collect(haunted); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // gcInterval is how often, at most, the kernel collects a set's timed-out
@@ -415,6 +462,9 @@ func (b *Backend) collect(sets map[*setState]bool) error {
 	}
 	time.Sleep(time.Until(last.Add(gcInterval + 50*time.Millisecond)))
 	g0, gerr := b.rd.generation()
+	// What timed out before the commit starts (by the kernel's clock, which
+	// may run a little behind moat's) is what the kernel collects.
+	at := time.Now().Add(-expirySkew)
 	for s := range sets {
 		z := spaceOf(s.fam).first
 		els := spanElements(span{first: z, last: z, exp: never}, 0)
@@ -432,7 +482,6 @@ func (b *Backend) collect(sets map[*setState]bool) error {
 	if err != nil {
 		return fmt.Errorf("collect timed-out elements: %w", err)
 	}
-	at := b.lastCommit
 	for s := range sets {
 		s.model.collected(at.UnixNano())
 	}
@@ -475,9 +524,6 @@ func (b *Backend) transactOnce(pre func() error, chunk []setChange) error {
 			if del {
 				list = sc.c.dels
 			}
-			// What timed out since it was planned is neither deleted (the
-			// kernel dropped it) nor added (it would live a millisecond).
-			list = slices.DeleteFunc(slices.Clone(list), func(s span) bool { return s.exp <= now.UnixNano() })
 			var els []nftables.SetElement
 			for i, s := range list {
 				timeout := time.Duration(0)
@@ -503,7 +549,7 @@ func (b *Backend) transactOnce(pre func() error, chunk []setChange) error {
 		}
 	}
 	err := b.flush()
-	if err != nil {
+	if err != nil && b.log.Enabled(context.Background(), slog.LevelDebug) {
 		for _, sc := range chunk {
 			have, _, _ := b.rd.spans(b.table.Name, sc.s.set.Name, int(families[sc.s.fam].addrLen), now)
 			b.log.Debug("nftables transaction failed", "set", sc.s.set.Name, "dels", spansText(sc.c.dels, now), "adds", spansText(sc.c.adds, now), "have", spansText(have, now), "err", err)
@@ -529,7 +575,7 @@ func (b *Backend) repair(ctx context.Context, sets map[string]*setState, now tim
 			b.genOK = false
 			return found, err
 		}
-		if strays > 0 && len(s.model.zombies) == 0 {
+		if strays > 0 {
 			strayed[s] = true
 		}
 		want := s.model.liveSpans(now.UnixNano())
@@ -552,7 +598,7 @@ func (b *Backend) repair(ctx context.Context, sets map[string]*setState, now tim
 			return found, err
 		}
 	}
-	if err := b.write(ctx, nil, nil, changes); err != nil {
+	if err := b.write(ctx, nil, nil, changes, false); err != nil {
 		b.genOK = false
 		return found, err
 	}
@@ -594,7 +640,7 @@ func (b *Backend) apply(ctx context.Context, regions map[*setState][]span, now t
 			changes = append(changes, setChange{s, c})
 		}
 	}
-	err := b.write(ctx, nil, nil, changes)
+	err := b.write(ctx, nil, nil, changes, false)
 	if err == nil {
 		return nil
 	}
@@ -719,6 +765,7 @@ func (b *Backend) Check(ctx context.Context, now time.Time) (firewall.CheckRepor
 	// they take at most 1/fullShare of the time.
 	if since := now.Sub(b.lastFull); since < fullShare*b.fullCost && since < fullEvery {
 		b.genOK = false // compare at a later check
+		rep.Deferred = true
 		return rep, nil
 	}
 	// The kernel as of generation g is read next: if it matches, it is
