@@ -184,17 +184,23 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 	}
 	var seq []string
 	involved := map[netip.Prefix]bool{}
+	var lastKB []firewall.Ban // the kernel's bans as the last check read them
 	fail := func(format string, args ...any) {
 		t.Helper()
-		out, _ := host.NftMaybe(t, "list", "table", "inet", "moat")
-		t.Logf("the table now:\n%s", out)
-		if kb, err := reader.List(context.Background()); err == nil {
-			t.Logf("read back: %v", kb)
+		var b strings.Builder
+		fmt.Fprintf(&b, "seed %d: %s\nsequence:\n  %s\n", seed, fmt.Sprintf(format, args...), strings.Join(seq, "\n  "))
+		fmt.Fprintf(&b, "read back at the check (%s):\n", time.Now().Format("15:04:05.000"))
+		for _, kb := range lastKB {
+			fmt.Fprintf(&b, "  %s %s until %s\n", kb.Jail, kb.Prefix, kb.Expires.Format("15:04:05.000"))
 		}
 		for name, bans := range model {
-			t.Logf("model %s: %v", name, bans)
+			for p, exp := range bans {
+				fmt.Fprintf(&b, "  model %s %s until %s\n", name, p, exp.Format("15:04:05.000"))
+			}
 		}
-		t.Fatalf("seed %d: %s\nsequence:\n  %s", seed, fmt.Sprintf(format, args...), strings.Join(seq, "\n  "))
+		out, _ := host.NftMaybe(t, "list", "table", "inet", "moat")
+		fmt.Fprintf(&b, "the table now:\n%s", out)
+		t.Fatal(b.String())
 	}
 	ctx := context.Background()
 	checked, skipped, gets, packets := 0, 0, 0, 0
@@ -292,6 +298,7 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 		if err != nil {
 			fail("List: %v", err)
 		}
+		lastKB = kb
 		after := time.Now()
 		for _, jc := range kmJails {
 			for p := range involved {

@@ -377,10 +377,19 @@ func splitAdds(changes []setChange) []setChange {
 // transaction wait up to about a second; no ban in force lapses meanwhile.
 func (b *Backend) transact(pre func() error, chunk []setChange) error {
 	chunk = slices.Clone(chunk)
-	if err := b.exorcise(chunk); err != nil {
+	if err := b.exorcise(chunk, 0); err != nil {
 		return err
 	}
 	err := b.transactOnce(pre, chunk)
+	if errors.Is(err, syscall.ENOENT) {
+		// A delete named an element the kernel has timed out already (its
+		// clock may run a little ahead of moat's): what is about to time
+		// out is left to it.
+		if cerr := b.exorcise(chunk, expirySkew); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		err = b.transactOnce(pre, chunk)
+	}
 	if errors.Is(err, syscall.EEXIST) {
 		b.log.Debug("nftables transaction refused as an overlap: collecting timed-out elements, then sending it again", "err", err)
 		sets := map[*setState]bool{}
@@ -390,7 +399,7 @@ func (b *Backend) transact(pre func() error, chunk []setChange) error {
 		if cerr := b.collect(sets); cerr != nil {
 			return errors.Join(err, cerr)
 		}
-		if cerr := b.exorcise(chunk); cerr != nil {
+		if cerr := b.exorcise(chunk, expirySkew); cerr != nil {
 			return errors.Join(err, cerr)
 		}
 		err = b.transactOnce(pre, chunk)
@@ -402,15 +411,16 @@ func (b *Backend) transact(pre func() error, chunk []setChange) error {
 // element out (timeouts are sent in milliseconds and kept in jiffies).
 const expirySkew = missingGrace
 
-// exorcise readies chunk to be sent now: the spans that time out by then
-// (within expirySkew) are neither deleted (the kernel may have dropped them
-// already: the delete would fail the whole transaction) nor added (they
-// would live a moment); the ones it does not delete become zombies, and if
-// an add would then write a zombie's key, the kernel is made to collect
-// first (which takes time, so this repeats, a few times at most).
-func (b *Backend) exorcise(chunk []setChange) error {
+// exorcise readies chunk to be sent now: the spans that timed out by then
+// (within skew, for deletes) are neither deleted (the kernel dropped them:
+// a delete would fail the whole transaction) nor added; the ones it does
+// not delete become zombies, and if an add would then write a zombie's
+// key, the kernel is made to collect first (which takes time, so this
+// repeats, a few times at most).
+func (b *Backend) exorcise(chunk []setChange, skew time.Duration) error {
 	for range 3 {
-		soon := time.Now().Add(expirySkew).UnixNano()
+		now := time.Now()
+		soon := now.Add(skew).UnixNano()
 		haunted := map[*setState]bool{}
 		for i := range chunk {
 			sc := &chunk[i]
@@ -422,7 +432,7 @@ func (b *Backend) exorcise(chunk []setChange) error {
 				return false
 			})
 			sc.c.adds = slices.DeleteFunc(slices.Clone(sc.c.adds), func(a span) bool {
-				if a.exp <= soon {
+				if a.exp <= now.UnixNano() {
 					sc.s.model.spans.Delete(a) // never written
 					return true
 				}
