@@ -87,7 +87,7 @@ func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, erro
 	for l := t.idle[host]; len(l) > 0; l = t.idle[host] {
 		pc := l[len(l)-1]
 		t.idle[host] = l[:len(l)-1]
-		if now.Sub(pc.used) < t.idleFor {
+		if now.Sub(pc.used) < t.idleFor && quiet(pc.c) {
 			t.mu.Unlock()
 			return pc, true, nil
 		}
@@ -104,7 +104,15 @@ func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, erro
 }
 
 // put returns a connection whose answer was read whole to the idle pool.
+// One with bytes left over after the answer (an upstream that sent more
+// than its framing declared: a body to a HEAD or a 204, a second answer)
+// is closed: the next request's answer would be read from them, and one
+// client would get another's.
 func (t *h1Transport) put(pc *h1Conn) {
+	if pc.br.Buffered() > 0 || !quiet(pc.c) {
+		pc.c.Close()
+		return
+	}
 	pc.used = time.Now()
 	t.mu.Lock()
 	if l := t.idle[pc.host]; len(l) < t.maxIdle {
@@ -114,6 +122,31 @@ func (t *h1Transport) put(pc *h1Conn) {
 	}
 	t.mu.Unlock()
 	pc.c.Close()
+}
+
+// quiet reports whether nothing has arrived on an idle connection: no
+// unexpected data and no end (it peeks without waiting). A connection that
+// cannot be checked counts as quiet.
+func quiet(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	var perr error
+	var buf [1]byte
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return false
+	}
+	_ = n // data (n > 0) or the end (n == 0) both make it unfit
+	return errors.Is(perr, syscall.EAGAIN)
 }
 
 // send writes req on pc and reads the answer's head. The request's
