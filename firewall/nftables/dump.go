@@ -334,50 +334,6 @@ func pairElems(els []rawElem, addrLen int, now time.Time) (out []span, strays in
 // nlaTypeMask clears the nested and byte-order flags of an attribute type.
 const nlaTypeMask = ^uint16(unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
 
-// covers asks the kernel whether set holds an element covering addr, as
-// `nft get element` does: one request, answered from the set's lookup
-// structure, without a dump.
-func (r *reader) covers(table, set string, addr netip.Addr) (bool, error) {
-	return r.get(table, set, addr)
-}
-
-func (r *reader) get(table, set string, addr netip.Addr) (bool, error) {
-	if err := r.dial(); err != nil {
-		return false, err
-	}
-	key, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: addr.AsSlice()}})
-	if err != nil {
-		return false, err
-	}
-	el, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_KEY, Data: key}})
-	if err != nil {
-		return false, err
-	}
-	list, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: el}})
-	if err != nil {
-		return false, err
-	}
-	req, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: append([]byte(table), 0)},
-		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: append([]byte(set), 0)},
-		{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: list},
-	})
-	if err != nil {
-		return false, err
-	}
-	_, err = r.conn.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(nftMsg | unix.NFT_MSG_GETSETELEM), Flags: netlink.Request},
-		Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, req...),
-	})
-	if errors.Is(err, unix.ENOENT) {
-		return false, nil
-	}
-	if err != nil {
-		return false, r.fail(fmt.Errorf("get element of set %s: %w", set, err))
-	}
-	return true, nil
-}
-
 // sortElems orders elements by key, an end before a start at the same key
 // (adjacent spans share it).
 func sortElems(els []rawElem) {
