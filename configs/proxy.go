@@ -18,7 +18,7 @@ import (
 var (
 	proxyKeys = []string{"http", "https", "tls", "trusted_proxies", "client_header", "routes", "rate", "burst",
 		"ipv6_prefix", "exempt", "max_keys", "read_header_timeout", "idle_timeout", "max_header_bytes",
-		"max_conns_per_client", "access_log"}
+		"max_conns_per_client", "access_log", "body_timeout", "send_timeout", "underscores_in_headers"}
 	tlsKeys   = []string{"mode", "email", "ca", "ca_root", "account_key", "cert", "key", "hsts"}
 	routeKeys = []string{"hosts", "path", "upstream", "rate", "burst", "max_body"}
 )
@@ -117,6 +117,18 @@ func (d *decoder) proxySection(key, n *yaml.Node) *proxy.Config {
 		case "idle_timeout":
 			if v, ok := d.duration(val, f, false, true, wantDuration); ok {
 				c.IdleTimeout = v
+			}
+		case "body_timeout":
+			if v, ok := d.duration(val, f, false, true, wantDuration); ok {
+				c.BodyTimeout = v
+			}
+		case "send_timeout":
+			if v, ok := d.duration(val, f, false, true, wantDuration); ok {
+				c.SendTimeout = v
+			}
+		case "underscores_in_headers":
+			if v, ok := d.boolean(val, f); ok {
+				c.UnderscoresInHeaders = v
 			}
 		case "max_header_bytes":
 			if v, ok := d.byteSize(val, f, 1024, 16<<20); ok {

@@ -23,6 +23,9 @@ proxy:
   max_conns_per_client: 64
   max_header_bytes: 32k
   read_header_timeout: 5s
+  body_timeout: 30s
+  send_timeout: 45s
+  underscores_in_headers: true
   access_log: /var/log/moat/access.log
   routes:
     - hosts: [App.Example.com, "*.example.org"]
@@ -45,22 +48,25 @@ func TestParseProxy(t *testing.T) {
 		HTTP: ":8080", HTTPS: "127.0.0.1:8443",
 		TLS: proxy.TLS{Mode: proxy.TLSAcme, Email: "ops@example.com", CA: "https://127.0.0.1:14000/dir",
 			CARoot: "/etc/moat/pebble.pem", HSTS: 365 * 24 * time.Hour},
-		TrustedProxies:    []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28"), netip.MustParsePrefix("2001:db8::1/128")},
-		ClientHeader:      proxy.HeaderForwarded,
-		Global:            &proxy.Limit{Rate: 100, Burst: 100, Window: time.Second},
-		Exempt:            []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
-		IPv6Prefix:        56,
-		MaxConnsPerClient: 64,
-		MaxHeaderBytes:    32 << 10,
-		ReadHeaderTimeout: 5 * time.Second,
-		AccessLog:         "/var/log/moat/access.log",
-		Line:              2,
-		StateDir:          "/var/lib/moat",
+		TrustedProxies:       []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28"), netip.MustParsePrefix("2001:db8::1/128")},
+		ClientHeader:         proxy.HeaderForwarded,
+		Global:               &proxy.Limit{Rate: 100, Burst: 100, Window: time.Second},
+		Exempt:               []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		IPv6Prefix:           56,
+		MaxConnsPerClient:    64,
+		MaxHeaderBytes:       32 << 10,
+		ReadHeaderTimeout:    5 * time.Second,
+		BodyTimeout:          30 * time.Second,
+		SendTimeout:          45 * time.Second,
+		UnderscoresInHeaders: true,
+		AccessLog:            "/var/log/moat/access.log",
+		Line:                 2,
+		StateDir:             "/var/lib/moat",
 		Routes: []proxy.Route{
 			{Hosts: []string{"app.example.com", "*.example.org"}, Path: "/api",
 				Upstreams: []string{"127.0.0.1:8080", "http://[::1]:8081/base"},
-				Limit:     &proxy.Limit{Rate: 10, Burst: 20, Window: time.Minute}, MaxBodyBytes: 1 << 20, Line: 16},
-			{Upstreams: []string{"127.0.0.1:9000"}, Line: 22},
+				Limit:     &proxy.Limit{Rate: 10, Burst: 20, Window: time.Minute}, MaxBodyBytes: 1 << 20, Line: 19},
+			{Upstreams: []string{"127.0.0.1:9000"}, Line: 25},
 		},
 	}
 	if !reflect.DeepEqual(cfg.Proxy, want) {

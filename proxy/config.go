@@ -17,6 +17,8 @@ import (
 const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultBodyTimeout       = 60 * time.Second
+	DefaultSendTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxBodyBytes      = 10 << 20
 	DefaultMaxConnsPerClient = 256
@@ -62,7 +64,19 @@ type Config struct {
 
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
+	// BodyTimeout bounds the wait for each read of a request body
+	// (DefaultBodyTimeout when 0): a client that stalls is answered 408
+	// and closed, as nginx's client_body_timeout.
+	BodyTimeout time.Duration
+	// SendTimeout bounds each write of an answer to the client
+	// (DefaultSendTimeout when 0): a client that stops reading is closed,
+	// as nginx's send_timeout.
+	SendTimeout    time.Duration
+	MaxHeaderBytes int
+	// UnderscoresInHeaders passes request fields whose names hold '_'
+	// upstream; by default they are dropped, as nginx does, because CGI
+	// and WSGI stacks read X_Real_IP as X-Real-IP.
+	UnderscoresInHeaders bool
 	// MaxConnsPerClient caps the open connections of one client address
 	// (keyed like the limiters); 0 means DefaultMaxConnsPerClient, -1 none.
 	MaxConnsPerClient int

@@ -40,6 +40,9 @@ type fastServer struct {
 	l      *listener
 	tls    *tls.Config // nil on a plain-HTTP listener
 	handed *handoffListener
+	// on: the fast path serves what it can; off, every connection goes to
+	// net/http at once (behind the framing guard all the same).
+	on bool
 
 	closing atomic.Bool
 	wg      sync.WaitGroup
@@ -145,9 +148,14 @@ func (fc *fastConn) serve() {
 		fc.c.SetDeadline(time.Time{})
 		fc.c, fc.tls = tc, true
 		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
-			fc.f.handed.give(fc.c, nil)
+			fc.f.handed.give(fc.c, false, nil, 0)
 			return
 		}
+	}
+	if !fc.f.on {
+		// The fast path is off: net/http serves every request.
+		fc.f.handed.give(fc.c, true, nil, cfg.MaxHeaderBytes)
+		return
 	}
 	fc.br = bufio.NewReaderSize(fc.c, fastBuf)
 	fc.out = make([]byte, 0, 4<<10)
@@ -179,7 +187,7 @@ func (fc *fastConn) serve() {
 			fc.c.SetReadDeadline(time.Now().Add(cfg.ReadHeaderTimeout))
 			v, n = fc.scan()
 		}
-		if v == headTake && !parseHead(peekN(fc.br, n), &fc.head) {
+		if v == headTake && !parseHead(peekN(fc.br, n), &fc.head, fc.f.p.table.Load().cfg.UnderscoresInHeaders) {
 			v = headHandoff
 		}
 		if v != headTake {
@@ -236,10 +244,12 @@ func (fc *fastConn) scan() (headVerdict, int) {
 	}
 }
 
-// handoff gives the connection, with what is buffered, to net/http.
+// handoff gives the connection, with what is buffered, to net/http. The
+// fast path's last write deadline is lifted: net/http sets its own.
 func (fc *fastConn) handoff() {
 	pre := append([]byte(nil), peekN(fc.br, fc.br.Buffered())...)
-	fc.f.handed.give(fc.c, pre)
+	fc.c.SetWriteDeadline(time.Time{})
+	fc.f.handed.give(fc.c, true, pre, fc.f.p.cfg.MaxHeaderBytes)
 }
 
 // What serveFast leaves the connection to.
@@ -249,31 +259,18 @@ const (
 	fastClose          // close the connection
 )
 
-// handedConn is a connection handed to net/http: the bytes the fast path
-// read come first. A TLS connection's state goes along through the
+// A connection handed to net/http for HTTP/1 is a guardConn (guard.go):
+// the bytes the fast path read come first, and the framing guard reads in
+// front of net/http. A TLS connection's state goes along through the
 // context (see connContext), as net/http sees only a net.Conn.
-type handedConn struct {
-	net.Conn
-	pre []byte
-	tls *tls.ConnectionState
-}
-
-func (c *handedConn) Read(b []byte) (int, error) {
-	if len(c.pre) > 0 {
-		n := copy(b, c.pre)
-		c.pre = c.pre[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
-}
 
 type tlsStateKey struct{}
 
 // connContext carries a handed-over TLS connection's state to its
 // requests (http.Server.ConnContext).
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if hc, ok := c.(*handedConn); ok && hc.tls != nil {
-		return context.WithValue(ctx, tlsStateKey{}, hc.tls)
+	if g, ok := c.(*guardConn); ok && g.tls != nil {
+		return context.WithValue(ctx, tlsStateKey{}, g.tls)
 	}
 	return ctx
 }
@@ -291,17 +288,18 @@ func newHandoffListener(addr net.Addr) *handoffListener {
 	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
-// give hands c to net/http (pre: bytes already read from it); after Close,
-// c is closed instead. A TLS connection handed over before any byte was
-// read goes as it is, so that net/http serves HTTP/2 on it.
-func (l *handoffListener) give(c net.Conn, pre []byte) {
-	if pre != nil {
-		hc := &handedConn{Conn: c, pre: pre}
+// give hands c to net/http; after Close, c is closed instead. An HTTP/1
+// connection goes behind the framing guard (pre: bytes already read from
+// it, maxHead: the server's MaxHeaderBytes); an HTTP/2 one (h1 false) goes
+// as it is, so that net/http serves HTTP/2 on it.
+func (l *handoffListener) give(c net.Conn, h1 bool, pre []byte, maxHead int) {
+	if h1 {
+		g := newGuardConn(c, pre, maxHead)
 		if tc, ok := c.(*tls.Conn); ok {
 			st := tc.ConnectionState()
-			hc.tls = &st
+			g.tls = &st
 		}
-		c = hc
+		c = g
 	}
 	select {
 	case l.ch <- c:

@@ -423,7 +423,7 @@ func dropAnswerField(k string, conn []string) bool {
 	}
 	for _, v := range conn {
 		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), k) {
+			if asciiFold([]byte(strings.TrimSpace(f)), strings.ToLower(k)) {
 				return true
 			}
 		}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"net/url"
 )
 
 // h1Head is a request head the fast path takes (see parseHead). What it
@@ -68,7 +67,7 @@ func scanHead(b []byte) (headVerdict, int) {
 // values without control bytes, CRLF line ends and no folding. Everything
 // else is left to net/http, which reads the request again from its first
 // byte and answers or refuses it as it always has.
-func parseHead(b []byte, h *h1Head) bool {
+func parseHead(b []byte, h *h1Head, underscores bool) bool {
 	*h = h1Head{size: len(b), fields: h.fields[:0], vals: h.vals[:0]}
 	// Everything kept is a part of b: with this room no append moves it.
 	if cap(h.fields) < len(b) {
@@ -87,24 +86,29 @@ func parseHead(b []byte, h *h1Head) bool {
 	if !ok || string(proto) != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return false
 	}
-	escaped := false
 	for _, c := range target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
 			return false
 		}
-		escaped = escaped || c == '%'
 	}
-	h.target = h.keep(target)
-	if escaped {
-		u, err := url.ParseRequestURI(string(target))
-		if err != nil {
-			return false
-		}
-		h.path = u.Path
+	// The path is routed and sent in normal form (normpath.go); one that
+	// is refused is answered by net/http's path.
+	raw, query, hasQuery := bytes.Cut(target, []byte("?"))
+	sent, match, err := normalPath(string(raw))
+	if err != nil {
+		return false
+	}
+	if sent == string(raw) {
+		h.target = h.keep(target)
 	} else {
-		p, _, _ := bytes.Cut(target, []byte("?"))
-		h.path = string(p)
+		n := len(h.vals)
+		h.vals = append(h.vals, sent...)
+		if hasQuery {
+			h.vals = append(append(h.vals, '?'), query...)
+		}
+		h.target = h.vals[n:len(h.vals):len(h.vals)]
 	}
+	h.path = match
 	for {
 		line, rest, _ = bytes.Cut(rest, crlf)
 		if len(line) == 0 {
@@ -120,7 +124,13 @@ func parseHead(b []byte, h *h1Head) bool {
 				return false
 			}
 		}
-		switch hopField(name) {
+		kind := hopField(name)
+		if kind == fieldPass && !underscores && bytes.IndexByte(name, '_') >= 0 {
+			// CGI and WSGI read X_Real_IP as X-Real-IP: dropped, as nginx
+			// does unless underscores_in_headers is on.
+			kind = fieldDrop
+		}
+		switch kind {
 		case fieldPass:
 			h.fields = append(append(h.fields, line...), crlf...)
 		case fieldHost:
@@ -131,9 +141,9 @@ func parseHead(b []byte, h *h1Head) bool {
 		case fieldConnection:
 			for _, tok := range bytes.Split(value, []byte(",")) {
 				switch tok = bytes.Trim(tok, " \t"); {
-				case bytes.EqualFold(tok, []byte("close")):
+				case asciiFold(tok, "close"):
 					h.close = true
-				case bytes.EqualFold(tok, []byte("keep-alive")), len(tok) == 0:
+				case asciiFold(tok, "keep-alive"), len(tok) == 0:
 				default:
 					// It names other fields as hop-by-hop.
 					return false
@@ -157,6 +167,24 @@ func parseHead(b []byte, h *h1Head) bool {
 		}
 	}
 	return len(h.host) > 0
+}
+
+// asciiFold says whether b is s (lower case ASCII) in any ASCII case; no
+// Unicode folding, which would read "clo\u017fe" as "close".
+func asciiFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // keep copies v into h's storage.

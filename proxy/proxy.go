@@ -164,6 +164,12 @@ func withDefaults(cfg Config) Config {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.SendTimeout == 0 {
+		cfg.SendTimeout = DefaultSendTimeout
+	}
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -400,10 +406,12 @@ func (p *Proxy) bind(addr string, h http.Handler, isTLS bool) error {
 		srv.TLSConfig = p.certs.TLSConfig()
 		p.httpsPort.Store(uint32(port))
 	}
-	if h == http.Handler(p) && p.h1 != nil && !p.noFast {
+	if h == http.Handler(p) {
 		// net/http serves the connections fast hands over, already
 		// through TLS: its TLSConfig (with "h2") only turns HTTP/2 on.
+		// With the fast path off it hands each over at once.
 		l.fast = newFastServer(p, l, srv.TLSConfig)
+		l.fast.on = p.h1 != nil && !p.noFast
 		srv.ConnContext = connContext
 	}
 	p.mu.Lock()
@@ -573,6 +581,8 @@ type reqState struct {
 	peer     netip.Addr
 	trusted  bool
 	route    *route
+	path     string      // the path routes matched (normpath.go)
+	answer   http.Header // the answer's fields
 	upstream string
 	upDur    time.Duration
 }
@@ -592,7 +602,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{peer: peerAddr(r.RemoteAddr)}
 	st.trusted = len(t.cfg.TrustedProxies) > 0 && trusted(st.peer, t.cfg.TrustedProxies)
 	st.client = clientAddr(st.peer, r.Header, t.cfg.ClientHeader, t.cfg.TrustedProxies)
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, send: t.cfg.SendTimeout}
+	rec.extend()
 	limited := false
 	defer func() {
 		p.finish(r, rec, st, start, limited)
@@ -600,12 +611,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil && t.cfg.TLS.HSTS > 0 {
 		w.Header().Set("Strict-Transport-Security", "max-age="+strconv.FormatInt(int64(t.cfg.TLS.HSTS/time.Second), 10))
 	}
-	if p.bans.Blocks(st.client, localPort(r)) {
+	// refuse answers code and closes the connection.
+	refuse := func(code int) {
 		w.Header().Set("Connection", "close")
-		http.Error(rec, "Forbidden", http.StatusForbidden)
+		http.Error(rec, http.StatusText(code), code)
+	}
+	match, why := screen(r, &t.cfg)
+	if why != "" {
+		p.log.Debug("request refused", "client", st.client, "reason", string(why))
+		refuse(http.StatusBadRequest)
 		return
 	}
-	st.route = t.match(r.Host, r.URL.Path)
+	st.path, st.answer = match, w.Header()
+	if p.bans.Blocks(st.client, localPort(r)) {
+		refuse(http.StatusForbidden)
+		return
+	}
+	st.route = t.match(r.Host, match)
 	if st.route == nil {
 		http.Error(rec, "404 page not found", http.StatusNotFound)
 		return
@@ -623,15 +645,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if max := st.route.MaxBodyBytes; max > 0 {
-		if r.ContentLength > max {
-			w.Header().Set("Connection", "close")
-			http.Error(rec, "Request Entity Too Large", http.StatusRequestEntityTooLarge)
+	max := st.route.MaxBodyBytes
+	if max > 0 && r.ContentLength > max {
+		refuse(http.StatusRequestEntityTooLarge)
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.Header.Get("Upgrade") == "" {
+		if code := p.spool(w, r, max, t.cfg.BodyTimeout); code != 0 {
+			refuse(code)
 			return
 		}
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(rec, r.Body, max)
-		}
+		defer r.Body.Close()
+		rec.extend()
 	}
 	p.rp.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
@@ -663,7 +688,11 @@ func (p *Proxy) finish(r *http.Request, rec *recorder, st *reqState, start time.
 	if r.Method == http.MethodHead {
 		bytes = 0 // net/http sends no body, whatever the handler wrote
 	}
-	p.record(st, start, status, bytes, limited, r.Host, r.Method, r.URL.Path)
+	path := st.path
+	if path == "" {
+		path = r.URL.Path
+	}
+	p.record(st, start, status, bytes, limited, r.Host, r.Method, path)
 }
 
 // record writes one request's access log entry and metrics.
@@ -736,10 +765,17 @@ type transportFunc func(*http.Request) (*http.Response, error)
 
 func (f transportFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// modifyResponse drops the upstream's software banner.
+// modifyResponse drops the upstream's software banner. An upgrade the
+// upstream turned down closes the connection afterwards: the framing guard
+// stopped reading the client's stream at the upgrade request (guard.go).
 func modifyResponse(resp *http.Response) error {
 	resp.Header.Del("Server")
 	resp.Header.Del("X-Powered-By")
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.Request != nil && resp.Request.Header.Get("Upgrade") != "" {
+		if st, _ := resp.Request.Context().Value(stateKey{}).(*reqState); st != nil && st.answer != nil {
+			st.answer.Set("Connection", "close")
+		}
+	}
 	return nil
 }
 
@@ -801,11 +837,20 @@ func (copyBuffers) Put(b []byte) {
 
 // recorder notes the status and size of a response. It keeps the writer's
 // flushing and hijacking reachable (Unwrap) for streams and WebSockets.
+// Each write may wait send at most (Config.SendTimeout).
 type recorder struct {
 	http.ResponseWriter
+	send     time.Duration
 	status   int
 	bytes    int64
 	hijacked bool
+}
+
+// extend gives the next write its time.
+func (r *recorder) extend() {
+	if r.send > 0 {
+		_ = http.NewResponseController(r.ResponseWriter).SetWriteDeadline(time.Now().Add(r.send))
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -819,6 +864,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.extend()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
@@ -827,6 +873,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *recorder) Flush() {
+	r.extend()
 	_ = http.NewResponseController(r.ResponseWriter).Flush()
 }
 
@@ -834,6 +881,8 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
 	if err == nil {
 		r.hijacked = true
+		// A switched protocol has no write timeout of the proxy's.
+		c.SetDeadline(time.Time{})
 	}
 	return c, rw, err
 }
