@@ -114,7 +114,8 @@ type fastConn struct {
 	tls  bool
 	idle atomic.Bool // waiting for a request
 	head h1Head
-	out  []byte // the request or answer being written
+	out  []byte        // the request or answer being written
+	send time.Duration // the send timeout of the request being served
 
 	// The client watch during a slow upstream (see watch).
 	watchTimer *time.Timer

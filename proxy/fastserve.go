@@ -30,6 +30,7 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 	h := &fc.head
 	start := p.now()
 	t := p.table.Load()
+	fc.send = t.cfg.SendTimeout
 	st := reqState{peer: fc.peer, client: fc.peer}
 	if len(t.cfg.TrustedProxies) > 0 && trusted(fc.peer, t.cfg.TrustedProxies) {
 		st.trusted = true
@@ -110,6 +111,13 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 	}
 	p.record(&st, start, resp.StatusCode, n, false, host, method, h.path)
 	return after
+}
+
+// write writes b to the client, waiting at most the send timeout: a
+// client that stops reading an answer is closed (nginx's send_timeout).
+func (fc *fastConn) write(b []byte) (int, error) {
+	fc.c.SetWriteDeadline(time.Now().Add(fc.send))
+	return fc.c.Write(b)
 }
 
 // statusClientGone is logged for a request whose client went away before
@@ -268,7 +276,7 @@ func (fc *fastConn) writeAnswer(resp *http.Response, pc *h1Conn, t1 *h1Transport
 	if bodiless || resp.ContentLength == 0 {
 		resp.Body.Close()
 		t1.finishBody(pc, resp, true)
-		_, err := fc.c.Write(b)
+		_, err := fc.write(b)
 		return 0, err == nil
 	}
 	if n := int(resp.ContentLength); n > 0 && n <= smallBody && len(b)+n <= copyBufSize {
@@ -283,10 +291,10 @@ func (fc *fastConn) writeAnswer(resp *http.Response, pc *h1Conn, t1 *h1Transport
 		}
 		resp.Body.Close()
 		t1.finishBody(pc, resp, true)
-		_, err := fc.c.Write(buf)
+		_, err := fc.write(buf)
 		return int64(n), err == nil
 	}
-	if _, err := fc.c.Write(b); err != nil {
+	if _, err := fc.write(b); err != nil {
 		t1.finishBody(pc, resp, false)
 		return 0, false
 	}
@@ -319,7 +327,7 @@ func (fc *fastConn) copyBody(resp *http.Response, chunked bool) (n int64, whole,
 				buf[pre-2], buf[pre-1] = '\r', '\n'
 				out = append(buf[start:pre+m], crlf...)
 			}
-			if _, werr := fc.c.Write(out); werr != nil {
+			if _, werr := fc.write(out); werr != nil {
 				return n, false, false
 			}
 			n += int64(m)
@@ -340,7 +348,7 @@ func (fc *fastConn) copyBody(resp *http.Response, chunked bool) (n int64, whole,
 			}
 		}
 		end = append(end, crlf...)
-		if _, err := fc.c.Write(end); err != nil {
+		if _, err := fc.write(end); err != nil {
 			return n, true, false
 		}
 	}
@@ -367,7 +375,7 @@ func (fc *fastConn) writeError(hdr http.Header, code int, h *h1Head, t *table) (
 		n = len(body)
 	}
 	fc.out = b[:0]
-	_, err := fc.c.Write(b)
+	_, err := fc.write(b)
 	return int64(n), err
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -26,7 +25,7 @@ import (
 // the head), so the guard finds the next head where net/http will. A head
 // it refuses is not passed on: net/http gets, in its place, a request that
 // carries the refusal to ServeHTTP (refusedField), which answers 400 and
-// closes, and then the end of the stream. After a request that changes
+// closes, and nothing after it. After a request that changes
 // protocols (Upgrade, CONNECT) or one net/http will refuse and close on
 // anyway, the guard passes the rest as it comes.
 
@@ -77,7 +76,14 @@ func newGuardConn(c net.Conn, pre []byte, maxHeaderBytes int) *guardConn {
 func (g *guardConn) Read(p []byte) (int, error) {
 	for len(g.out) == 0 {
 		if g.state == gEnd {
-			return 0, io.EOF
+			// Nothing more is given to net/http; what the client sends
+			// is dropped. An end of the stream here would tell net/http
+			// the client went away while it still serves the requests
+			// before the refused one.
+			if _, err := g.Conn.Read(p); err != nil {
+				return 0, err
+			}
+			continue
 		}
 		if err := g.err; err != nil {
 			// Not kept: a timeout (net/http's own, to stop a read) passes.
@@ -297,10 +303,26 @@ func frameCheck(h []byte) (refusal, *http.Request) {
 		return "Transfer-Encoding on HTTP/1.0", req
 	case len(cl) > 1:
 		return "more than one Content-Length", req
+	case len(te) > 0 && tabbedCoding(h):
+		// nginx takes only spaces around "chunked"; a front proxy that
+		// does not read the coding would take the body for requests.
+		return "Transfer-Encoding with a tab", req
 	case folded(h):
 		return "folded header line", req
 	}
 	return "", req
+}
+
+// tabbedCoding says whether a Transfer-Encoding line of the head holds a
+// tab.
+func tabbedCoding(h []byte) bool {
+	for line := range bytes.SplitSeq(h, []byte("\n")) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && asciiFold(name, "transfer-encoding") && bytes.IndexByte(value, '\t') >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // folded says whether a head has a line that continues the one before
