@@ -268,12 +268,28 @@ const (
 type tlsStateKey struct{}
 
 // connContext carries a handed-over TLS connection's state to its
-// requests (http.Server.ConnContext).
+// requests (http.Server.ConnContext), as net/http sees only a net.Conn.
 func connContext(ctx context.Context, c net.Conn) context.Context {
 	if g, ok := c.(*guardConn); ok && g.tls != nil {
 		return context.WithValue(ctx, tlsStateKey{}, g.tls)
 	}
 	return ctx
+}
+
+// abort makes the close of c a reset: the bytes still queued for a client
+// that stopped reading are dropped with it, instead of the kernel holding
+// them (megabytes) until the client reads or its timers give up. nginx
+// does the same with reset_timedout_connection.
+func abort(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*capConn); ok {
+		c = cc.Conn
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
 }
 
 // handoffListener is the net.Listener net/http serves handed-over

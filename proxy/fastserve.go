@@ -117,7 +117,17 @@ func (p *Proxy) serveFast(fc *fastConn) int {
 // client that stops reading an answer is closed (nginx's send_timeout).
 func (fc *fastConn) write(b []byte) (int, error) {
 	fc.c.SetWriteDeadline(time.Now().Add(fc.send))
-	return fc.c.Write(b)
+	n, err := fc.c.Write(b)
+	if isTimeout(err) {
+		abort(fc.raw)
+	}
+	return n, err
+}
+
+// isTimeout says whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // statusClientGone is logged for a request whose client went away before

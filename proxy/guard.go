@@ -107,6 +107,16 @@ func (g *guardConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Write is the connection's: a write that timed out (send_timeout) makes
+// the close that follows a reset (see abort).
+func (g *guardConn) Write(p []byte) (int, error) {
+	n, err := g.Conn.Write(p)
+	if isTimeout(err) {
+		abort(g.Conn)
+	}
+	return n, err
+}
+
 // feed runs the guard over in and appends what net/http may read to out.
 func (g *guardConn) feed(out, in []byte) []byte {
 	for len(in) > 0 {

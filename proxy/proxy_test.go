@@ -611,11 +611,6 @@ func TestSlowClients(t *testing.T) {
 	}
 }
 
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
-}
-
 // freePort is a loopback port free a moment ago, for servers that must
 // listen on a port known in advance (Pebble validates on fixed ports).
 func freePort(t *testing.T) int {
