@@ -32,7 +32,7 @@ type seenUpstream struct {
 	seen []string
 }
 
-func newSeenUpstream(t *testing.T) *seenUpstream {
+func newSeenUpstream(t testing.TB) *seenUpstream {
 	u := &seenUpstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
 	t.Cleanup(u.Close)

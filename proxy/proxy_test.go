@@ -79,7 +79,7 @@ func startProxy(t *testing.T, cfg Config, bans Bans) (*Proxy, string) {
 }
 
 // startProxyPath is startProxy with the fast path on or off.
-func startProxyPath(t *testing.T, cfg Config, bans Bans, fast bool) (*Proxy, string) {
+func startProxyPath(t testing.TB, cfg Config, bans Bans, fast bool) (*Proxy, string) {
 	t.Helper()
 	if cfg.HTTP == "" && cfg.TLS.Mode == "" {
 		cfg.HTTP = "127.0.0.1:0"
