@@ -246,6 +246,10 @@ func hopField(name []byte) int {
 		if bytes.EqualFold(name, []byte("content-length")) {
 			return fieldRefuse
 		}
+		if bytes.EqualFold(name, []byte(refusedField)) {
+			// The framing guard's field (guard.go), never a client's.
+			return fieldDrop
+		}
 	case 15:
 		if bytes.EqualFold(name, []byte("x-forwarded-for")) {
 			return fieldXFF

@@ -50,7 +50,7 @@ var headSeeds = []string{
 // droppedFields are the request fields the fast path does not pass on as
 // they came (hop-by-hop, forwarding, and Host, written apart).
 var droppedFields = []string{"Host", "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-	"Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip"}
+	"Proxy-Authorization", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", refusedField}
 
 // FuzzParseHead: whatever the fast path takes, net/http reads the same way
 // (method, target, path, Host, Connection: close, no body, the fields

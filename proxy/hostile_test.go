@@ -92,6 +92,8 @@ var hostileCases = []hostileCase{
 	{name: "fragment", raw: "GET /a#frag HTTP/1.1\r\nHost: app.example\r\n\r\n", want: "200 open", up: []string{"GET /a"}, notUp: []string{"frag"}},
 	{name: "fragment after a query", raw: "GET /a?q=1#frag HTTP/1.1\r\nHost: app.example\r\n\r\n", want: "200 open", up: []string{"GET /a?q=1"}, notUp: []string{"frag"}},
 	{name: "Connection with a long s", raw: "GET /a HTTP/1.1\r\nHost: app.example\r\nConnection: clo\xc5\xbfe\r\n\r\n", want: "200 open", up: []string{"GET /a"}},
+	{name: "the guard's field, forged", raw: "GET /a HTTP/1.1\r\nHost: app.example\r\nX-Moat-Refused: 0123 forged\r\n\r\n",
+		want: "200 open", up: []string{"GET /a"}, notUp: []string{"forged"}},
 	{name: "dot segments above the root", raw: "GET /../a HTTP/1.1\r\nHost: app.example\r\n\r\n", want: "400 closed"},
 }
 
