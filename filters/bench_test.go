@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/filters/testgen"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 var (
@@ -106,7 +108,7 @@ func BenchmarkStreamSSHD1M(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			if c.name == "fail2ban" {
 				if _, err := os.Stat(stockFilterDir + "/sshd.conf"); err != nil {
-					b.Skip("fail2ban's sshd.conf not installed")
+					testkit.Missing(b, "fail2ban's sshd.conf not installed")
 				}
 			}
 			f, err := c.l.Load("sshd")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // fail2banCorpus is where Debian's fail2ban package keeps the sample logs
@@ -21,18 +23,18 @@ const minAgreeingStockFilters = 88
 
 // TestStockFiltersOnFail2banCorpus runs every stock filter on fail2ban's
 // own sample log, in moat and in fail2ban-regex, and compares. It takes
-// about 30 s, so it runs only with MOAT_FAIL2BAN_CORPUS=1.
+// about 30 s, so it runs only with MOAT_FAIL2BAN_CORPUS=1, and in CI.
 func TestStockFiltersOnFail2banCorpus(t *testing.T) {
-	if os.Getenv("MOAT_FAIL2BAN_CORPUS") == "" {
+	if os.Getenv("MOAT_FAIL2BAN_CORPUS") == "" && !testkit.CI() {
 		t.Skip("set MOAT_FAIL2BAN_CORPUS=1 to compare every stock filter with fail2ban-regex (about 30 s)")
 	}
 	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
-		t.Skip("fail2ban-regex not installed")
+		testkit.Missing(t, "fail2ban-regex not installed")
 	}
 	logs := fail2banCorpus
 	ents, err := os.ReadDir(logs)
 	if err != nil {
-		t.Skipf("no fail2ban corpus: %v", err)
+		testkit.Missing(t, "no fail2ban corpus: %v", err)
 	}
 	stock := &Loader{Dirs: []string{stockFilterDir}, Location: time.Local}
 	same, diff, skip := 0, 0, 0

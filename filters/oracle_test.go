@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/filters/testgen"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // stockFilterDir is where a fail2ban install keeps its filters.
@@ -28,7 +30,7 @@ const stockFilterDir = "/etc/fail2ban/filter.d"
 func TestAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed: the fail2ban oracle is skipped")
+		testkit.Missing(t, "fail2ban-regex not installed: the fail2ban oracle is skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: the fail2ban oracle runs a Python process per case")

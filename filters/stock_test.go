@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestEveryStockFilterLoads: every filter Debian's fail2ban installs in
@@ -12,7 +14,7 @@ func TestEveryStockFilterLoads(t *testing.T) {
 	dir := "/etc/fail2ban/filter.d"
 	files, err := filepath.Glob(filepath.Join(dir, "*.conf"))
 	if err != nil || len(files) == 0 {
-		t.Skip("needs /etc/fail2ban/filter.d from Debian's fail2ban (installed by .ci/run)")
+		testkit.Missing(t, "needs /etc/fail2ban/filter.d from Debian's fail2ban (installed by .ci/run)")
 	}
 	loaded := 0
 	for _, f := range files {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // connConf is a filter written for these tests: app logs one connection
@@ -181,7 +183,7 @@ func TestStreamMaxLines(t *testing.T) {
 // lines written for this test, in each mode.
 func TestStreamStockSSHD(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stockFilterDir, "sshd.conf")); err != nil {
-		t.Skip("fail2ban's sshd.conf not installed")
+		testkit.Missing(t, "fail2ban's sshd.conf not installed")
 	}
 	lines := []string{
 		`Nov 26 10:00:01 host sshd[1001]: Connection from 192.0.2.10 port 50000 on 198.51.100.1 port 22 rdomain ""`,

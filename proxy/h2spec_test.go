@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // h2specKnown are the h2spec cases Go's HTTP/2 server (golang.org/x/net
@@ -68,7 +70,7 @@ type junitReport struct {
 func TestH2Spec(t *testing.T) {
 	bin := h2specBin()
 	if bin == "" {
-		t.Skip("h2spec is not installed (go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1); .ci/run installs it")
+		testkit.Missing(t, "h2spec is not installed (go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1); .ci/run installs it")
 	}
 	up := echo("up")
 	defer up.Close()

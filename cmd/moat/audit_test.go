@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // The fixtures under testdata/audit are host trees: clean is a host that
@@ -82,7 +84,7 @@ func applySocketSpec(t *testing.T, root, sock string) {
 		t.Fatalf("fixture socket %s: only root is supported as owner, got %q", sock, user)
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: chown of the fixture's docker.sock to root and a fixture group")
+		testkit.Missing(t, "needs root: chown of the fixture's docker.sock to root and a fixture group")
 	}
 	if err := os.Chown(sock, 0, gid); err != nil {
 		t.Fatal(err)
@@ -576,7 +578,7 @@ func TestAuditRealSocket(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := os.Chown(sock, 0, 998); err != nil {
-				t.Skipf("needs root: chown the test socket: %v", err)
+				testkit.Missing(t, "needs root: chown the test socket: %v", err)
 			}
 			if err := os.Chmod(sock, tt.mode); err != nil {
 				t.Fatal(err)

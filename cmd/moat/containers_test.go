@@ -118,7 +118,7 @@ jails:
 	waitFor(t, 10*time.Second, "2 failures counted", func() bool {
 		return strings.Contains(cli(t, env, "status", "app").stdout, "Total failed:\t2\n")
 	})
-	if !canConnect(t, client, addr) {
+	if !reaches(t, client, addr) {
 		t.Fatal("client cannot connect before the ban")
 	}
 	appendFile(t, apiLog, jsonLine(t, "login failed for guest from 192.0.2.2", at))

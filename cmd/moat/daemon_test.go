@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestMetrics: the opt-in metrics listener serves lines read, failures,
@@ -158,7 +160,7 @@ func TestFirewallPermission(t *testing.T) {
 func TestDefaultConfigAsUser(t *testing.T) {
 	needRoot(t) // to become uid 65534
 	if _, err := os.Stat("/etc/moat/moat.yaml"); err == nil {
-		t.Skip("/etc/moat/moat.yaml exists on this machine: the embedded default is not used")
+		testkit.Missing(t, "/etc/moat/moat.yaml exists on this machine: the embedded default is not used")
 	}
 	dir := t.TempDir()
 	cmd := asNobody(t, dir, "run")

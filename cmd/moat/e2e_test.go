@@ -25,7 +25,7 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	server, client := newNetNS(t), newNetNS(t)
 	link(t, server, client)
 	addr := serveTCP(t, server, "192.0.2.1:0")
-	if !canConnect(t, client, addr) {
+	if !reaches(t, client, addr) {
 		t.Fatalf("client cannot reach %s before any ban", addr)
 	}
 
@@ -74,7 +74,7 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	if kb := kernelBans(t, server, "moat"); len(kb) != 0 {
 		t.Fatalf("kernel bans after unban = %+v, want none", kb)
 	}
-	if !canConnect(t, client, addr) {
+	if !reaches(t, client, addr) {
 		t.Fatalf("unbanned client cannot connect to %s", addr)
 	}
 	if n := countLogLines(d.logs.String(), "unban", "192.0.2.2"); n != 1 {

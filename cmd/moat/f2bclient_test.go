@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // clientScript is a session of fail2ban-client commands as operators'
@@ -40,7 +42,7 @@ var clientScript = [][]string{
 func TestClientMatchesFail2banClient(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("fail2ban-client"); err != nil {
-		t.Skip("needs fail2ban-client from Debian's fail2ban (installed by .ci/run)")
+		testkit.Missing(t, "needs fail2ban-client from Debian's fail2ban (installed by .ci/run)")
 	}
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "auth.log")
@@ -72,7 +74,7 @@ func startFail2ban(t *testing.T, dir, logPath string) func(args ...string) (stri
 	for _, f := range []string{"fail2ban.conf", "filter.d/sshd.conf", "filter.d/common.conf"} {
 		data, err := os.ReadFile(filepath.Join("/etc/fail2ban", f))
 		if err != nil {
-			t.Skipf("fail2ban's configuration is not installed: %v", err)
+			testkit.Missing(t, "fail2ban's configuration is not installed: %v", err)
 		}
 		if err := os.WriteFile(filepath.Join(cfg, f), data, 0o600); err != nil {
 			t.Fatal(err)

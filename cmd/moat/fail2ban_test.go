@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // copyFail2ban copies the installed /etc/fail2ban into a temp directory
@@ -16,7 +18,7 @@ import (
 func copyFail2ban(t *testing.T, files map[string]string) string {
 	t.Helper()
 	if _, err := os.Stat("/etc/fail2ban/jail.conf"); err != nil {
-		t.Skip("needs /etc/fail2ban from Debian's fail2ban (installed by .ci/run)")
+		testkit.Missing(t, "needs /etc/fail2ban from Debian's fail2ban (installed by .ci/run)")
 	}
 	dir := filepath.Join(t.TempDir(), "fail2ban")
 	if out, err := exec.Command("cp", "-a", "/etc/fail2ban", dir).CombinedOutput(); err != nil {

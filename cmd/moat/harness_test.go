@@ -19,6 +19,8 @@ import (
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/nftables/nftest"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestMain lets the test binary stand in for the moat binary: with
@@ -76,7 +78,7 @@ func needRoot(t testing.TB) {
 	t.Helper()
 	nftest.RequireRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command from iproute2 (installed by .ci/run)")
+		testkit.Missing(t, "needs the ip command from iproute2 (installed by .ci/run)")
 	}
 }
 
@@ -98,6 +100,23 @@ func serveTCP(t testing.TB, ns *netNS, addr string) string { return ns.ServeTCP(
 // canConnect reports whether a TCP connection from ns to addr opens within
 // a second.
 func canConnect(t testing.TB, ns *netNS, addr string) bool { return ns.CanDial(t, addr, time.Second) }
+
+// reaches says whether a client in ns connects to addr within 10 s, dialing
+// again after each failure: on a loaded machine one 1-second dial over a
+// fresh veth pair once failed with nothing banned. A check that a ban
+// blocks stays a single dial (canConnect).
+func reaches(t testing.TB, ns *netNS, addr string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ns.CanDial(t, addr, time.Second) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // kernelBans reads the bans back from moat's nftables table in ns.
 func kernelBans(t testing.TB, ns *netNS, table string) []firewall.Ban {

@@ -30,6 +30,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/moatproj/moat/configs"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // imgRoot is the repository root, absolute.
@@ -1218,7 +1220,7 @@ func TestSystemdUnit(t *testing.T) {
 	t.Run("systemd-analyze", func(t *testing.T) {
 		sa, err := exec.LookPath("systemd-analyze")
 		if err != nil {
-			t.Skip("systemd-analyze is not installed")
+			testkit.Missing(t, "systemd-analyze is not installed")
 		}
 		// verify checks that ExecStart's binary exists: point it at this
 		// test binary, the rest of the unit unchanged.
@@ -1237,7 +1239,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		out, err = exec.Command(sa, "security", "--offline=true", "--no-pager", unitPath).CombinedOutput()
 		if err != nil {
-			t.Skipf("systemd-analyze security --offline is not supported here: %v", err)
+			testkit.Missing(t, "systemd-analyze security --offline is not supported here: %v", err)
 		}
 		m := regexp.MustCompile(`Overall exposure level for moat\.service: ([0-9.]+)`).FindSubmatch(out)
 		if m == nil {
@@ -1299,7 +1301,7 @@ func TestStaticBuild(t *testing.T) {
 
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command on PATH")
+		testkit.Missing(t, "no go command on PATH")
 	}
 	goroot, err := exec.Command(gobin, "env", "GOROOT").Output()
 	if err != nil {
@@ -1498,7 +1500,7 @@ func imgCapRunc() {
 // file asks for one the container was not given.
 func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: writes file capabilities and changes uid")
+		testkit.Missing(t, "needs root: writes file capabilities and changes uid")
 	}
 	d := imgDockerfile(t)
 	if !regexp.MustCompile(`setcap\s+[a-z_,]+=ep\s`).MatchString(imgRead(t, "Dockerfile")) {
@@ -1521,7 +1523,7 @@ func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 				t.Fatal(err)
 			}
 			if have&need != need {
-				t.Skipf("needs root with capabilities %016x, has %016x", need, have)
+				testkit.Missing(t, "needs root with capabilities %016x, has %016x", need, have)
 			}
 		}
 	}
@@ -1548,7 +1550,7 @@ func TestFileCapsUnderNoNewPrivileges(t *testing.T) {
 		}
 		if err := imgSetFileCaps(p, mask); err != nil {
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
-				t.Skipf("the filesystem of %s has no security xattrs: %v", dir, err)
+				testkit.Missing(t, "the filesystem of %s has no security xattrs: %v", dir, err)
 			}
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/filters/testgen"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // regexLog is a small log with a failure, an ignored line and a missed one.
@@ -159,7 +161,7 @@ failregex = login failed for %(who)s from <HOST>$
 func TestRegexAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs a Python process per case")
@@ -326,7 +328,7 @@ func FuzzRegexLine(f *testing.F) {
 func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs a Python process per case")
@@ -379,7 +381,7 @@ func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 // count as matched, as in fail2ban-regex's summary.
 func TestRegexMultiLineSummary(t *testing.T) {
 	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
-		t.Skip("needs fail2ban-regex from Debian's fail2ban (installed by .ci/run)")
+		testkit.Missing(t, "needs fail2ban-regex from Debian's fail2ban (installed by .ci/run)")
 	}
 	dir := t.TempDir()
 	filter := filepath.Join(dir, "twoline.conf")

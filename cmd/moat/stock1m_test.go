@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/moatproj/moat/filters/testgen"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // sshdModeKey is a "mdre-<mode> =" line of the stock sshd filter: the
@@ -97,7 +99,7 @@ const stock1MPrefix = 50_000
 func TestSSHD1MLineEquality(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): 1M-line comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): 1M-line comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on a 1M-line log in every sshd mode (about two minutes)")

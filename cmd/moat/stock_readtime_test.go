@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestStockReadTimeLogs covers what TestStockFiltersAgainstFail2banRegex
@@ -21,7 +23,7 @@ import (
 func TestStockReadTimeLogs(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on sample logs")

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // stockConfDir is where Debian's fail2ban package installs its filters.
@@ -180,7 +182,7 @@ var processedIn = regexp.MustCompile(`(?m)^\[processed in .*\]$`)
 func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on every sample log")
@@ -190,7 +192,7 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(logs) == 0 {
-		t.Skip("no sample logs in testdata/stock")
+		testkit.Missing(t, "no sample logs in testdata/stock")
 	}
 	sort.Strings(logs)
 	const tmpl = `<fid>\t<time>`
@@ -332,7 +334,7 @@ func reportDiff(want, got string) string {
 func TestRegexReportOptionsAgainstFail2banRegex(t *testing.T) {
 	bin, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
-		t.Skip("fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
+		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
 	}
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex")

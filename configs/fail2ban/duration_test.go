@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 var durationTests = []struct {
@@ -101,7 +103,7 @@ func fail2banPython(t *testing.T) string {
 	t.Helper()
 	client, err := exec.LookPath("fail2ban-client")
 	if err != nil {
-		t.Skip("fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
+		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
 	}
 	data, err := os.ReadFile(client)
 	if err != nil {
@@ -110,7 +112,7 @@ func fail2banPython(t *testing.T) string {
 	first, _, _ := strings.Cut(string(data), "\n")
 	py := strings.TrimSpace(strings.TrimPrefix(first, "#!"))
 	if !strings.HasPrefix(first, "#!") || exec.Command(py, "-c", "import fail2ban.server.mytime").Run() != nil {
-		t.Skipf("%s is not a Python script that can import fail2ban: cannot compare with fail2ban", client)
+		testkit.Missing(t, "%s is not a Python script that can import fail2ban: cannot compare with fail2ban", client)
 	}
 	return py
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // The acceptance test: a jail.local written here enables sshd,
@@ -88,10 +90,10 @@ type f2bJail struct {
 func TestAcceptanceAgainstFail2banClient(t *testing.T) {
 	client, err := exec.LookPath("fail2ban-client")
 	if err != nil {
-		t.Skip("fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
+		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
 	}
 	if _, err := os.Stat(filepath.Join(installedDir, "jail.conf")); err != nil {
-		t.Skipf("no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
+		testkit.Missing(t, "no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
 	}
 	py := fail2banPython(t)
 	tmp := t.TempDir()
@@ -162,10 +164,10 @@ func TestAcceptanceAgainstFail2banClient(t *testing.T) {
 func TestAllStockJailsAgainstFail2ban(t *testing.T) {
 	client, err := exec.LookPath("fail2ban-client")
 	if err != nil {
-		t.Skip("fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
+		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
 	}
 	if _, err := os.Stat(filepath.Join(installedDir, "jail.conf")); err != nil {
-		t.Skipf("no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
+		testkit.Missing(t, "no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
 	}
 	py := fail2banPython(t)
 	dir := filepath.Join(t.TempDir(), "fail2ban")

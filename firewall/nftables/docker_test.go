@@ -17,6 +17,8 @@ import (
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/nftables/nftest"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // dockerFamily is one address family of the Docker host the test builds:
@@ -368,7 +370,7 @@ func iptablesRules(variant string) dockerRules {
 		install: func(t *testing.T, host *nftest.NetNS) {
 			for _, f := range dockerFamilies {
 				if _, err := exec.LookPath(bin(f) + "-restore"); err != nil {
-					t.Skipf("needs %s-restore (apt-get install iptables; .ci/run installs it) to write Docker's iptables rules", bin(f))
+					testkit.Missing(t, "needs %s-restore (apt-get install iptables; .ci/run installs it) to write Docker's iptables rules", bin(f))
 				}
 				if _, err := runIn(host, "", bin(f), "-w", "-t", "nat", "-S"); err != nil {
 					t.Skipf("%s does not work in this kernel (%v): Docker hosts using it are not covered here", bin(f), err)
@@ -401,7 +403,7 @@ func iptablesRules(variant string) dockerRules {
 func TestDockerPublishedPort(t *testing.T) {
 	nftest.RequireRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary (apt-get install nftables) to write Docker's rules")
+		testkit.Missing(t, "needs the nft binary (apt-get install nftables) to write Docker's rules")
 	}
 	variants := []dockerRules{
 		iptablesRules("nft"),

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/moatproj/moat/firewall/nftables"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestNewWithoutCapability runs New in a child process placed in a new user
@@ -33,7 +35,7 @@ func TestNewWithoutCapability(t *testing.T) {
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil && strings.Contains(err.Error(), "operation not permitted") {
-		t.Skipf("user namespaces unavailable here: %v", err)
+		testkit.Missing(t, "user namespaces unavailable here: %v", err)
 	}
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // nobody is the uid the tests connect as.
@@ -45,7 +47,7 @@ func dialAs(path string, euid int) (net.Conn, error) {
 // out, and when the mode lets it in, SO_PEERCRED still does.
 func TestPeerAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: switches a thread to uid 65534 to connect as another user")
+		testkit.Missing(t, "needs root: switches a thread to uid 65534 to connect as another user")
 	}
 	for _, tc := range []struct {
 		name    string

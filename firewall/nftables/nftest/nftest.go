@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 var counter atomic.Int64
@@ -40,7 +42,7 @@ func (n *NetNS) FD() int { return int(n.handle) }
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and nftables tables (run the tests as root, as CI does)")
+		testkit.Missing(t, "needs root: creates network namespaces and nftables tables (run the tests as root, as CI does)")
 	}
 }
 
@@ -152,7 +154,7 @@ func (n *NetNS) IP(t testing.TB, args ...string) {
 func (n *NetNS) Nft(t testing.TB, args ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary (apt-get install nftables) to read the ruleset back")
+		testkit.Missing(t, "needs the nft binary (apt-get install nftables) to read the ruleset back")
 	}
 	return run(t, "ip", append([]string{"netns", "exec", n.Name, "nft"}, args...)...)
 }
@@ -163,7 +165,7 @@ func (n *NetNS) Nft(t testing.TB, args ...string) string {
 func (n *NetNS) NftMaybe(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft binary (apt-get install nftables) to read the ruleset back")
+		testkit.Missing(t, "needs the nft binary (apt-get install nftables) to read the ruleset back")
 	}
 	out, err := exec.Command("ip", append([]string{"netns", "exec", n.Name, "nft"}, args...)...).CombinedOutput()
 	return string(out), err
