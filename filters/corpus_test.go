@@ -28,9 +28,7 @@ func TestStockFiltersOnFail2banCorpus(t *testing.T) {
 	if os.Getenv("MOAT_FAIL2BAN_CORPUS") == "" && !testkit.CI() {
 		t.Skip("set MOAT_FAIL2BAN_CORPUS=1 to compare every stock filter with fail2ban-regex (about 30 s)")
 	}
-	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed")
-	}
+	testkit.Fail2banRegex(t)
 	logs := fail2banCorpus
 	ents, err := os.ReadDir(logs)
 	if err != nil {

@@ -28,10 +28,7 @@ const stockFilterDir = "/etc/fail2ban/filter.d"
 // matches with something that is not an address (a host name it would
 // resolve, "999.1.2.3") are left out: moat never resolves names.
 func TestAgainstFail2banRegex(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed: the fail2ban oracle is skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: the fail2ban oracle runs a Python process per case")
 	}

@@ -1,7 +1,6 @@
 package jail
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +18,8 @@ import (
 	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/none"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -109,24 +111,13 @@ func (f *recFW) expires(k string) time.Time {
 }
 
 // logBuf is a goroutine-safe buffer of JSON log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuf struct{ testkit.Buffer }
 
 // lines returns the decoded log records whose msg is msg.
 func (l *logBuf) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(l.b.Bytes()))
+	dec := json.NewDecoder(strings.NewReader(l.String()))
 	for {
 		var m map[string]any
 		if err := dec.Decode(&m); err == io.EOF {

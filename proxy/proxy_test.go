@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // recBans is the jail engine's side as the proxy sees it: a set of banned
@@ -642,7 +644,7 @@ func TestProxyACME(t *testing.T) {
 	}
 	_, _ = startProxy(t, cfg, nil)
 	var body string
-	waitFor(t, "the certificate from Pebble", func() bool {
+	testkit.WaitFor(t, 25*time.Second, "the certificate from Pebble", func() bool {
 		var err error
 		body, _, err = get(t, cfg.HTTPS, host, peb.roots)
 		return err == nil
@@ -672,7 +674,7 @@ func TestCertExpiryMetric(t *testing.T) {
 	go func() { done <- p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	var got float64
-	waitFor(t, "the certificate expiry metric", func() bool {
+	testkit.WaitFor(t, 25*time.Second, "the certificate expiry metric", func() bool {
 		mfs, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)
@@ -721,7 +723,7 @@ func TestProxyACMEAccountKey(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- p.Run(ctx) }()
 		defer func() { cancel(); <-done }()
-		waitFor(t, "the certificate for "+host, func() bool {
+		testkit.WaitFor(t, 25*time.Second, "the certificate for "+host, func() bool {
 			body, _, err := get(t, cfg.HTTPS, host, peb.roots)
 			return err == nil && strings.HasPrefix(body, "up GET / host="+host)
 		})

@@ -33,33 +33,15 @@ import (
 	pebblewfe "github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
-
-// syncBuffer is a goroutine-safe log sink whose content the test prints
-// when it fails (certmagic and Pebble log from their own goroutines, which
-// may outlive the test, so t.Log cannot be their sink).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // testLog returns a debug slog logger and its buffer, dumped on failure
 // under the given name.
-func testLog(t *testing.T, name string) (*slog.Logger, *syncBuffer) {
+func testLog(t *testing.T, name string) (*slog.Logger, *testkit.Buffer) {
 	t.Helper()
-	b := &syncBuffer{}
+	b := &testkit.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, b.String())
@@ -93,7 +75,7 @@ func startPebbleValid(t *testing.T, httpPort, tlsPort int, validity uint64) *peb
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
 
 	dnsAddr := startDNS(t)
-	logBuf := &syncBuffer{}
+	logBuf := &testkit.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("pebble log:\n%s", logBuf.String())
@@ -213,19 +195,6 @@ func get(t *testing.T, addr, name string, roots *x509.CertPool) (string, *x509.C
 	return string(body), resp.TLS.PeerCertificates[0], nil
 }
 
-// waitFor polls cond until it holds; it fails the test after a generous
-// bound so that a broken feature does not hang the suite.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(25 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // acmeCase runs one ACME issuance through Pebble with one challenge type
 // offered and checks that the certificate is served and was validated
 // through that challenge.
@@ -282,7 +251,7 @@ func acmeCase(t *testing.T, host string, http01 bool) {
 		}
 	})
 
-	waitFor(t, "the certificate of "+host, func() bool { _, ok := c.Expiries()[host]; return ok })
+	testkit.WaitFor(t, 25*time.Second, "the certificate of "+host, func() bool { _, ok := c.Expiries()[host]; return ok })
 	body, leaf, err := get(t, httpsLn.Addr().String(), host, p.roots)
 	if err != nil {
 		t.Fatalf("GET https://%s/ trusting Pebble's root: %v", host, err)
@@ -327,7 +296,7 @@ func acmeCase(t *testing.T, host string, http01 bool) {
 	done2 := make(chan error, 1)
 	go func() { done2 <- c2.Manage(ctx2) }()
 	t.Cleanup(func() { cancel2(); <-done2 })
-	waitFor(t, "the stored certificate of "+host, func() bool { _, ok := c2.Expiries()[host]; return ok })
+	testkit.WaitFor(t, 25*time.Second, "the stored certificate of "+host, func() bool { _, ok := c2.Expiries()[host]; return ok })
 	_, leaf2, err := get(t, ln2.Addr().String(), host, p.roots)
 	if err != nil {
 		t.Fatalf("GET after restart: %v", err)
@@ -363,7 +332,7 @@ func TestACMERenewal(t *testing.T) {
 	go func() { done <- c.Manage(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	waitFor(t, "the first certificate", func() bool { _, ok := c.Expiries()[host]; return ok })
+	testkit.WaitFor(t, 25*time.Second, "the first certificate", func() bool { _, ok := c.Expiries()[host]; return ok })
 	_, first, err := get(t, httpsLn.Addr().String(), host, p.roots)
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +361,7 @@ func TestACMERenewal(t *testing.T) {
 	if time.Now().After(first.NotAfter) {
 		t.Errorf("renewed only after the first certificate expired (%v)", first.NotAfter)
 	}
-	waitFor(t, "the renewed expiry", func() bool { return c.Expiries()[host].Equal(renewed.NotAfter) })
+	testkit.WaitFor(t, 25*time.Second, "the renewed expiry", func() bool { return c.Expiries()[host].Equal(renewed.NotAfter) })
 }
 
 func TestInternalCA(t *testing.T) {
@@ -609,7 +578,7 @@ func TestFilesReload(t *testing.T) {
 	// The watcher (not the hour-long poll) notices a replaced pair.
 	makePair(t, certFile, keyFile, host, 20)
 	poolB := leafPool(t, certFile)
-	waitFor(t, "the new pair to be served", func() bool {
+	testkit.WaitFor(t, 25*time.Second, "the new pair to be served", func() bool {
 		_, leaf, err := get(t, addr, host, poolB)
 		return err == nil && leaf.SerialNumber.Int64() == 20
 	})
@@ -770,7 +739,7 @@ func FuzzCheckEmail(f *testing.F) {
 }
 
 func TestSlogCore(t *testing.T) {
-	var b syncBuffer
+	var b testkit.Buffer
 	zl := zap.New(slogCore{log: slog.New(slog.NewTextHandler(&b, nil))}).Named("acme").With(zap.String("ca", "x"))
 	zl.Info("routine", zap.Int("n", 1))
 	zl.Warn("warned", zap.String("identifier", "app.example.test"))

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/firewall"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // BenchmarkBanLatency measures the time from the line that completes a
@@ -106,7 +108,7 @@ func BenchmarkRSS(b *testing.B) {
 	f.Close()
 	start := time.Now()
 	env := map[string]string{"MOAT_SOCKET": socket}
-	waitFor(b, 5*time.Minute, "1M failures counted", func() bool {
+	testkit.WaitFor(b, 5*time.Minute, "1M failures counted", func() bool {
 		out := cli(b, env, "status", "j0").stdout
 		return strings.Contains(out, fmt.Sprintf("Total failed:\t%d", n))
 	})

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // startInProcess runs a daemon with the none backend inside the test
@@ -25,7 +27,7 @@ func startInProcessWith(t *testing.T, dir, extra string) (env map[string]string,
 	appendFile(t, logPath, noise(0))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"run", "--config", cfg}, stdio{stdout: logs, stderr: logs, getenv: func(string) string { return "" }})
 	}()
@@ -41,7 +43,7 @@ func startInProcessWith(t *testing.T, dir, extra string) (env map[string]string,
 		}
 	})
 	env = map[string]string{"MOAT_SOCKET": socket}
-	waitFor(t, 10*time.Second, "the control socket", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the control socket", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("daemon exited %d at start:\n%s", code, logs.String())
@@ -143,7 +145,7 @@ func TestCLIBansStatusUnban(t *testing.T) {
 			t.Errorf("moat bans table lacks %q:\n%s", want, table.stdout)
 		}
 	}
-	waitFor(t, 5*time.Second, "the log in the status's file list", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the log in the status's file list", func() bool {
 		return strings.Contains(cli(t, env, "status", "sshd").stdout, logPath)
 	})
 	st := cli(t, env, "status", "sshd")

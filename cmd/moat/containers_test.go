@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // fakeContainer writes what Docker keeps of a container under root: its
@@ -91,20 +93,20 @@ jails:
 	d := startDaemon(t, server, cfg, socket)
 	env := map[string]string{"MOAT_SOCKET": socket}
 
-	waitFor(t, 10*time.Second, "the warning about the journald container", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the warning about the journald container", func() bool {
 		return strings.Contains(d.logs.String(), "legacy") && strings.Contains(d.logs.String(), "json-file")
 	})
 	// Created after the start: followed within 2 s.
 	webLog := fakeContainer(t, root, idWeb, "web", "json-file", nil)
 	created := time.Now()
-	waitFor(t, 2*time.Second, "moat to follow the new container's log", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "moat to follow the new container's log", func() bool {
 		return strings.Contains(d.logs.String(), `"following container log"`) &&
 			strings.Contains(d.logs.String(), webLog)
 	})
 	t.Logf("new container followed %s after its files were written", time.Since(created).Round(time.Millisecond))
 	// A second one, picked by its label.
 	apiLog := fakeContainer(t, root, idAPI, "api", "json-file", map[string]string{"role": "frontend"})
-	waitFor(t, 5*time.Second, "moat to follow the labelled container's log", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "moat to follow the labelled container's log", func() bool {
 		return strings.Contains(d.logs.String(), apiLog)
 	})
 
@@ -115,14 +117,14 @@ jails:
 	appendFile(t, webLog, jsonLine(t, "login failed for old from 192.0.2.2", time.Now().Add(-3*time.Hour)))
 	appendFile(t, webLog, jsonLine(t, "login failed for root from 192.0.2.2", at)+jsonLine(t, "GET / 200", at))
 	appendFile(t, webLog, jsonLine(t, "login failed for admin from 192.0.2.2", at))
-	waitFor(t, 10*time.Second, "2 failures counted", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "2 failures counted", func() bool {
 		return strings.Contains(cli(t, env, "status", "app").stdout, "Total failed:\t2\n")
 	})
 	if !reaches(t, client, addr) {
 		t.Fatal("client cannot connect before the ban")
 	}
 	appendFile(t, apiLog, jsonLine(t, "login failed for guest from 192.0.2.2", at))
-	waitFor(t, 10*time.Second, "192.0.2.2 banned in app", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "192.0.2.2 banned in app", func() bool {
 		bans := cliBans(t, socket)
 		return len(bans) == 1 && bans[0].IP == "192.0.2.2" && bans[0].Jail == "app"
 	})
@@ -141,11 +143,11 @@ jails:
 	if err := os.RemoveAll(filepath.Join(root, "containers", idAPI)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the removed container to leave the file list", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the removed container to leave the file list", func() bool {
 		return !strings.Contains(cli(t, env, "status", "app").stdout, apiLog)
 	})
 	// Its read position is dropped; web's, still followed, is kept.
-	waitFor(t, 5*time.Second, "the removed container's read position to be dropped", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the removed container's read position to be dropped", func() bool {
 		return strings.Contains(d.logs.String(), `"forgot the read positions of files gone"`) &&
 			strings.Contains(d.logs.String(), apiLog)
 	})

@@ -27,7 +27,7 @@ func TestMetrics(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		appendFile(t, logPath, noise(i)+sshdFailure("192.0.2.44", i))
 	}
-	waitFor(t, 10*time.Second, "the ban", func() bool { return len(cliBans(t, env["MOAT_SOCKET"])) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the ban", func() bool { return len(cliBans(t, env["MOAT_SOCKET"])) == 1 })
 	if r := cli(t, env, "unban", "192.0.2.44"); r.code != 0 {
 		t.Fatalf("unban: %s", r.stderr)
 	}
@@ -137,13 +137,13 @@ func TestFirewallPermission(t *testing.T) {
 		cfg, socket, _ := testConfig(t, dir, "auto", "")
 		os.Chown(cfg, 65534, 65534)
 		cmd := asNobody(t, dir, "run", "--config", cfg)
-		logs := &syncBuffer{}
+		logs := &testkit.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-		waitFor(t, 10*time.Second, "the daemon to answer", func() bool {
+		testkit.WaitFor(t, 10*time.Second, "the daemon to answer", func() bool {
 			_, err := os.Stat(socket)
 			return err == nil
 		})
@@ -164,14 +164,14 @@ func TestDefaultConfigAsUser(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := asNobody(t, dir, "run")
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
 	socket := filepath.Join(dir, ".local/state/moat/moat.sock")
-	waitFor(t, 10*time.Second, "the daemon to answer at "+socket, func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the daemon to answer at "+socket, func() bool {
 		return cli(t, map[string]string{"MOAT_SOCKET": socket}, "status").code == 0
 	})
 	st := cli(t, map[string]string{"MOAT_SOCKET": socket}, "status", "sshd")
@@ -207,7 +207,7 @@ func TestMultiLineFilter(t *testing.T) {
 		appendFile(t, appLog, "login attempt from 203.0.113.44\n")
 		appendFile(t, appLog, "access denied\n")
 	}
-	waitFor(t, 10*time.Second, "203.0.113.44 banned by the two-line filter", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "203.0.113.44 banned by the two-line filter", func() bool {
 		bans := cliBans(t, env["MOAT_SOCKET"])
 		return len(bans) == 1 && bans[0].IP == "203.0.113.44" && bans[0].Jail == "app"
 	})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	gnft "github.com/google/nftables"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestEndToEndBanBlocksConnection: five failure lines appended to the log →
@@ -38,14 +40,14 @@ func TestEndToEndBanBlocksConnection(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		appendFile(t, logPath, sshdFailure("192.0.2.2", i)+noise(i))
 	}
-	waitFor(t, 10*time.Second, "4 failures counted", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "4 failures counted", func() bool {
 		return strings.Contains(cli(t, env, "status", "sshd").stdout, "Total failed:\t4\n")
 	})
 	if bans := cliBans(t, socket); len(bans) != 0 {
 		t.Fatalf("after 4 failures (maxretry 5): bans = %+v, want none", bans)
 	}
 	appendFile(t, logPath, sshdFailure("192.0.2.2", 5))
-	waitFor(t, 10*time.Second, "192.0.2.2 in moat bans --json", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "192.0.2.2 in moat bans --json", func() bool {
 		bans := cliBans(t, socket)
 		return len(bans) == 1 && bans[0].IP == "192.0.2.2" && bans[0].Jail == "sshd"
 	})
@@ -143,7 +145,7 @@ func TestEndToEndCrashRestart(t *testing.T) {
 		}
 	}
 	appendFile(t, logPath, strings.Join(head, ""))
-	waitFor(t, 10*time.Second, "the early bans", func() bool { return len(cliBans(t, socket)) == len(early) })
+	testkit.WaitFor(t, 10*time.Second, "the early bans", func() bool { return len(cliBans(t, socket)) == len(early) })
 	before := cliBans(t, socket)
 
 	crashAt, restartAt := len(lines)*2/5, len(lines)*3/5
@@ -159,7 +161,7 @@ func TestEndToEndCrashRestart(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	waitFor(t, 20*time.Second, "every address of group five banned", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "every address of group five banned", func() bool {
 		return len(cliBans(t, socket)) == len(early)+len(five)
 	})
 	time.Sleep(500 * time.Millisecond) // let any wrong extra ban show up
@@ -237,7 +239,7 @@ func TestEndToEndFlushRestored(t *testing.T) {
 			t.Fatalf("flush ruleset: %v", err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the table and both bans back in the kernel", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the table and both bans back in the kernel", func() bool {
 		conn, err := gnft.New(gnft.WithNetNSFd(ns.FD()))
 		if err != nil {
 			return false
@@ -259,7 +261,7 @@ func TestEndToEndFlushRestored(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "nft", "delete", "element", "inet", "moat", "sshd_v4", "{ 198.51.100.7 }").CombinedOutput(); err != nil {
 		t.Fatalf("nft delete element: %v: %s", err, out)
 	}
-	waitFor(t, 5*time.Second, "the deleted element back and a check that matched", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the deleted element back and a check that matched", func() bool {
 		r := cli(t, env, "status")
 		return len(kernelBans(t, ns, "moat")) == 2 && strings.Contains(r.stdout, "held exactly the bans") && strings.Contains(r.stdout, "(missing 1)")
 	})
@@ -302,7 +304,7 @@ func TestEndToEndReload(t *testing.T) {
 			return strings.Contains(cli(t, env, "status", "sshd").stdout, fmt.Sprintf("Total failed:\t%d\n", n))
 		}
 	}
-	waitFor(t, 10*time.Second, "4 sshd failures counted", counted(4))
+	testkit.WaitFor(t, 10*time.Second, "4 sshd failures counted", counted(4))
 
 	webLog := filepath.Join(dir, "access.log")
 	_, _, _ = testConfig(t, dir, "none", fmt.Sprintf(`  web:
@@ -313,7 +315,7 @@ func TestEndToEndReload(t *testing.T) {
 `, webLog)+metrics)
 	hup()
 	hup()
-	waitFor(t, 10*time.Second, "jail web after reload", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "jail web after reload", func() bool {
 		return strings.Contains(cli(t, env, "status").stdout, "web")
 	})
 	// The follower restarted on the new logs: auth.log is not read again
@@ -332,11 +334,11 @@ func TestEndToEndReload(t *testing.T) {
 	}
 	// The failure count survived: one more failure bans.
 	appendFile(t, authLog, sshdFailure("203.0.113.77", 5))
-	waitFor(t, 10*time.Second, "203.0.113.77 banned on its 5th failure", func() bool { return len(cliBans(t, socket)) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "203.0.113.77 banned on its 5th failure", func() bool { return len(cliBans(t, socket)) == 2 })
 	// The new jail works.
 	line := fmt.Sprintf(`203.0.113.5 - - [%s] "GET /wp-login.php HTTP/1.1" 404 153 "-" "curl/8"`+"\n", time.Now().Format("02/Jan/2006:15:04:05 -0700"))
 	appendFile(t, webLog, line+line)
-	waitFor(t, 10*time.Second, "203.0.113.5 banned by jail web", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "203.0.113.5 banned by jail web", func() bool {
 		return len(cliBans(t, socket)) == 3
 	})
 
@@ -348,7 +350,7 @@ func TestEndToEndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	hup()
-	waitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
 		return strings.Contains(d.logs.String(), "reload refused")
 	})
 	if !strings.Contains(d.logs.String(), "maxretry") {
@@ -364,7 +366,7 @@ func TestEndToEndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	hup()
-	waitFor(t, 10*time.Second, "jail web gone with its ban", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "jail web gone with its ban", func() bool {
 		return !strings.Contains(cli(t, env, "status").stdout, "web") && len(cliBans(t, socket)) == 2
 	})
 }

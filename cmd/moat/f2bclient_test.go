@@ -41,9 +41,7 @@ var clientScript = [][]string{
 // and compares standard output and exit codes line by line.
 func TestClientMatchesFail2banClient(t *testing.T) {
 	needRoot(t)
-	if _, err := exec.LookPath("fail2ban-client"); err != nil {
-		testkit.Missing(t, "needs fail2ban-client from Debian's fail2ban (installed by .ci/run)")
-	}
+	testkit.Fail2banClient(t)
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "auth.log")
 	appendFile(t, logPath, noise(0))
@@ -106,7 +104,7 @@ func startFail2ban(t *testing.T, dir, logPath string) func(args ...string) (stri
 		t.Fatalf("start fail2ban-server: exit %d: %s", code, out)
 	}
 	t.Cleanup(func() { run("stop") })
-	waitFor(t, 30*time.Second, "fail2ban-server to answer", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "fail2ban-server to answer", func() bool {
 		_, code := run("ping")
 		return code == 0
 	})

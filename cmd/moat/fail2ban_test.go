@@ -52,7 +52,7 @@ func TestRunFail2banDir(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		appendFile(t, logPath, sshdFailure("198.51.100.23", i))
 	}
-	waitFor(t, 10*time.Second, "198.51.100.23 banned by fail2ban's sshd jail", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "198.51.100.23 banned by fail2ban's sshd jail", func() bool {
 		bans := cliBans(t, socket)
 		return len(bans) == 1 && bans[0].IP == "198.51.100.23" && bans[0].Jail == "sshd"
 	})

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,7 +135,7 @@ func kernelBans(t testing.TB, ns *netNS, table string) []firewall.Ban {
 // daemonProc is a moat daemon running as a child process.
 type daemonProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testkit.Buffer
 	done chan struct{}
 }
 
@@ -154,7 +153,7 @@ func startDaemon(t testing.TB, ns *netNS, cfg, socket string, extra ...string) *
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "MOAT_TEST_MAIN=1", "MOAT_LOG_LEVEL=debug")
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start daemon: %v", err)
@@ -167,7 +166,7 @@ func startDaemon(t testing.TB, ns *netNS, cfg, socket string, extra ...string) *
 			t.Logf("daemon log:\n%s", logs.String())
 		}
 	})
-	waitFor(t, 15*time.Second, "the control socket to answer", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the control socket to answer", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("daemon exited at start:\n%s", logs.String())
@@ -209,36 +208,6 @@ func (p *daemonProc) stop(t testing.TB) {
 func (p *daemonProc) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
-}
-
-// waitFor polls cond every 20ms until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // sshdFailure is one failure line of OpenSSH as it appears in auth.log,

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/firewall/nftables/nftest"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // The proxy end-to-end tests run the daemon as a child process (inside a
@@ -227,7 +229,7 @@ func check429(t *testing.T, r answer) {
 // waitBanned waits until `moat bans --json` lists exactly ip, in jail proxy.
 func waitBanned(t *testing.T, socket, ip string) banJSON {
 	t.Helper()
-	waitFor(t, 10*time.Second, ip+" banned in jail proxy", func() bool {
+	testkit.WaitFor(t, 10*time.Second, ip+" banned in jail proxy", func() bool {
 		bans := cliBans(t, socket)
 		return len(bans) == 1 && bans[0].IP == ip && bans[0].Jail == "proxy"
 	})
@@ -267,7 +269,7 @@ func TestProxyRateLimitBansInKernel(t *testing.T) {
 	if ban.ExpiresAt == nil || ban.ExpiresAt.Sub(ban.BannedAt).Round(time.Second) != time.Hour {
 		t.Errorf("ban = %+v, want a 1h ban", ban)
 	}
-	waitFor(t, 5*time.Second, "192.0.2.2/32 in the kernel set of jail proxy", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "192.0.2.2/32 in the kernel set of jail proxy", func() bool {
 		kb := kernelBans(t, s.server, "moat")
 		return len(kb) == 1 && kb[0].Prefix.String() == "192.0.2.2/32" && kb[0].Jail == "proxy"
 	})
@@ -382,7 +384,7 @@ func TestProxySpoofedXFF(t *testing.T) {
 		first, _ := flood(t, s, a, b, "X-Forwarded-For", forged)
 		check429(t, first)
 		waitBanned(t, s.socket, forged)
-		waitFor(t, 5*time.Second, forged+"/32 alone in the kernel set", func() bool {
+		testkit.WaitFor(t, 5*time.Second, forged+"/32 alone in the kernel set", func() bool {
 			kb := kernelBans(t, s.server, "moat")
 			return len(kb) == 1 && kb[0].Prefix.String() == forged+"/32"
 		})
@@ -452,7 +454,7 @@ func TestProxyReloadKeepsLastGood(t *testing.T) {
 
 	proxyLoopbackConfig(t, cfg, listen, "", "ftp://x")
 	hup()
-	waitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the refused reload in the log", func() bool {
 		return strings.Contains(d.logs.String(), "reload refused")
 	})
 	// The route is on line 8 of the file.
@@ -467,7 +469,7 @@ func TestProxyReloadKeepsLastGood(t *testing.T) {
 
 	proxyLoopbackConfig(t, cfg, listen, "", up2)
 	hup()
-	waitFor(t, 10*time.Second, "requests reaching upstream two after the reload", func() bool { return reaches("two") })
+	testkit.WaitFor(t, 10*time.Second, "requests reaching upstream two after the reload", func() bool { return reaches("two") })
 	if !strings.Contains(d.logs.String(), "proxy routes and limits reloaded") {
 		t.Errorf("no 'proxy routes and limits reloaded' in the log:\n%s", d.logs.String())
 	}
@@ -479,10 +481,10 @@ func TestProxyReloadKeepsLastGood(t *testing.T) {
 	proxyLoopbackConfig(t, cfg, listen, fmt.Sprintf("  https: %q\n  tls: {mode: files, cert: %s, key: %s}\n", https, certFile, keyFile), up1)
 	before := strings.Count(d.logs.String(), "next start")
 	hup()
-	waitFor(t, 10*time.Second, "the TLS change said to need a restart", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the TLS change said to need a restart", func() bool {
 		return strings.Count(d.logs.String(), "next start") > before
 	})
-	waitFor(t, 10*time.Second, "requests reaching upstream one again", func() bool { return reaches("one") })
+	testkit.WaitFor(t, 10*time.Second, "requests reaching upstream one again", func() bool { return reaches("one") })
 	if conn, err := net.DialTimeout("tcp", https, time.Second); err == nil {
 		conn.Close()
 		t.Errorf("the HTTPS listener %s of a reloaded configuration is open: it comes at the next start", https)
@@ -650,7 +652,7 @@ func TestProxyIPv6PrefixBan(t *testing.T) {
 	}
 	check429(t, first)
 	waitBanned(t, s.socket, "2001:db8::/64")
-	waitFor(t, 5*time.Second, "2001:db8::/64 in the kernel set", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "2001:db8::/64 in the kernel set", func() bool {
 		kb := kernelBans(t, s.server, "moat")
 		return len(kb) == 1 && kb[0].Prefix.String() == "2001:db8::/64" && kb[0].Jail == "proxy"
 	})
@@ -689,14 +691,14 @@ func TestProxyAccessLogReopen(t *testing.T) {
 			t.Fatalf("request %d: %s", i, r)
 		}
 	}
-	waitFor(t, 5*time.Second, "3 entries in the access log", func() bool { return len(lines(logPath)) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "3 entries in the access log", func() bool { return len(lines(logPath)) == 3 })
 	if err := os.Rename(logPath, logPath+".1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the access log reopened", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the access log reopened", func() bool {
 		_, err := os.Stat(logPath)
 		return err == nil && strings.Contains(d.logs.String(), "access log reopened")
 	})
@@ -705,7 +707,7 @@ func TestProxyAccessLogReopen(t *testing.T) {
 			t.Fatalf("request %d after the rotation: %s", i, r)
 		}
 	}
-	waitFor(t, 5*time.Second, "2 entries in the new access log", func() bool { return len(lines(logPath)) == 2 })
+	testkit.WaitFor(t, 5*time.Second, "2 entries in the new access log", func() bool { return len(lines(logPath)) == 2 })
 	old, cur := lines(logPath+".1"), lines(logPath)
 	if len(old) != 3 || !strings.Contains(old[2], `"path":"/before/2"`) || !strings.Contains(cur[0], `"path":"/after/0"`) {
 		t.Errorf("rotated log:\n%s\nnew log:\n%s", strings.Join(old, "\n"), strings.Join(cur, "\n"))

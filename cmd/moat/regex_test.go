@@ -159,10 +159,7 @@ failregex = login failed for %(who)s from <HOST>$
 // the stock ones, and requires moat regex to print the same -o ip and
 // -o '<fid>\t<time>' output and the same Lines: summary.
 func TestRegexAgainstFail2banRegex(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs a Python process per case")
 	}
@@ -326,10 +323,7 @@ func FuzzRegexLine(f *testing.F) {
 // moat regex with fail2ban-regex's for inline regexes, byte for byte but
 // for the timing line.
 func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs a Python process per case")
 	}
@@ -380,9 +374,7 @@ func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 // TestRegexMultiLineSummary: lines a multi-line (maxlines) match used up
 // count as matched, as in fail2ban-regex's summary.
 func TestRegexMultiLineSummary(t *testing.T) {
-	if _, err := exec.LookPath("fail2ban-regex"); err != nil {
-		testkit.Missing(t, "needs fail2ban-regex from Debian's fail2ban (installed by .ci/run)")
-	}
+	testkit.Fail2banRegex(t)
 	dir := t.TempDir()
 	filter := filepath.Join(dir, "twoline.conf")
 	logf := filepath.Join(dir, "app.log")

@@ -97,10 +97,7 @@ const stock1MPrefix = 50_000
 // matched, ignored and missed lines in each mode. fail2ban-regex (about 20k
 // lines/s here) runs for two modes at a time.
 func TestSSHD1MLineEquality(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): 1M-line comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on a 1M-line log in every sshd mode (about two minutes)")
 	}

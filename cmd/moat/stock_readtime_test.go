@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,10 +20,7 @@ import (
 // failregex that the sample log of the same name in testdata/stock marks
 // "# unreached" must have a hit here.
 func TestStockReadTimeLogs(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on sample logs")
 	}

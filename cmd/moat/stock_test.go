@@ -180,10 +180,7 @@ var processedIn = regexp.MustCompile(`(?m)^\[processed in .*\]$`)
 // one log is also run through the real fail2ban-regex program, and both
 // must print the same, so the batch stands for the program.
 func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex on every sample log")
 	}
@@ -332,10 +329,7 @@ func reportDiff(want, got string) string {
 // given as text to a multi-line filter, and dates in many formats without
 // a datepattern (fail2ban's whole template list, reordered as it goes).
 func TestRegexReportOptionsAgainstFail2banRegex(t *testing.T) {
-	bin, err := exec.LookPath("fail2ban-regex")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-regex not installed (CI installs Debian's fail2ban): comparison skipped")
-	}
+	bin := testkit.Fail2banRegex(t)
 	if testing.Short() {
 		t.Skip("short: runs fail2ban-regex")
 	}

@@ -101,10 +101,7 @@ for l in sys.stdin.read().split("\n"):
 // (from its #! line), skipping the test when fail2ban is not installed.
 func fail2banPython(t *testing.T) string {
 	t.Helper()
-	client, err := exec.LookPath("fail2ban-client")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
-	}
+	client := testkit.Fail2banClient(t)
 	data, err := os.ReadFile(client)
 	if err != nil {
 		t.Fatalf("read %s: %v", client, err)

@@ -88,10 +88,7 @@ type f2bJail struct {
 }
 
 func TestAcceptanceAgainstFail2banClient(t *testing.T) {
-	client, err := exec.LookPath("fail2ban-client")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
-	}
+	client := testkit.Fail2banClient(t)
 	if _, err := os.Stat(filepath.Join(installedDir, "jail.conf")); err != nil {
 		testkit.Missing(t, "no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
 	}
@@ -162,10 +159,7 @@ func TestAcceptanceAgainstFail2banClient(t *testing.T) {
 // this exercises the interpolation of paths-*.conf and every jail's own
 // overrides.
 func TestAllStockJailsAgainstFail2ban(t *testing.T) {
-	client, err := exec.LookPath("fail2ban-client")
-	if err != nil {
-		testkit.Missing(t, "fail2ban-client not installed (Debian package fail2ban): cannot compare with fail2ban")
-	}
+	client := testkit.Fail2banClient(t)
 	if _, err := os.Stat(filepath.Join(installedDir, "jail.conf")); err != nil {
 		testkit.Missing(t, "no %s/jail.conf (Debian package fail2ban): cannot compare with fail2ban", installedDir)
 	}

@@ -1,15 +1,15 @@
 package docker
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 func names(cs []Container) string {
@@ -43,7 +43,7 @@ func TestWatcherPicksUpNewContainer(t *testing.T) {
 	writeContainer(t, root, fakeID("web"), spec{name: "web", driver: DriverJSONFile, running: true, started: true})
 	writeContainer(t, root, fakeID("db"), spec{name: "db", driver: DriverJSONFile, running: true})
 
-	var logBuf syncBuffer
+	var logBuf testkit.Buffer
 	w := &Watcher{
 		Root:      root,
 		Selectors: mustSelectors(t, "web", "label:com.example.role=frontend"),
@@ -136,7 +136,7 @@ func TestScannerReadsOnlyChanged(t *testing.T) {
 	root := t.TempDir()
 	writeContainer(t, root, fakeID("web"), spec{name: "web", driver: DriverJSONFile})
 	writeContainer(t, root, fakeID("db"), spec{name: "db", driver: DriverJSONFile})
-	var logBuf syncBuffer
+	var logBuf testkit.Buffer
 	s := &scanner{dir: ContainersDir(root), cache: map[string]*cached{}, warned: map[string]string{},
 		log: slog.New(slog.NewTextHandler(&logBuf, nil))}
 
@@ -167,30 +167,12 @@ func TestScannerReadsOnlyChanged(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestScannerRootAppearsLater covers a host where Docker is installed after
 // moat started: the missing directory is logged once, and containers are
 // found once it exists.
 func TestScannerRootAppearsLater(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "docker")
-	var logBuf syncBuffer
+	var logBuf testkit.Buffer
 	s := &scanner{dir: ContainersDir(root), cache: map[string]*cached{}, warned: map[string]string{},
 		log: slog.New(slog.NewTextHandler(&logBuf, nil))}
 	for range 3 {

@@ -1,7 +1,6 @@
 package follow
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // Test timings: small, so the suite is fast; the clock is real because the
@@ -212,39 +213,12 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-// waitFor polls cond; it fails the test if cond stays false for waitMax.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitMax)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // settle waits long enough for late duplicates to show: a rotated file is
 // drained and closed within DrainQuiet plus a few polls.
 func settle() { time.Sleep(testQuiet + 5*testPoll) }
 
 // logBuf is a concurrency-safe log sink for asserting on log events.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ testkit.Buffer }
 
 // countMsg counts log records whose text contains all of parts.
 func (l *logBuf) count(parts ...string) int {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestRestart stops a follower in the middle of a stream, writes (and maybe
@@ -58,7 +60,7 @@ func TestRestart(t *testing.T) {
 					<-stopped
 					w.lines(2000)
 				})
-				waitFor(t, "half the lines", func() bool { return c.distinct() >= 2500 })
+				testkit.WaitFor(t, waitMax, "half the lines", func() bool { return c.distinct() >= 2500 })
 				r.stop(t)
 				close(stopped)
 				wg.Wait()
@@ -111,7 +113,7 @@ func TestRestartFileGone(t *testing.T) {
 	defer w.close()
 	w.lines(3000)
 	r := start(t, c, []string{path}, nil, nil)
-	waitFor(t, "first lines", func() bool { return c.distinct() >= 3000 })
+	testkit.WaitFor(t, waitMax, "first lines", func() bool { return c.distinct() >= 3000 })
 	r.stop(t)
 	saved := r.f.Positions()
 
@@ -141,7 +143,7 @@ func TestRestartTruncated(t *testing.T) {
 	defer w.close()
 	w.lines(5000)
 	r := start(t, c, []string{path}, nil, nil)
-	waitFor(t, "first lines", func() bool { return c.distinct() >= 5000 })
+	testkit.WaitFor(t, waitMax, "first lines", func() bool { return c.distinct() >= 5000 })
 	r.stop(t)
 	saved := r.f.Positions()
 
@@ -174,7 +176,7 @@ func TestRestartRewritten(t *testing.T) {
 	defer w.close()
 	w.lines(2000)
 	r := start(t, c, []string{path}, nil, nil)
-	waitFor(t, "first lines", func() bool { return c.distinct() >= 2000 })
+	testkit.WaitFor(t, waitMax, "first lines", func() bool { return c.distinct() >= 2000 })
 	r.stop(t)
 	saved := r.f.Positions()
 
@@ -201,7 +203,7 @@ func finishExcept(t *testing.T, c *collector, want func(int) bool) {
 			n++
 		}
 	}
-	waitFor(t, "lines", func() bool { return c.distinct() >= n })
+	testkit.WaitFor(t, waitMax, "lines", func() bool { return c.distinct() >= n })
 	settle()
 	c.check(t, want, total)
 }

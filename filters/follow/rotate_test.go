@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // These tests run a real writer goroutine that writes numbered lines (each in
@@ -46,7 +48,7 @@ func seenGen(t *testing.T, w *writer, c *collector) bool {
 // duplicate show, and checks.
 func finish(t *testing.T, c *collector, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d lines", n), func() bool { return c.distinct() >= n })
+	testkit.WaitFor(t, waitMax, fmt.Sprintf("%d lines", n), func() bool { return c.distinct() >= n })
 	settle()
 	c.check(t, all, n)
 }
@@ -265,7 +267,7 @@ func TestPathsAndGlobs(t *testing.T) {
 	r := start(t, c, patterns, nil, log)
 	// The first pass looks at every path before it reads: once line 0 is in,
 	// later.log was seen missing.
-	waitFor(t, "line 0", func() bool { return c.has(0) })
+	testkit.WaitFor(t, waitMax, "line 0", func() bool { return c.has(0) })
 	wantPath := map[int]string{}
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestRandomRotations mixes every kind of rotation, in random order and at
@@ -78,7 +80,7 @@ func TestNoBusyLoop(t *testing.T) {
 	appendFile(t, path, "L0000000 \n")
 	c := newCollector()
 	r := start(t, c, []string{path, filepath.Join(dir, "missing.log"), filepath.Join(dir, "*.txt")}, nil, nil)
-	waitFor(t, "first line", func() bool { return c.has(0) })
+	testkit.WaitFor(t, waitMax, "first line", func() bool { return c.has(0) })
 	before := r.f.passes.Load()
 	const idle = 500 * time.Millisecond
 	time.Sleep(idle)

@@ -24,6 +24,8 @@ import (
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/nftables/nftest"
 	"github.com/moatproj/moat/internal/netaddr"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata")
@@ -245,21 +247,8 @@ func TestElementExpiresInKernel(t *testing.T) {
 		t.Fatalf("Add: %v", err)
 	}
 	sameBans(t, mustList(t, b), []firewall.Ban{short, long}, 2*time.Second)
-	waitFor(t, 5*time.Second, func() bool { return len(mustList(t, b)) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the ban listed", func() bool { return len(mustList(t, b)) == 1 })
 	sameBans(t, mustList(t, b), []firewall.Ban{long}, 2*time.Second)
-}
-
-// waitFor polls cond every 50 ms until it holds or limit passes (the kernel
-// expires elements on its own clock, which the test cannot fake).
-func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestDeleteExpiredDoesNotFailBatch(t *testing.T) {

@@ -6,6 +6,7 @@ package testkit
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -25,4 +26,30 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("MOAT_CI=1, and this test cannot run: %s", msg)
 	}
 	t.Skip(msg)
+}
+
+// Fail2banDir is where Debian's fail2ban keeps its configuration, the
+// reference the fail2ban tests compare moat with.
+const Fail2banDir = "/etc/fail2ban"
+
+// Fail2banRegex is the path of fail2ban-regex, or the test ends (Missing).
+func Fail2banRegex(t testing.TB) string {
+	t.Helper()
+	return tool(t, "fail2ban-regex", "Debian's fail2ban")
+}
+
+// Fail2banClient is the path of fail2ban-client, or the test ends
+// (Missing).
+func Fail2banClient(t testing.TB) string {
+	t.Helper()
+	return tool(t, "fail2ban-client", "Debian's fail2ban")
+}
+
+func tool(t testing.TB, name, from string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, "%s is not installed (it comes with %s; .ci/run installs it): %v", name, from, err)
+	}
+	return p
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/jail"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // fakeService is the daemon as the handler sees it: the jail engine is
@@ -142,26 +144,8 @@ func serveMode(t *testing.T, h http.Handler, dir string, mode os.FileMode) (stri
 	return path, NewClient(path)
 }
 
-// logBuffer is a concurrency-safe log sink for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	var buf logBuffer
+func newLogger() (*slog.Logger, *testkit.Buffer) {
+	var buf testkit.Buffer
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
 }
 
