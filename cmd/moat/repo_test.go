@@ -6,9 +6,13 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // TestEveryPackageHasADocComment is a repository rule: every package says
@@ -102,5 +106,84 @@ func TestEveryFuzzTargetRunsInCI(t *testing.T) {
 	}
 	if targets < 20 {
 		t.Errorf("found %d fuzz targets, want the repository's (more than 20)", targets)
+	}
+}
+
+// importRules are the "must not" sentences of the package doc comments,
+// as imports: a package that breaks one fails TestImportRules. deny names
+// packages that must not be among the package's dependencies, direct or
+// not (moat's own packages by their path under the module).
+var importRules = []struct {
+	pkg, why string
+	deny     []string
+}{
+	{"filters", "filters match lines and must not decide bans", []string{"jail", "firewall", "proxy", "net/http"}},
+	{"filters/follow", "the follower must not interpret the lines it delivers", []string{"filters", "jail", "firewall", "proxy", "net/http"}},
+	{"filters/docker", "it only reads files and never talks to the Docker daemon", []string{"jail", "firewall", "proxy", "net/http", "os/exec"}},
+	{"firewall", "firewalls must not know jails' thresholds or windows", []string{"jail", "filters", "proxy", "configs"}},
+	{"firewall/nftables", "firewalls must not know jails' thresholds or windows", []string{"jail", "filters", "proxy", "configs", "net/http"}},
+	{"firewall/none", "the none backend must not touch the kernel", []string{"jail", "filters", "proxy", "firewall/nftables", "github.com/google/nftables", "github.com/mdlayher/netlink"}},
+	{"jail", "the jail engine must not know nftables or HTTP routing", []string{"firewall/nftables", "github.com/google/nftables", "proxy", "net/http"}},
+	{"jail/control", "the control API must not decide bans or reach the kernel itself", []string{"firewall/nftables", "github.com/google/nftables", "proxy"}},
+	{"proxy", "the proxy never writes to the firewall; it asks the jail engine", []string{"firewall", "jail", "filters"}},
+	{"configs", "configuration must not touch the firewall", []string{"firewall/nftables", "github.com/google/nftables", "github.com/mdlayher/netlink"}},
+	{"configs/fail2ban", "reading fail2ban's files must not touch the firewall", []string{"firewall/nftables", "github.com/google/nftables", "github.com/mdlayher/netlink"}},
+}
+
+// testOnly are packages made for tests and tools: no program package may
+// import them.
+var testOnly = []string{"internal/testkit", "firewall/nftables/nftest", "filters/testgen"}
+
+// TestImportRules checks importRules and testOnly against `go list`.
+func TestImportRules(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		testkit.Missing(t, "no go command on PATH: %v", err)
+	}
+	const mod = "github.com/moatproj/moat/"
+	root := filepath.Join("..", "..")
+	// own says whether a denied name is one of moat's packages (its
+	// subpackages are denied with it); others are matched whole.
+	own := func(p string) bool { return !strings.Contains(p, ".") && p != "net/http" && p != "os/exec" }
+	for _, r := range importRules {
+		cmd := exec.Command(goBin, "list", "-deps", "./"+r.pkg)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps ./%s: %v", r.pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 2 {
+			t.Fatalf("go list -deps ./%s listed %q", r.pkg, deps)
+		}
+		for _, d := range r.deny {
+			for _, dep := range deps {
+				hit := dep == d
+				if rel, ok := strings.CutPrefix(dep, mod); ok && own(d) {
+					hit = rel != r.pkg && (rel == d || strings.HasPrefix(rel, d+"/"))
+				}
+				if hit {
+					t.Errorf("%s depends on %s, which it must not: %s", r.pkg, dep, r.why)
+				}
+			}
+		}
+	}
+	cmd := exec.Command(goBin, "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], mod)
+		if strings.HasPrefix(pkg, "bench/") || slices.Contains(testOnly, pkg) {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if slices.Contains(testOnly, strings.TrimPrefix(imp, mod)) {
+				t.Errorf("%s imports %s, which is for tests only", pkg, imp)
+			}
+		}
 	}
 }
