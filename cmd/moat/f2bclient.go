@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/moatproj/moat/internal/netaddr"
@@ -232,7 +231,7 @@ func (c *f2bClient) banned(ctx context.Context, addrs []string) error {
 	var parts []string
 	if len(addrs) == 0 {
 		for _, s := range sts {
-			parts = append(parts, "{"+pyStr(s.Jail)+": "+pyList(byJail[s.Jail])+"}")
+			parts = append(parts, "{"+pyRepr(s.Jail)+": "+pyList(byJail[s.Jail])+"}")
 		}
 	} else {
 		for _, a := range addrs {
@@ -281,17 +280,3 @@ func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) 
 	return nil
 }
 
-// pyStr and pyList write strings and lists of strings as Python's repr
-// does, as fail2ban-client prints them.
-func pyStr(s string) string {
-	q := strconv.Quote(s)
-	return "'" + strings.ReplaceAll(q[1:len(q)-1], `'`, `\'`) + "'"
-}
-
-func pyList(ss []string) string {
-	parts := make([]string, len(ss))
-	for i, s := range ss {
-		parts[i] = pyStr(s)
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
-}
