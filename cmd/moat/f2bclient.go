@@ -279,4 +279,3 @@ func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) 
 	}
 	return nil
 }
-
