@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,23 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-)
 
-// raceEnabled reports whether the test binary was built with -race, which
-// makes the million-address tests ten times slower and their heap figures
-// meaningless.
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
+	"github.com/moatproj/moat/internal/testkit"
+)
 
 // fakeClock is a settable clock safe for concurrent reads.
 type fakeClock struct{ ns atomic.Int64 }
@@ -372,7 +357,7 @@ func TestLimiterFlood(t *testing.T) {
 		every   = 10 // the steady client asks once every this many flood requests
 	)
 	flood := 1_000_000
-	if raceEnabled() || testing.Short() {
+	if testkit.Race() || testing.Short() {
 		flood = 100_000 // still 25 times the cap
 	}
 	cases := []struct {
@@ -551,7 +536,7 @@ func TestLimiterAllowNoAlloc(t *testing.T) {
 // TestLimiterHeapPerKey fills a limiter to the default cap and logs the
 // heap it holds per tracked key.
 func TestLimiterHeapPerKey(t *testing.T) {
-	if testing.Short() || raceEnabled() {
+	if testing.Short() || testkit.Race() {
 		t.Skip("fills a million keys; skipped with -short and -race")
 	}
 	clock := newFakeClock()

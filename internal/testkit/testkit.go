@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"testing"
 )
 
@@ -52,4 +53,19 @@ func tool(t testing.TB, name, from string) string {
 		Missing(t, "%s is not installed (it comes with %s; .ci/run installs it): %v", name, from, err)
 	}
 	return p
+}
+
+// Race says whether the test binary was built with -race, which makes
+// timing-bound work several times slower.
+func Race() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
