@@ -179,8 +179,19 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 	defer reader.Close()
 
 	model := kmModel{}
+	// lingering holds bans lifted in their last moments: the kernel may
+	// keep their elements until they time out by themselves (a delete of
+	// an element within the expiry skew of its end is not sent again after
+	// the kernel refused one in the batch), so until then the kernel's
+	// answer for them is ambiguous.
+	lingering := kmModel{}
 	for _, c := range kmJails {
 		model[c.Name] = map[netip.Prefix]time.Time{}
+		lingering[c.Name] = map[netip.Prefix]time.Time{}
+	}
+	lingers := func(jailName string, a netip.Addr, now time.Time, margin time.Duration) bool {
+		_, _, amb := lingering.verdict(jailName, a, now, margin)
+		return amb
 	}
 	var seq []string
 	involved := map[netip.Prefix]bool{}
@@ -257,8 +268,12 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 			if err != nil && !errors.Is(err, jail.ErrNotBanned) {
 				fail("unban %s: %v", p, err)
 			}
+			liftedAt := time.Now()
 			for _, b := range lifted {
 				delete(model[b.Jail], b.Prefix)
+				if !b.Expires.IsZero() && b.Expires.Sub(liftedAt) < 250*time.Millisecond {
+					lingering[b.Jail][b.Prefix] = b.Expires
+				}
 			}
 			// Every active ban matching it must have been lifted.
 			now := time.Now()
@@ -303,8 +318,9 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 		for _, jc := range kmJails {
 			for p := range involved {
 				for _, a := range kmEdges(p) {
-					want, until, amb := model.verdict(jc.Name, a, now, 250*time.Millisecond+after.Sub(now))
-					if amb {
+					margin := 250*time.Millisecond + after.Sub(now)
+					want, until, amb := model.verdict(jc.Name, a, now, margin)
+					if amb || lingers(jc.Name, a, now, margin) {
 						skipped++
 						continue
 					}
@@ -326,7 +342,7 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 			now := time.Now()
 			out, err := host.NftMaybe(t, "get", "element", "inet", "moat", nftables.SetName(jc.Name, famOf(a)), "{ "+a.String()+" }")
 			want, _, amb := model.verdict(jc.Name, a, now, 300*time.Millisecond)
-			if !amb && !strings.Contains(out, "Interrupted") {
+			if !amb && !lingers(jc.Name, a, now, 300*time.Millisecond) && !strings.Contains(out, "Interrupted") {
 				gets++
 				if got := err == nil; got != want {
 					fail("step %d: nft get element %s in %s: found %v (%s), model %v", step, a, jc.Name, got, strings.TrimSpace(out), want)
@@ -350,7 +366,7 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 						continue
 					}
 					w, _, am := model.verdict(jc.Name, a, sent, margin)
-					want, amb = want || w, amb || am
+					want, amb = want || w, amb || am || lingers(jc.Name, a, sent, margin)
 				}
 				if !amb && dropped != want {
 					out, _ := host.NftMaybe(t, "list", "chain", "inet", "moat", "prerouting")

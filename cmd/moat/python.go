@@ -12,8 +12,8 @@ import (
 // pyRepr is Python 3's repr of a str: single quotes, or double quotes when
 // the text holds a single quote and no double one; backslash escapes for
 // the quote, the backslash, \t \n \r, and \xNN, \uNNNN or \UNNNNNNNN for
-// what Python does not print as it is. Bytes that are not UTF-8 are
-// written as Python's surrogateescape gives them (\udcNN).
+// what Python does not print as it is. A byte that is not UTF-8 is U+FFFD,
+// as fail2ban decodes log lines (errors="replace").
 func pyRepr(s string) string {
 	q := byte('\'')
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
@@ -21,7 +21,7 @@ func pyRepr(s string) string {
 	}
 	var b strings.Builder
 	b.WriteByte(q)
-	for i, r := range s {
+	for _, r := range s {
 		switch {
 		case r == '\\':
 			b.WriteString(`\\`)
@@ -34,8 +34,6 @@ func pyRepr(s string) string {
 			b.WriteString(`\n`)
 		case r == '\r':
 			b.WriteString(`\r`)
-		case r == unicode.ReplacementChar && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, `\udc%02x`, s[i])
 		case pyPrintable(r):
 			b.WriteRune(r)
 		case r < 0x100:
