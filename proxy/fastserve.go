@@ -441,7 +441,7 @@ func dropAnswerField(k string, conn []string) bool {
 	}
 	for _, v := range conn {
 		for f := range strings.SplitSeq(v, ",") {
-			if asciiFold([]byte(strings.TrimSpace(f)), strings.ToLower(k)) {
+			if asciiFold(strings.TrimSpace(f), k) {
 				return true
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
-	"net/textproto"
 )
 
 // The framing guard. net/http serves a request whose framing is ambiguous —
@@ -293,62 +292,62 @@ func (g *guardConn) head(out []byte) []byte {
 // readers may read two ways, or a folded field, which nginx refuses and
 // net/http joins.
 func frameCheck(h []byte) (refusal, *http.Request) {
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(h)))
+	req, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(h), len(h)))
 	if err != nil {
 		return "", nil
 	}
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(h)))
-	if _, err := tp.ReadLine(); err != nil {
-		return "", nil
-	}
-	raw, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return "", nil
-	}
-	te, cl := raw["Transfer-Encoding"], raw["Content-Length"]
+	f := rawFields(h)
 	switch {
-	case len(te) > 0 && len(cl) > 0:
+	case f.te > 0 && f.cl > 0:
 		return "Content-Length with Transfer-Encoding", req
-	case len(te) > 0 && !req.ProtoAtLeast(1, 1):
+	case f.te > 0 && !req.ProtoAtLeast(1, 1):
 		return "Transfer-Encoding on HTTP/1.0", req
-	case len(cl) > 1:
+	case f.cl > 1:
 		return "more than one Content-Length", req
-	case len(te) > 0 && tabbedCoding(h):
+	case f.teTab:
 		// nginx takes only spaces around "chunked"; a front proxy that
 		// does not read the coding would take the body for requests.
 		return "Transfer-Encoding with a tab", req
-	case folded(h):
+	case f.folded:
 		return "folded header line", req
 	}
 	return "", req
 }
 
-// tabbedCoding says whether a Transfer-Encoding line of the head holds a
-// tab.
-func tabbedCoding(h []byte) bool {
-	for line := range bytes.SplitSeq(h, []byte("\n")) {
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if ok && asciiFold(name, "transfer-encoding") && bytes.IndexByte(value, '\t') >= 0 {
-			return true
-		}
-	}
-	return false
+// headFields is what frameCheck needs from a head's raw field lines, which
+// net/http's parser joins, drops or rewrites.
+type headFields struct {
+	te, cl int  // Transfer-Encoding and Content-Length lines
+	teTab  bool // a tab in a Transfer-Encoding line
+	folded bool // a line that continues the one before (obs-fold)
 }
 
-// folded says whether a head has a line that continues the one before
-// (obs-fold).
-func folded(h []byte) bool {
-	for i := bytes.IndexByte(h, '\n'); i >= 0 && i+1 < len(h); {
-		if c := h[i+1]; c == ' ' || c == '\t' {
-			return true
-		}
-		j := bytes.IndexByte(h[i+1:], '\n')
-		if j < 0 {
+// rawFields reads the field lines of a head (net/http has accepted it, so
+// names are tokens and lines end in LF).
+func rawFields(h []byte) headFields {
+	var f headFields
+	_, rest, _ := bytes.Cut(h, []byte("\n")) // the request line
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
 			break
 		}
-		i += 1 + j
+		if line[0] == ' ' || line[0] == '\t' {
+			f.folded = true
+			continue
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		switch {
+		case asciiFold(name, "transfer-encoding"):
+			f.te++
+			f.teTab = f.teTab || bytes.IndexByte(value, '\t') >= 0
+		case asciiFold(name, "content-length"):
+			f.cl++
+		}
 	}
-	return false
+	return f
 }
 
 // substitute is the request net/http gets in place of a refused one: the

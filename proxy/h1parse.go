@@ -169,18 +169,21 @@ func parseHead(b []byte, h *h1Head, underscores bool) bool {
 	return len(h.host) > 0
 }
 
-// asciiFold says whether b is s (lower case ASCII) in any ASCII case; no
+// asciiFold says whether a and b are equal in ASCII case folding only: no
 // Unicode folding, which would read "clo\u017fe" as "close".
-func asciiFold(b []byte, s string) bool {
-	if len(b) != len(s) {
+func asciiFold[A, B ~string | ~[]byte](a A, b B) bool {
+	if len(a) != len(b) {
 		return false
 	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
 		}
-		if c != s[i] {
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

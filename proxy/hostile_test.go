@@ -99,24 +99,38 @@ var hostileCases = []hostileCase{
 	{name: "dot segments above the root", raw: "GET /../a HTTP/1.1\r\nHost: app.example\r\n\r\n", want: "400 closed"},
 }
 
-// hostileUpstreams are the routes both proxies are given: everything to up.
+// hostileAnswer sends raw to addr and returns the status codes of the
+// answers, then "closed" or "open".
 func hostileAnswer(t *testing.T, addr, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	got, err := answersOf(addr, []byte(raw), 2*time.Second, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return got
+}
+
+// answersOf sends raw on a new connection to addr and returns the status
+// codes of the answers (read as answers to GET), then how the connection
+// ended: "closed", or "open" when nothing came for idle (first, before
+// the first answer).
+func answersOf(addr string, raw []byte, first, idle time.Duration) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
 	defer c.Close()
-	if _, err := c.Write([]byte(raw)); err != nil {
-		t.Fatal(err)
+	if _, err := c.Write(raw); err != nil {
+		return "", err
 	}
 	br := bufio.NewReader(c)
 	var codes []string
 	for {
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if len(codes) > 0 {
-			c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		wait := idle
+		if len(codes) == 0 {
+			wait = first
 		}
+		c.SetReadDeadline(time.Now().Add(wait))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			end := endOf(err)
@@ -125,7 +139,7 @@ func hostileAnswer(t *testing.T, addr, raw string) string {
 				// and a close with the client's bytes unread.
 				end = "closed"
 			}
-			return strings.TrimSpace(strings.Join(codes, " ") + " " + end)
+			return strings.TrimSpace(strings.Join(codes, " ") + " " + end), nil
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
@@ -139,14 +153,11 @@ func startNginx(t *testing.T, up string) string {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx"} {
-			if _, err := os.Stat(p); err == nil {
-				bin = p
-			}
+		// Debian puts it in /usr/sbin, off an ordinary user's PATH.
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			return ""
 		}
-	}
-	if bin == "" {
-		return ""
+		bin = "/usr/sbin/nginx"
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)

@@ -136,17 +136,14 @@ func unreserve(s string) (string, error) {
 		c := s[i]
 		switch {
 		case c == '%':
-			if i+2 >= len(s) {
+			d, ok := pctByte(s, i)
+			if !ok {
 				return "", errBadPath
 			}
-			hi, lo := unhex(s[i+1]), unhex(s[i+2])
-			if hi < 0 || lo < 0 {
-				return "", errBadPath
-			}
-			if d := byte(hi<<4 | lo); unreserved(d) {
+			if unreserved(d) {
 				b = append(b, d)
 			} else {
-				b = append(b, '%', upperHex[hi], upperHex[lo])
+				b = append(b, '%', upperHex[d>>4], upperHex[d&15])
 			}
 			i += 2
 		case pathByte(c):
@@ -169,20 +166,29 @@ func pctDecode(s string) (string, error) {
 			b = append(b, s[i])
 			continue
 		}
-		if i+2 >= len(s) {
+		d, ok := pctByte(s, i)
+		if !ok {
 			return "", errBadPath
 		}
-		hi, lo := unhex(s[i+1]), unhex(s[i+2])
-		if hi < 0 || lo < 0 {
-			return "", errBadPath
-		}
-		b = append(b, byte(hi<<4|lo))
+		b = append(b, d)
 		i += 2
 	}
 	return string(b), nil
 }
 
 const upperHex = "0123456789ABCDEF"
+
+// pctByte is the byte the percent-encoding at s[i] stands for.
+func pctByte(s string, i int) (byte, bool) {
+	if i+2 >= len(s) {
+		return 0, false
+	}
+	hi, lo := unhex(s[i+1]), unhex(s[i+2])
+	if hi < 0 || lo < 0 {
+		return 0, false
+	}
+	return byte(hi<<4 | lo), true
+}
 
 func unhex(c byte) int {
 	switch {

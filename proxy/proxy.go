@@ -602,7 +602,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &reqState{peer: peerAddr(r.RemoteAddr)}
 	st.trusted = len(t.cfg.TrustedProxies) > 0 && trusted(st.peer, t.cfg.TrustedProxies)
 	st.client = clientAddr(st.peer, r.Header, t.cfg.ClientHeader, t.cfg.TrustedProxies)
-	rec := &recorder{ResponseWriter: w, send: t.cfg.SendTimeout}
+	rec := &recorder{ResponseWriter: w, rc: http.NewResponseController(w), send: t.cfg.SendTimeout}
 	rec.extend()
 	limited := false
 	defer func() {
@@ -840,6 +840,7 @@ func (copyBuffers) Put(b []byte) {
 // Each write may wait send at most (Config.SendTimeout).
 type recorder struct {
 	http.ResponseWriter
+	rc       *http.ResponseController // of ResponseWriter
 	send     time.Duration
 	status   int
 	bytes    int64
@@ -849,7 +850,7 @@ type recorder struct {
 // extend gives the next write its time.
 func (r *recorder) extend() {
 	if r.send > 0 {
-		_ = http.NewResponseController(r.ResponseWriter).SetWriteDeadline(time.Now().Add(r.send))
+		_ = r.rc.SetWriteDeadline(time.Now().Add(r.send))
 	}
 }
 
@@ -874,11 +875,11 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *recorder) Flush() {
 	r.extend()
-	_ = http.NewResponseController(r.ResponseWriter).Flush()
+	_ = r.rc.Flush()
 }
 
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	c, rw, err := r.rc.Hijack()
 	if err == nil {
 		r.hijacked = true
 		// A switched protocol has no write timeout of the proxy's.

@@ -29,10 +29,6 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skip(msg)
 }
 
-// Fail2banDir is where Debian's fail2ban keeps its configuration, the
-// reference the fail2ban tests compare moat with.
-const Fail2banDir = "/etc/fail2ban"
-
 // Fail2banRegex is the path of fail2ban-regex, or the test ends (Missing).
 func Fail2banRegex(t testing.TB) string {
 	t.Helper()
