@@ -251,8 +251,13 @@ func TestEndToEndFlushRestored(t *testing.T) {
 		return len(kernelBans(t, ns, "moat")) == 2
 	})
 	t.Logf("restored %s after the flush", time.Since(flushed).Round(time.Millisecond))
-	// moat status says the kernel was repaired, and when.
-	r := cli(t, env, "status")
+	// moat status says the kernel was repaired, and when. The engine
+	// records the check a moment after the kernel is whole again.
+	var r cliResult
+	testkit.WaitFor(t, 5*time.Second, "the repair in moat status", func() bool {
+		r = cli(t, env, "status")
+		return strings.Contains(r.stdout, "(layout 1)")
+	})
 	if r.code != 0 || !strings.Contains(r.stdout, "`- Firewall:\tnftables: ") || !strings.Contains(r.stdout, "(layout 1)") {
 		t.Errorf("moat status after the flush:\n%s%s\nwant the firewall line with the layout repair", r.stdout, r.stderr)
 	}
