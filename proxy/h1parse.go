@@ -94,6 +94,11 @@ func parseHead(b []byte, h *h1Head, underscores bool) bool {
 	// The path is routed and sent in normal form (normpath.go); one that
 	// is refused is answered by net/http's path.
 	raw, query, hasQuery := bytes.Cut(target, []byte("?"))
+	if hasQuery && !cleanQuery(query) {
+		// ReverseProxy drops the parameters it cannot parse; net/http's
+		// path sends that request.
+		return false
+	}
 	sent, match, err := normalPath(string(raw))
 	if err != nil {
 		return false
@@ -321,6 +326,22 @@ func hostChars(b []byte) bool {
 		case c == '.', c == '-', c == ':', c == '[', c == ']', c == '_':
 		default:
 			return false
+		}
+	}
+	return true
+}
+
+// cleanQuery says whether url.ParseQuery reads q without an error: no ';'
+// and every '%' starts a valid encoding.
+func cleanQuery(q []byte) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case ';':
+			return false
+		case '%':
+			if i+2 >= len(q) || unhex(q[i+1]) < 0 || unhex(q[i+2]) < 0 {
+				return false
+			}
 		}
 	}
 	return true
