@@ -17,10 +17,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/moatproj/moat/filters/docker"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/sources/docker"
 )
 
 // Defaults applied to every jail unless defaults: or the jail sets them

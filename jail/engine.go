@@ -17,9 +17,9 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/netaddr"
+	"github.com/moatproj/moat/sources"
 )
 
 // Firewall is the subset of firewall.Backend the engine uses. The engine
@@ -540,7 +540,7 @@ func fwBan(b Ban) firewall.Ban {
 }
 
 // setPosLocked records how far a file was read. mu held.
-func (e *Engine) setPosLocked(pos follow.Position) {
+func (e *Engine) setPosLocked(pos sources.Position) {
 	if pos.Path == "" {
 		return
 	}
@@ -570,7 +570,7 @@ func (e *Engine) setPosLocked(pos follow.Position) {
 
 // Advance records that the lines of a file up to pos held no failure. It
 // takes the engine's mutex briefly and does no I/O.
-func (e *Engine) Advance(pos follow.Position) {
+func (e *Engine) Advance(pos sources.Position) {
 	e.mu.Lock()
 	e.setPosLocked(pos)
 	e.mu.Unlock()
@@ -605,7 +605,7 @@ func (e *Engine) ForgetPositions(stale func(path string) bool) []string {
 
 // Positions returns the saved positions (the newest inodes of each path
 // first), to resume following after a restart.
-func (e *Engine) Positions() []follow.Position {
+func (e *Engine) Positions() []sources.Position {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	paths := make([]string, 0, len(e.positions))
@@ -613,10 +613,10 @@ func (e *Engine) Positions() []follow.Position {
 		paths = append(paths, p)
 	}
 	slices.Sort(paths)
-	var out []follow.Position
+	var out []sources.Position
 	for _, p := range paths {
 		for _, ip := range e.positions[p] {
-			out = append(out, follow.Position{Path: p, Inode: ip.inode, Offset: ip.offset, Sum: ip.sum})
+			out = append(out, sources.Position{Path: p, Inode: ip.inode, Offset: ip.offset, Sum: ip.sum})
 		}
 	}
 	return out
@@ -635,7 +635,7 @@ func (e *Engine) Positions() []follow.Position {
 // I/O. A ban with a non-nil error means the ban is durable but the firewall
 // refused it; Run retries the firewall. An unknown jail wraps
 // ErrUnknownJail.
-func (e *Engine) Failure(ctx context.Context, f Failure, pos follow.Position) (*Ban, error) {
+func (e *Engine) Failure(ctx context.Context, f Failure, pos sources.Position) (*Ban, error) {
 	e.mu.Lock()
 	e.setPosLocked(pos)
 	pb, err := e.recordLocked(f)
@@ -651,7 +651,7 @@ func (e *Engine) Failure(ctx context.Context, f Failure, pos follow.Position) (*
 // so a replay after a crash neither loses nor repeats any. It returns the
 // bans they triggered (possibly with an error, as Failure) and the first
 // error; the other failures are still recorded.
-func (e *Engine) Failures(ctx context.Context, fs []Failure, pos follow.Position) ([]Ban, error) {
+func (e *Engine) Failures(ctx context.Context, fs []Failure, pos sources.Position) ([]Ban, error) {
 	var pbs []*pendingBan
 	var firstErr error
 	e.mu.Lock()

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/sources"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -48,7 +48,7 @@ func TestFailureThreshold(t *testing.T) {
 				if tc.live && t0.Add(d).After(r.clk.Now()) {
 					r.clk.Add(t0.Add(d).Sub(r.clk.Now()))
 				}
-				b := r.fail("sshd", "203.0.113.5", t0.Add(d), follow.Position{Path: "/var/log/auth.log", Inode: 1, Offset: int64(i+1) * 10})
+				b := r.fail("sshd", "203.0.113.5", t0.Add(d), sources.Position{Path: "/var/log/auth.log", Inode: 1, Offset: int64(i+1) * 10})
 				if b != nil {
 					if got != -1 {
 						t.Fatalf("banned twice (failures %d and %d)", got, i)
@@ -86,11 +86,11 @@ func TestFailureThreshold(t *testing.T) {
 func TestFailureAfterBanIgnored(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	for i := range 3 {
-		r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+		r.fail("sshd", "203.0.113.5", t0, sources.Position{})
 		_ = i
 	}
 	for range 10 {
-		if b := r.fail("sshd", "203.0.113.5", t0, follow.Position{}); b != nil {
+		if b := r.fail("sshd", "203.0.113.5", t0, sources.Position{}); b != nil {
 			t.Fatalf("banned again while banned: %+v", b)
 		}
 	}
@@ -173,7 +173,7 @@ func TestEscalationAcrossRestart(t *testing.T) {
 	banOnce := func() {
 		var b *Ban
 		for range 3 {
-			b = r.fail("sshd", "203.0.113.5", r.clk.Now(), follow.Position{})
+			b = r.fail("sshd", "203.0.113.5", r.clk.Now(), sources.Position{})
 		}
 		if b == nil {
 			t.Fatal("no ban after 3 failures")
@@ -247,7 +247,7 @@ func TestRefusals(t *testing.T) {
 		if !errors.Is(err, ErrUnknownJail) {
 			t.Errorf("Ban in unknown jail = %v, want ErrUnknownJail", err)
 		}
-		_, err = r.e.Failure(ctx, Failure{Jail: "nope", Addr: netip.MustParseAddr("203.0.113.1"), Time: t0}, follow.Position{})
+		_, err = r.e.Failure(ctx, Failure{Jail: "nope", Addr: netip.MustParseAddr("203.0.113.1"), Time: t0}, sources.Position{})
 		if !errors.Is(err, ErrUnknownJail) {
 			t.Errorf("Failure in unknown jail = %v, want ErrUnknownJail", err)
 		}
@@ -256,7 +256,7 @@ func TestRefusals(t *testing.T) {
 		before, _ := r.e.Status("sshd")
 		for _, a := range []string{"127.0.0.1", "::1", "192.0.2.10", "198.51.100.7", "2001:db8:ffff::5", "::ffff:127.0.0.1"} {
 			for range 5 {
-				if b := r.fail("sshd", a, t0, follow.Position{}); b != nil {
+				if b := r.fail("sshd", a, t0, sources.Position{}); b != nil {
 					t.Errorf("%s banned: %+v", a, b)
 				}
 			}
@@ -278,16 +278,16 @@ func TestRefusals(t *testing.T) {
 
 func TestIPv6Grouping(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
-	if b := r.fail("sshd", "2001:db8:1::1", t0, follow.Position{}); b != nil {
+	if b := r.fail("sshd", "2001:db8:1::1", t0, sources.Position{}); b != nil {
 		t.Fatal("early ban")
 	}
-	if b := r.fail("sshd", "2001:db8:2::1", t0, follow.Position{}); b != nil {
+	if b := r.fail("sshd", "2001:db8:2::1", t0, sources.Position{}); b != nil {
 		t.Fatal("early ban")
 	}
-	if b := r.fail("sshd", "2001:db8:1::2", t0, follow.Position{}); b != nil {
+	if b := r.fail("sshd", "2001:db8:1::2", t0, sources.Position{}); b != nil {
 		t.Fatal("early ban")
 	}
-	b := r.fail("sshd", "2001:db8:1:0:ffff::3", t0, follow.Position{})
+	b := r.fail("sshd", "2001:db8:1:0:ffff::3", t0, sources.Position{})
 	if b == nil || b.Prefix != pfx("2001:db8:1::/64") {
 		t.Fatalf("ban = %+v, want 2001:db8:1::/64", b)
 	}
@@ -299,7 +299,7 @@ func TestIPv6Grouping(t *testing.T) {
 		t.Errorf("firewall = %v", got)
 	}
 	// An address inside the banned /64 is not counted while banned.
-	if b := r.fail("sshd", "2001:db8:1::9", t0, follow.Position{}); b != nil {
+	if b := r.fail("sshd", "2001:db8:1::9", t0, sources.Position{}); b != nil {
 		t.Error("counted inside banned prefix")
 	}
 }
@@ -310,7 +310,7 @@ func TestBanTimeNever(t *testing.T) {
 	r := newRig(t, c)
 	var b *Ban
 	for range 3 {
-		b = r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+		b = r.fail("sshd", "203.0.113.5", t0, sources.Position{})
 	}
 	if b == nil || !b.Expires.IsZero() {
 		t.Fatalf("ban = %+v, want one without end", b)
@@ -468,7 +468,7 @@ type logLine struct {
 func feed(t *testing.T, r *rig, lines []logLine, from int) (bannedAt []int) {
 	t.Helper()
 	for i := from; i < len(lines); i++ {
-		pos := follow.Position{Path: "/var/log/auth.log", Inode: 7, Offset: int64(100 * (i + 1))}
+		pos := sources.Position{Path: "/var/log/auth.log", Inode: 7, Offset: int64(100 * (i + 1))}
 		if lines[i].addr == "" {
 			r.e.Advance(pos)
 			continue
@@ -543,7 +543,7 @@ func TestCrashReplayCountsOnce(t *testing.T) {
 func TestCloseReopenKeepsBans(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	for range 3 {
-		r.fail("sshd", "203.0.113.5", t0, follow.Position{Path: "/l", Inode: 1, Offset: 10})
+		r.fail("sshd", "203.0.113.5", t0, sources.Position{Path: "/l", Inode: 1, Offset: 10})
 	}
 	if _, err := r.e.Ban(ctx, "sshd", pfx("2001:db8:5::/64"), -1); err != nil {
 		t.Fatal(err)
@@ -572,11 +572,11 @@ func TestCloseReopenKeepsBans(t *testing.T) {
 func TestPositions(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	for ino := uint64(1); ino <= 6; ino++ {
-		r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: ino, Offset: int64(ino) * 10, Sum: uint32(ino)})
+		r.e.Advance(sources.Position{Path: "/var/log/a.log", Inode: ino, Offset: int64(ino) * 10, Sum: uint32(ino)})
 	}
-	r.e.Advance(follow.Position{Path: "/var/log/a.log", Inode: 4, Offset: 99, Sum: 0xdeadbeef})
-	r.e.Advance(follow.Position{Path: "/var/log/b.log", Inode: 1, Offset: 5})
-	want := []follow.Position{
+	r.e.Advance(sources.Position{Path: "/var/log/a.log", Inode: 4, Offset: 99, Sum: 0xdeadbeef})
+	r.e.Advance(sources.Position{Path: "/var/log/b.log", Inode: 1, Offset: 5})
+	want := []sources.Position{
 		{Path: "/var/log/a.log", Inode: 4, Offset: 99, Sum: 0xdeadbeef},
 		{Path: "/var/log/a.log", Inode: 6, Offset: 60, Sum: 6},
 		{Path: "/var/log/a.log", Inode: 5, Offset: 50, Sum: 5},
@@ -601,7 +601,7 @@ func TestPositions(t *testing.T) {
 func TestForgetPositions(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
 	for _, p := range []string{"/var/log/a.log", "/c/1/1-json.log", "/c/2/2-json.log"} {
-		r.e.Advance(follow.Position{Path: p, Inode: 1, Offset: 7})
+		r.e.Advance(sources.Position{Path: p, Inode: 1, Offset: 7})
 	}
 	if err := r.e.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
@@ -610,7 +610,7 @@ func TestForgetPositions(t *testing.T) {
 	if !slices.Equal(gone, []string{"/c/1/1-json.log", "/c/2/2-json.log"}) {
 		t.Errorf("forgot %v", gone)
 	}
-	want := []follow.Position{{Path: "/var/log/a.log", Inode: 1, Offset: 7}}
+	want := []sources.Position{{Path: "/var/log/a.log", Inode: 1, Offset: 7}}
 	if got := r.e.Positions(); !slices.Equal(got, want) {
 		t.Fatalf("Positions = %+v, want %+v", got, want)
 	}
@@ -626,8 +626,8 @@ func TestForgetPositions(t *testing.T) {
 
 func TestRunFinalCheckpoint(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"))
-	r.fail("sshd", "203.0.113.5", t0, follow.Position{Path: "/l", Inode: 1, Offset: 10})
-	r.e.Advance(follow.Position{Path: "/l", Inode: 1, Offset: 20})
+	r.fail("sshd", "203.0.113.5", t0, sources.Position{Path: "/l", Inode: 1, Offset: 10})
+	r.e.Advance(sources.Position{Path: "/l", Inode: 1, Offset: 20})
 	c, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- r.e.Run(c) }()
@@ -641,16 +641,16 @@ func TestRunFinalCheckpoint(t *testing.T) {
 		t.Errorf("Positions = %+v, want offset 20", got)
 	}
 	// The window came back too: two more failures ban.
-	r.fail("sshd", "203.0.113.5", t0, follow.Position{})
-	if b := r.fail("sshd", "203.0.113.5", t0, follow.Position{}); b == nil {
+	r.fail("sshd", "203.0.113.5", t0, sources.Position{})
+	if b := r.fail("sshd", "203.0.113.5", t0, sources.Position{}); b == nil {
 		t.Error("window not restored: no ban at the third failure")
 	}
 }
 
 func TestConfigureReload(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"), jailCfg("web"))
-	r.fail("sshd", "203.0.113.5", t0, follow.Position{})
-	r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+	r.fail("sshd", "203.0.113.5", t0, sources.Position{})
+	r.fail("sshd", "203.0.113.5", t0, sources.Position{})
 	for _, b := range []struct{ jail, p string }{{"sshd", "198.51.100.1/32"}, {"web", "198.51.100.2/32"}, {"web", "203.0.113.77/32"}} {
 		if _, err := r.e.Ban(ctx, b.jail, pfx(b.p), time.Hour); err != nil {
 			t.Fatal(err)
@@ -675,7 +675,7 @@ func TestConfigureReload(t *testing.T) {
 		t.Errorf("%d unban lines, want 2 (web's bans)", n)
 	}
 	// sshd's window survived: one more failure bans.
-	if b := r.fail("sshd", "203.0.113.5", t0, follow.Position{}); b == nil {
+	if b := r.fail("sshd", "203.0.113.5", t0, sources.Position{}); b == nil {
 		t.Error("sshd's window lost on reload")
 	}
 	// Changing a jail's ignoreip lifts bans it now refuses.
@@ -694,7 +694,7 @@ func TestConfigureReload(t *testing.T) {
 		t.Errorf("Jails after bad config = %v", got)
 	}
 	// A jail dropped while stopped loses its bans and windows at Configure.
-	r.fail("mail", "203.0.113.50", t0, follow.Position{})
+	r.fail("mail", "203.0.113.50", t0, sources.Position{})
 	if _, err := r.e.Ban(ctx, "mail", pfx("203.0.113.51/32"), time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -747,20 +747,20 @@ func TestMemoryCapEviction(t *testing.T) {
 	r.open()
 	addrs := []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"}
 	for _, a := range addrs {
-		r.fail("sshd", a, t0, follow.Position{})
+		r.fail("sshd", a, t0, sources.Position{})
 	}
-	r.fail("sshd", "203.0.113.1", t0, follow.Position{}) // .1 is now the most recent
-	r.fail("sshd", "203.0.113.4", t0, follow.Position{}) // evicts .2, the oldest
+	r.fail("sshd", "203.0.113.1", t0, sources.Position{}) // .1 is now the most recent
+	r.fail("sshd", "203.0.113.4", t0, sources.Position{}) // evicts .2, the oldest
 	st, _ := r.e.Status("sshd")
 	if st[0].CurrentlyFailed != 3 {
 		t.Errorf("CurrentlyFailed = %d, want 3", st[0].CurrentlyFailed)
 	}
 	// .2 was forgotten: two more do not ban it; .1 (2 failures) bans at one more.
-	r.fail("sshd", "203.0.113.2", t0, follow.Position{})
-	if b := r.fail("sshd", "203.0.113.2", t0, follow.Position{}); b != nil {
+	r.fail("sshd", "203.0.113.2", t0, sources.Position{})
+	if b := r.fail("sshd", "203.0.113.2", t0, sources.Position{}); b != nil {
 		t.Error(".2 was not evicted")
 	}
-	if b := r.fail("sshd", "203.0.113.1", t0, follow.Position{}); b == nil {
+	if b := r.fail("sshd", "203.0.113.1", t0, sources.Position{}); b == nil {
 		t.Error(".1 was evicted though most recent")
 	}
 }
@@ -776,7 +776,7 @@ func TestConcurrentFailures(t *testing.T) {
 			defer wg.Done()
 			for i := range 300 {
 				a := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 50)})
-				pos := follow.Position{Path: fmt.Sprintf("/log%d", g), Inode: 1, Offset: int64(i)}
+				pos := sources.Position{Path: fmt.Sprintf("/log%d", g), Inode: 1, Offset: int64(i)}
 				b, err := r.e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, pos)
 				if err != nil {
 					t.Error(err)
@@ -812,15 +812,15 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 	r.e.Close()
 	r.opts.MaxTracked = 2
 	r.open()
-	r.fail("sshd", "203.0.113.1", t0, follow.Position{})
-	r.fail("sshd", "203.0.113.2", t0, follow.Position{})
+	r.fail("sshd", "203.0.113.1", t0, sources.Position{})
+	r.fail("sshd", "203.0.113.2", t0, sources.Position{})
 	if err := r.e.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// A flood of distinct addresses evicts both; the never-saved windows
 	// it evicts in turn leave nothing to write.
 	for i := range 200 {
-		r.fail("sshd", fmt.Sprintf("198.51.100.%d", i), t0, follow.Position{})
+		r.fail("sshd", fmt.Sprintf("198.51.100.%d", i), t0, sources.Position{})
 	}
 	if n := r.e.tr.pendingWrites(); n > 4 {
 		t.Errorf("dirty set holds %d keys, want at most 2*MaxTracked", n)
@@ -842,7 +842,7 @@ func TestEvictedWindowsLeaveStateDB(t *testing.T) {
 
 func TestFailuresOfOneLine(t *testing.T) {
 	r := newRig(t, jailCfg("sshd"), jailCfg("web"))
-	pos := func(o int64) follow.Position { return follow.Position{Path: "/l", Inode: 1, Offset: o} }
+	pos := func(o int64) sources.Position { return sources.Position{Path: "/l", Inode: 1, Offset: o} }
 	fs := []Failure{
 		{Jail: "sshd", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0},
 		{Jail: "web", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0},
@@ -939,7 +939,7 @@ func TestDurableBeforeFirewall(t *testing.T) {
 	r.opts.Firewall = h
 	r.open()
 	for range 3 {
-		r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+		r.fail("sshd", "203.0.113.5", t0, sources.Position{})
 	}
 	if _, err := r.e.Ban(ctx, "sshd", pfx("198.51.100.0/24"), time.Minute); err != nil {
 		t.Fatal(err)
@@ -992,10 +992,10 @@ func TestFailureInsideWiderBanIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		if b := r.fail("sshd", "203.0.113.5", t0, follow.Position{}); b != nil {
+		if b := r.fail("sshd", "203.0.113.5", t0, sources.Position{}); b != nil {
 			t.Fatalf("banned %s inside a banned /24", b.Prefix)
 		}
-		if b := r.fail("sshd", "2001:db8:7:1::5", t0, follow.Position{}); b != nil {
+		if b := r.fail("sshd", "2001:db8:7:1::5", t0, sources.Position{}); b != nil {
 			t.Fatalf("banned %s inside a banned /48", b.Prefix)
 		}
 	}
@@ -1004,7 +1004,7 @@ func TestFailureInsideWiderBanIgnored(t *testing.T) {
 	}
 	var b *Ban
 	for range 3 {
-		b = r.fail("sshd", "203.0.113.5", t0, follow.Position{})
+		b = r.fail("sshd", "203.0.113.5", t0, sources.Position{})
 	}
 	if b == nil {
 		t.Error("no ban after the /24 was lifted")

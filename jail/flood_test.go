@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/sources"
 )
 
 // floodEngine opens an engine with one jail (maxretry 5, IPv6 /128) and
@@ -44,7 +44,7 @@ func floodAddr(i uint32) netip.Addr {
 func flood(tb testing.TB, e *Engine, from, n uint32) {
 	tb.Helper()
 	ctx := context.Background()
-	pos := follow.Position{Path: "/var/log/auth.log", Inode: 1}
+	pos := sources.Position{Path: "/var/log/auth.log", Inode: 1}
 	for i := range n {
 		// A bijection of [0, n) that scatters neighbours (n is even,
 		// the multiplier odd and coprime with n's odd factor).
@@ -134,10 +134,10 @@ func TestFloodCheckpointRoundTrip(t *testing.T) {
 	// Four more failures ban address 7; 8 gets a second failure; a v4
 	// address and a /64 key travel too.
 	for range 4 {
-		e.Failure(ctx, Failure{Jail: "sshd", Addr: floodAddr(7), Time: t0}, follow.Position{})
+		e.Failure(ctx, Failure{Jail: "sshd", Addr: floodAddr(7), Time: t0}, sources.Position{})
 	}
-	e.Failure(ctx, Failure{Jail: "sshd", Addr: floodAddr(8), Time: t0.Add(time.Second)}, follow.Position{})
-	e.Failure(ctx, Failure{Jail: "sshd", Addr: netip.MustParseAddr("198.51.100.7"), Time: t0}, follow.Position{})
+	e.Failure(ctx, Failure{Jail: "sshd", Addr: floodAddr(8), Time: t0.Add(time.Second)}, sources.Position{})
+	e.Failure(ctx, Failure{Jail: "sshd", Addr: netip.MustParseAddr("198.51.100.7"), Time: t0}, sources.Position{})
 	if err := e.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/none"
+	"github.com/moatproj/moat/sources"
 
 	"github.com/moatproj/moat/internal/testkit"
 )
@@ -201,7 +201,7 @@ func (r *rig) eventKinds() []string {
 }
 
 // fail reports a failure of addr in jail at log time at, read up to pos.
-func (r *rig) fail(jail, addr string, at time.Time, pos follow.Position) *Ban {
+func (r *rig) fail(jail, addr string, at time.Time, pos sources.Position) *Ban {
 	r.t.Helper()
 	b, err := r.e.Failure(context.Background(), Failure{Jail: jail, Addr: netip.MustParseAddr(addr), Time: at}, pos)
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/sources"
 )
 
 // refusalCases are prefixes no jail bans, whatever its settings, with the
@@ -173,7 +173,7 @@ func TestRefusedFailuresCountNothing(t *testing.T) {
 				for range 2 {
 					for _, a := range tc.addrs {
 						for range 3 * jailCfg("").MaxRetry {
-							if b := r.fail(jail, a, t0, follow.Position{}); b != nil {
+							if b := r.fail(jail, a, t0, sources.Position{}); b != nil {
 								t.Fatalf("%s banned in %s: %+v", a, jail, b)
 							}
 						}
@@ -228,7 +228,7 @@ func TestRefusedLogBounded(t *testing.T) {
 	for i := range n {
 		a := netip.AddrFrom4([4]byte{169, 254, byte(i >> 8), byte(i)})
 		for range 2 {
-			if _, err := r.e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, follow.Position{}); err != nil {
+			if _, err := r.e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, sources.Position{}); err != nil {
 				t.Fatal(err)
 			}
 		}

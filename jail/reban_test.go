@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
+	"github.com/moatproj/moat/sources"
 )
 
 // addLog records every ban the engine adds to the firewall, and counts
@@ -189,7 +189,7 @@ func TestReBanEscalation(t *testing.T) {
 	byFailures := func() Ban {
 		var b *Ban
 		for range c.MaxRetry {
-			b = r.fail("sshd", "203.0.113.5", r.clk.Now(), follow.Position{})
+			b = r.fail("sshd", "203.0.113.5", r.clk.Now(), sources.Position{})
 		}
 		if b == nil {
 			t.Fatal("no ban after maxretry failures")

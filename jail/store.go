@@ -86,7 +86,7 @@ type countRec struct {
 type inodePos struct {
 	inode  uint64
 	offset int64
-	sum    uint32 // follow.Position.Sum: tells a reused inode from the file read
+	sum    uint32 // sources.Position.Sum: tells a reused inode from the file read
 }
 
 // posRecLen is the size of one encoded inodePos: inode, offset, sum.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/sources"
 )
 
 func key(i uint32) winKey {
@@ -90,7 +90,7 @@ func benchEngine(b *testing.B, maxTracked int) *Engine {
 func BenchmarkFailureNoBan(b *testing.B) {
 	e := benchEngine(b, 100_000)
 	ctx := context.Background()
-	pos := follow.Position{Path: "/var/log/auth.log", Inode: 1}
+	pos := sources.Position{Path: "/var/log/auth.log", Inode: 1}
 	b.ReportAllocs()
 	i := uint32(0)
 	for b.Loop() {
@@ -111,7 +111,7 @@ func BenchmarkFailureMillionAddresses(b *testing.B) {
 		ctx := context.Background()
 		for i := uint32(0); i < 1_000_000; i++ {
 			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-			e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, follow.Position{})
+			e.Failure(ctx, Failure{Jail: "sshd", Addr: a, Time: t0}, sources.Position{})
 		}
 		if n := e.tr.len(); n != 100_000 {
 			b.Fatalf("tracker holds %d, want 100000", n)
@@ -122,7 +122,7 @@ func BenchmarkFailureMillionAddresses(b *testing.B) {
 
 func BenchmarkAdvance(b *testing.B) {
 	e := benchEngine(b, 1000)
-	pos := follow.Position{Path: "/var/log/auth.log", Inode: 1}
+	pos := sources.Position{Path: "/var/log/auth.log", Inode: 1}
 	for b.Loop() {
 		pos.Offset++
 		e.Advance(pos)

@@ -13,9 +13,9 @@ import (
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/configs/fail2ban"
 	"github.com/moatproj/moat/filters"
-	"github.com/moatproj/moat/filters/docker"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/sources/docker"
 )
 
 func cmdCheck(args []string, io stdio) error {

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/moatproj/moat/filters/docker"
+	"github.com/moatproj/moat/sources/docker"
 )
 
 // Container logs: jails with containers: follow the json-file logs of the

@@ -22,14 +22,14 @@ import (
 
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/filters"
-	"github.com/moatproj/moat/filters/docker"
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/none"
 	"github.com/moatproj/moat/jail"
 	"github.com/moatproj/moat/jail/control"
 	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/sources/docker"
+	"github.com/moatproj/moat/sources/follow"
 )
 
 // Attribute keys of the daemon's log lines.

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/configs"
-	"github.com/moatproj/moat/filters/follow"
 	"github.com/moatproj/moat/jail"
 	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/sources/follow"
 )
 
 // proxyFailureQueue bounds the rate-limit failures waiting for the engine;

@@ -4,8 +4,8 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/moatproj/moat/filters/docker"
-	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/sources/docker"
+	"github.com/moatproj/moat/sources/follow"
 )
 
 // The wiring a daemon does: watch the selected containers, follow the

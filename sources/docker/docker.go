@@ -7,7 +7,7 @@
 // polls the data root and reports when the set of selected containers changes.
 //
 // It only reads files: it never talks to the Docker daemon, never writes under
-// the data root, and does not follow files itself (filters/follow does) nor
+// the data root, and does not follow files itself (sources/follow does) nor
 // match failures (the filters do).
 package docker
 

@@ -48,22 +48,12 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/moatproj/moat/sources"
 )
 
-// Position identifies how far a file has been read: the path it was found
-// at, its inode, and the byte offset just past the last delivered line.
-//
-// Sum is the CRC-32C of the (up to 64) bytes just before Offset, or 0 if
-// unknown. On resume it tells the same file apart from a new file that reused
-// the inode number (ext4 reuses a freed inode at once), or from a file
-// truncated and rewritten while moat was stopped. Store it with the rest; a
-// Position with Sum 0 is trusted on inode and size alone.
-type Position struct {
-	Path   string `json:"path"`
-	Inode  uint64 `json:"inode"`
-	Offset int64  `json:"offset"`
-	Sum    uint32 `json:"sum,omitempty"`
-}
+// Position is sources.Position: how far a file has been read.
+type Position = sources.Position
 
 // Line is one whole line read from a file, without its trailing newline.
 // Pos is the position just past this line.

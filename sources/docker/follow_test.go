@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moatproj/moat/filters/follow"
+	"github.com/moatproj/moat/sources/follow"
 )
 
 // jsonFileWriter writes a json-file log the way Docker's json-file driver
@@ -126,7 +126,7 @@ func numbered(n int) string {
 }
 
 // TestFollowAcrossRotation follows a container's json-file log with
-// filters/follow while a writer appends numbered lines (some split into
+// sources/follow while a writer appends numbered lines (some split into
 // pieces, some on stderr interleaved with a split stdout line) and rotates
 // the file several times as Docker does; every line must arrive through the
 // Decoder exactly once, whole, in order.
