@@ -6,8 +6,8 @@ package configs
 import (
 	"time"
 
-	"github.com/moatproj/moat/jail"
-	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/jail/jailconfig"
+	"github.com/moatproj/moat/proxy/proxyconfig"
 )
 
 // Config is a whole, validated configuration.
@@ -19,9 +19,9 @@ type Config struct {
 	Firewall Firewall
 	Metrics  Metrics
 	// Proxy is the reverse proxy's settings; nil when there is no proxy:
-	// section. Its jail (proxy.DefaultJail) is among Jails, without
+	// section. Its jail (proxyconfig.DefaultJail) is among Jails, without
 	// logpath unless the configuration gives one.
-	Proxy *proxy.Config
+	Proxy *proxyconfig.Config
 	// Docker is where container logs are read from.
 	Docker Docker
 	// Jails are the enabled jails, in file order.
@@ -56,7 +56,7 @@ type Metrics struct {
 // Jail is one jail as configured: the engine's settings plus where its
 // failures come from.
 type Jail struct {
-	jail.Config
+	jailconfig.Config
 	Filter Filter
 	// LogPath lists paths and globs to follow.
 	LogPath []string

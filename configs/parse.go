@@ -19,7 +19,7 @@ import (
 
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/netaddr"
-	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/proxy/proxyconfig"
 	"github.com/moatproj/moat/sources/docker"
 )
 
@@ -977,15 +977,15 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 // not configure it (a disabled one stays out: the proxy then bans nobody).
 func (d *decoder) proxyJail(cfg *Config, defaults spec) {
 	for _, j := range cfg.Jails {
-		if j.Name == proxy.DefaultJail {
+		if j.Name == proxyconfig.DefaultJail {
 			return
 		}
 	}
-	if d.disabled[proxy.DefaultJail] {
+	if d.disabled[proxyconfig.DefaultJail] {
 		return
 	}
 	j := Jail{Line: cfg.Proxy.Line}
-	j.Name = proxy.DefaultJail
+	j.Name = proxyconfig.DefaultJail
 	j.MaxRetry = defaults.maxretry.get(DefaultMaxRetry)
 	j.FindTime = defaults.findtime.get(DefaultFindTime)
 	j.BanTime = defaults.bantime.get(DefaultBanTime)
@@ -1004,11 +1004,11 @@ func (d *decoder) proxyJail(cfg *Config, defaults spec) {
 // proxyIPv6Prefix is the proxy jail's ipv6_prefix when neither it nor
 // defaults: sets one: the prefix the proxy's limiters key clients by, so
 // that a /64 limited as one client is banned as one.
-func proxyIPv6Prefix(p *proxy.Config) int {
+func proxyIPv6Prefix(p *proxyconfig.Config) int {
 	if p.IPv6Prefix != 0 {
 		return p.IPv6Prefix
 	}
-	return proxy.DefaultIPv6Prefix
+	return proxyconfig.DefaultIPv6Prefix
 }
 
 func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Options) {
@@ -1044,13 +1044,13 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		j.IgnoreIP = slices.Clone(s.ignoreip.get(nil))
 		j.IgnoreSelf = s.ignoreself.get(true)
 		j.IPv6Prefix = s.ipv6prefix.get(DefaultIPv6Prefix)
-		if cfg.Proxy != nil && name == proxy.DefaultJail {
+		if cfg.Proxy != nil && name == proxyconfig.DefaultJail {
 			j.IPv6Prefix = s.ipv6prefix.get(proxyIPv6Prefix(cfg.Proxy))
 		}
 		j.Ports = slices.Clone(s.ports.get(nil))
 		j.LogPath = slices.Clone(s.logpath.get(nil))
 		// The proxy's jail counts rate-limit rejections; a log is optional.
-		proxyJail := cfg.Proxy != nil && name == proxy.DefaultJail && !s.logpath.set && !s.containers.set
+		proxyJail := cfg.Proxy != nil && name == proxyconfig.DefaultJail && !s.logpath.set && !s.containers.set
 		if proxyJail && s.filter.set && !s.filterBad {
 			d.fail(s.filter.line, join(field, "filter"), s.filter.v.Name, "is set without logpath", "logpath: the log the filter reads, such as the proxy's access_log")
 		}

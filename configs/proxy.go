@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/moatproj/moat/internal/netaddr"
-	"github.com/moatproj/moat/proxy"
+	"github.com/moatproj/moat/proxy/proxyconfig"
 )
 
 var (
@@ -38,18 +38,18 @@ const (
 
 // proxySpec is the proxy section as written, before defaults.
 type proxySpec struct {
-	cfg     proxy.Config
+	cfg     proxyconfig.Config
 	line    int
 	http    opt[string]
 	https   opt[string]
 	tlsMode opt[string]
-	rate    opt[proxy.Limit]
+	rate    opt[proxyconfig.Limit]
 	burst   opt[int]
 }
 
 // proxySection reads proxy:. It returns nil when the section is absent or
 // empty.
-func (d *decoder) proxySection(key, n *yaml.Node) *proxy.Config {
+func (d *decoder) proxySection(key, n *yaml.Node) *proxyconfig.Config {
 	n = resolve(n)
 	if isNull(n) {
 		return nil
@@ -83,9 +83,9 @@ func (d *decoder) proxySection(key, n *yaml.Node) *proxy.Config {
 			if v, ok := d.scalar(val, f, wantHeader); ok {
 				switch strings.ToLower(v) {
 				case "x-forwarded-for":
-					c.ClientHeader = proxy.HeaderXFF
+					c.ClientHeader = proxyconfig.HeaderXFF
 				case "forwarded":
-					c.ClientHeader = proxy.HeaderForwarded
+					c.ClientHeader = proxyconfig.HeaderForwarded
 				default:
 					d.fail(resolve(val).Line, f, v, "is not a client address header", wantHeader)
 				}
@@ -166,7 +166,7 @@ func (d *decoder) proxySection(key, n *yaml.Node) *proxy.Config {
 
 // defaultBurst is a limit's burst when none is written: one second's worth
 // of requests, at least one.
-func defaultBurst(l proxy.Limit) int {
+func defaultBurst(l proxyconfig.Limit) int {
 	return max(1, int(math.Ceil(l.Rate)))
 }
 
@@ -174,9 +174,9 @@ func defaultBurst(l proxy.Limit) int {
 // other.
 func (d *decoder) proxyTLS(s *proxySpec) {
 	c := &s.cfg
-	mode := s.tlsMode.get(proxy.TLSAcme)
+	mode := s.tlsMode.get(proxyconfig.TLSAcme)
 	c.TLS.Mode = mode
-	if mode == proxy.TLSOff {
+	if mode == proxyconfig.TLSOff {
 		c.HTTP = s.http.get(":80")
 		if s.https.set {
 			d.fail(s.https.line, "proxy.https", s.https.v, "is set but tls.mode is off", "no https:, or a tls.mode other than off")
@@ -190,20 +190,20 @@ func (d *decoder) proxyTLS(s *proxySpec) {
 		where = s.line
 	}
 	switch mode {
-	case proxy.TLSAcme, proxy.TLSInternal:
-		if len(proxy.Hosts(c.Routes)) == 0 && !d.hasErrorsAfter(s.line) {
+	case proxyconfig.TLSAcme, proxyconfig.TLSInternal:
+		if len(proxyconfig.Hosts(c.Routes)) == 0 && !d.hasErrorsAfter(s.line) {
 			d.fail(where, "proxy.tls.mode", mode, "needs host names to get certificates for, and no route has one",
 				"hosts: on the routes, or tls: {mode: files} or {mode: off}")
 		}
-	case proxy.TLSFiles:
+	case proxyconfig.TLSFiles:
 		if c.TLS.Cert == "" || c.TLS.Key == "" {
 			d.fail(where, "proxy.tls", mode, "needs cert: and key:", "cert: and key: paths of PEM files")
 		}
 	}
-	if mode != proxy.TLSAcme && (c.TLS.Email != "" || c.TLS.CA != "" || c.TLS.CARoot != "" || c.TLS.AccountKey != "") {
+	if mode != proxyconfig.TLSAcme && (c.TLS.Email != "" || c.TLS.CA != "" || c.TLS.CARoot != "" || c.TLS.AccountKey != "") {
 		d.fail(where, "proxy.tls", mode, "has email, ca, ca_root or account_key, which only mode acme uses", "mode: acme, or remove them")
 	}
-	if mode != proxy.TLSFiles && (c.TLS.Cert != "" || c.TLS.Key != "") {
+	if mode != proxyconfig.TLSFiles && (c.TLS.Cert != "" || c.TLS.Key != "") {
 		d.fail(where, "proxy.tls", mode, "has cert or key, which only mode files uses", "mode: files, or remove them")
 	}
 }
@@ -229,7 +229,7 @@ func (d *decoder) tls(n *yaml.Node, field string, s *proxySpec) {
 			if !ok {
 				return
 			}
-			modes := []string{proxy.TLSAcme, proxy.TLSInternal, proxy.TLSFiles, proxy.TLSOff}
+			modes := []string{proxyconfig.TLSAcme, proxyconfig.TLSInternal, proxyconfig.TLSFiles, proxyconfig.TLSOff}
 			if !slices.Contains(modes, v) {
 				want := wantTLSMode
 				if sg := suggest(v, modes); sg != "" {
@@ -300,8 +300,8 @@ func (d *decoder) routes(n *yaml.Node, s *proxySpec) {
 	for i, rn := range n.Content {
 		rn = resolve(rn)
 		field := fmt.Sprintf("proxy.routes[%d]", i)
-		r := proxy.Route{Line: rn.Line}
-		var rate opt[proxy.Limit]
+		r := proxyconfig.Route{Line: rn.Line}
+		var rate opt[proxyconfig.Limit]
 		var burst opt[int]
 		hasUp := false
 		d.mapping(rn, field, "a mapping such as {hosts: [app.example.com], upstream: 127.0.0.1:8080}", routeKeys, func(k string, key, val *yaml.Node) {
@@ -335,7 +335,7 @@ func (d *decoder) routes(n *yaml.Node, s *proxySpec) {
 				}
 				for _, c := range items {
 					for _, w := range words(c.Value) {
-						if _, err := proxy.ParseUpstream(w); err != nil {
+						if _, err := proxyconfig.ParseUpstream(w); err != nil {
 							d.fail(c.Line, f, w, "is not an upstream: "+strings.TrimPrefix(err.Error(), fmt.Sprintf("upstream %q: ", w)), wantUpstream)
 							continue
 						}
@@ -392,17 +392,17 @@ func (d *decoder) routes(n *yaml.Node, s *proxySpec) {
 }
 
 // rate reads a rate such as 10/s.
-func (d *decoder) rate(n *yaml.Node, field string) (proxy.Limit, bool) {
+func (d *decoder) rate(n *yaml.Node, field string) (proxyconfig.Limit, bool) {
 	v, ok := d.scalar(n, field, wantRate)
 	if !ok {
-		return proxy.Limit{}, false
+		return proxyconfig.Limit{}, false
 	}
-	per, window, err := proxy.ParseRate(strings.TrimSpace(v))
+	per, window, err := proxyconfig.ParseRate(strings.TrimSpace(v))
 	if err != nil {
 		d.fail(resolve(n).Line, field, v, "is not a rate", wantRate)
-		return proxy.Limit{}, false
+		return proxyconfig.Limit{}, false
 	}
-	return proxy.Limit{Rate: per, Window: window}, true
+	return proxyconfig.Limit{Rate: per, Window: window}, true
 }
 
 func (d *decoder) cidrs(n *yaml.Node, field string) []netip.Prefix {

@@ -7,12 +7,6 @@ import (
 	"strings"
 )
 
-// Client-address headers a trusted proxy may set (Config.ClientHeader).
-const (
-	HeaderXFF       = "X-Forwarded-For"
-	HeaderForwarded = "Forwarded"
-)
-
 // peerAddr is the address of a TCP peer given as host:port, unmapped and
 // without zone; the zero Addr when it cannot be read.
 func peerAddr(remote string) netip.Addr {

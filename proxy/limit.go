@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/maphash"
 	"math"
 	"net/http"
@@ -14,65 +13,6 @@ import (
 
 	"golang.org/x/time/rate"
 )
-
-// maxRateLen bounds the text ParseRate reads, so a hostile configuration
-// cannot make it parse a number thousands of digits long.
-const maxRateLen = 32
-
-// ParseRate parses a rate written as a count per unit: "10/s", "600/m",
-// "36000/h" or "1/d". The count is a plain decimal ("0.5/s"), positive and
-// finite; signs, exponents, spaces (around the '/' or elsewhere) and other
-// units are refused. It returns the rate in requests per second and the
-// unit it was written in (time.Second, time.Minute, time.Hour or 24h).
-func ParseRate(s string) (perSecond float64, window time.Duration, err error) {
-	bad := func(why string) (float64, time.Duration, error) {
-		return 0, 0, fmt.Errorf("parse rate %q: %s", s, why)
-	}
-	if len(s) > maxRateLen {
-		return bad(fmt.Sprintf("longer than %d bytes", maxRateLen))
-	}
-	num, unit, ok := strings.Cut(s, "/")
-	if !ok {
-		return bad("want <count>/<unit> like 10/s, 600/m, 36000/h or 1/d")
-	}
-	switch unit {
-	case "s":
-		window = time.Second
-	case "m":
-		window = time.Minute
-	case "h":
-		window = time.Hour
-	case "d":
-		window = 24 * time.Hour
-	default:
-		return bad(fmt.Sprintf("unit %q: want s, m, h or d", unit))
-	}
-	if !plainDecimal(num) {
-		return bad(fmt.Sprintf("count %q: want a plain decimal number like 10 or 0.5", num))
-	}
-	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || math.IsInf(n, 0) {
-		return bad(fmt.Sprintf("count %q: out of range", num))
-	}
-	if n <= 0 {
-		return bad("count must be more than zero")
-	}
-	perSecond = n / window.Seconds()
-	if perSecond <= 0 {
-		return bad(fmt.Sprintf("count %q: too small", num))
-	}
-	return perSecond, window, nil
-}
-
-// plainDecimal reports whether s is digits, optionally followed by a '.'
-// and more digits.
-func plainDecimal(s string) bool {
-	intPart, frac, hasDot := strings.Cut(s, ".")
-	if !allDigits(intPart) {
-		return false
-	}
-	return !hasDot || allDigits(frac)
-}
 
 func allDigits(s string) bool {
 	if s == "" {

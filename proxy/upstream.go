@@ -2,67 +2,16 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 )
 
 // downFor is how long an upstream that refused a connection is skipped.
 const downFor = 10 * time.Second
-
-// ParseUpstream reads an upstream as written in a route: "host:port" (plain
-// HTTP) or an http:// or https:// URL, optionally with a base path.
-func ParseUpstream(s string) (*url.URL, error) {
-	if s == "" {
-		return nil, errors.New("empty upstream")
-	}
-	raw := s
-	if !strings.Contains(s, "://") {
-		raw = "http://" + s
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("upstream %q: %w", s, err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("upstream %q: scheme %q is not http or https", s, u.Scheme)
-	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("upstream %q: no host", s)
-	case u.User != nil:
-		return nil, fmt.Errorf("upstream %q: credentials in the URL are not supported", s)
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("upstream %q: a query or fragment is not allowed", s)
-	}
-	if p := u.Port(); p == "" {
-		if !strings.Contains(s, "://") {
-			return nil, fmt.Errorf("upstream %q: no port", s)
-		}
-	} else if n, err := parsePort(p); err != nil || n == 0 {
-		return nil, fmt.Errorf("upstream %q: port %q is not 1-65535", s, p)
-	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	return u, nil
-}
-
-func parsePort(p string) (int, error) {
-	n := 0
-	for _, c := range p {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("not a number")
-		}
-		n = n*10 + int(c-'0')
-		if n > 65535 {
-			return 0, fmt.Errorf("out of range")
-		}
-	}
-	return n, nil
-}
 
 // upstream is one target of a route with its passive health.
 type upstream struct {

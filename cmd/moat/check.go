@@ -108,7 +108,7 @@ func printContainers(io stdio, cfg *configs.Config) {
 		fmt.Fprintf(io.stdout, "  unreadable: %v\n", err)
 	}
 	for _, j := range cfg.Jails {
-		sels, err := selectors(j.Containers)
+		sels, err := docker.ParseSelectors(j.Containers)
 		if err != nil || len(sels) == 0 {
 			continue
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -13,23 +12,19 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/moatproj/moat/configs"
-	"github.com/moatproj/moat/filters"
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/none"
 	"github.com/moatproj/moat/jail"
 	"github.com/moatproj/moat/jail/control"
+	"github.com/moatproj/moat/pipeline"
 	"github.com/moatproj/moat/proxy"
-	"github.com/moatproj/moat/sources/docker"
-	"github.com/moatproj/moat/sources/follow"
 )
 
 // Attribute keys of the daemon's log lines.
@@ -103,48 +98,13 @@ type daemon struct {
 	fwName  string // the firewall backend's name
 	metrics *metrics
 
-	// set is the jails in force, swapped whole on reload; the dispatcher
-	// reads it per line.
-	set atomic.Pointer[jailSet]
-
-	// containers is the watcher's latest list (under mu); stopWatcher
-	// restarts the watcher, watcherKey is the selectors it runs with.
-	containers  []docker.Container
-	stopWatcher context.CancelFunc
-	watcherKey  string
+	// pipe follows the jails' logs into the engine.
+	pipe *pipeline.Pipeline
 
 	// proxy is the reverse proxy (nil without a proxy: section) and the
 	// configuration it runs.
 	proxy    *proxy.Proxy
 	proxyCfg *proxy.Config
-
-	mu           sync.Mutex
-	follower     *follow.Follower
-	stopFollower context.CancelFunc // restarts the follower with the current set
-}
-
-// runJail is a configured jail with its compiled filter.
-type runJail struct {
-	cfg       configs.Jail
-	filter    *filters.Filter
-	selectors []docker.Selector // the containers whose logs it reads too
-	m         jailMetrics
-}
-
-// jailSet is the jails of one configuration, with the container logs they
-// follow now.
-type jailSet struct {
-	jails []*runJail
-	root  string   // Docker's data root
-	base  []string // the union of the jails' logpath, sorted
-	// patterns is base plus the followed containers' log paths, sorted:
-	// what the follower follows.
-	patterns   []string
-	containers []docker.Container // the containers the watcher picked
-	// byContainerPath is, per followed container log, the jails reading it;
-	// containerName names its container.
-	byContainerPath map[string][]*runJail
-	containerName   map[string]string
 }
 
 func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
@@ -171,14 +131,14 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	d.engine = engine
 	d.metrics.activeBans = engine.Bans
 	d.metrics.firewall = engine.FirewallStatus
-	set, err := d.compile(cfg, nil)
+	set, err := d.compile(cfg)
 	if err != nil {
 		return err
 	}
-	if err := engine.Configure(ctx, jailConfigs(set)); err != nil {
+	if err := engine.Configure(ctx, jailConfigs(cfg)); err != nil {
 		return fmt.Errorf("configure jails: %w", err)
 	}
-	d.set.Store(set)
+	d.pipe = pipeline.New(set, pipeline.Options{Engine: engine, Logger: log})
 
 	var pbans *proxyBans
 	if cfg.Proxy != nil {
@@ -195,15 +155,14 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	}
 	log.Info("moat started", "version", moatVersion(), "config", cfg.File, "state_dir", cfg.StateDir,
 		"socket", cfg.Socket, "firewall", fw.Name(), "table", cfg.Firewall.Table)
-	d.describe(set)
+	d.describe(cfg)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return engine.Run(gctx) })
 	g.Go(func() error {
 		return control.Serve(gctx, ln, control.NewHandler(service{d}, log.With(keyComponent, "control")))
 	})
-	g.Go(func() error { return d.follow(gctx) })
-	g.Go(func() error { return d.watchContainers(gctx) })
+	g.Go(func() error { return d.pipe.Run(gctx) })
 	g.Go(func() error { return d.reloadOnHUP(gctx) })
 	if cfg.Metrics.Listen != "" {
 		g.Go(func() error { return d.metrics.serve(gctx, cfg.Metrics.Listen, log) })
@@ -248,281 +207,63 @@ func openFirewall(cfg *configs.Config, log *slog.Logger) (firewall.Backend, erro
 	}
 }
 
-// compile builds the jails of cfg with their filters, following the
-// container logs of cs.
-func (d *daemon) compile(cfg *configs.Config, cs []docker.Container) (*jailSet, error) {
-	set := &jailSet{root: cfg.Docker.Root}
-	seen := map[string]bool{}
+// compile builds the jails of cfg with their filters.
+func (d *daemon) compile(cfg *configs.Config) (*pipeline.Set, error) {
+	jails := make([]pipeline.Jail, 0, len(cfg.Jails))
 	for _, jc := range cfg.Jails {
-		sels, err := selectors(jc.Containers)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: containers: %w", jc.Name, err)
-		}
-		if len(jc.LogPath) == 0 && len(sels) == 0 {
-			// The proxy's jail without a log: its failures come from the
-			// proxy only.
-			set.jails = append(set.jails, &runJail{cfg: jc, m: d.metrics.forJail(jc.Name)})
-			continue
-		}
-		f, err := buildFilter(jc.Filter, jc.Name)
-		if err != nil {
-			return nil, fmt.Errorf("jail %s: filter: %w", jc.Name, err)
-		}
-		set.jails = append(set.jails, &runJail{cfg: jc, filter: f, selectors: sels, m: d.metrics.forJail(jc.Name)})
-		for _, p := range jc.LogPath {
-			if !seen[p] {
-				seen[p] = true
-				set.base = append(set.base, p)
+		m := d.metrics.forJail(jc.Name)
+		j := pipeline.Jail{Name: jc.Name, LogPath: jc.LogPath, Containers: jc.Containers,
+			Metrics: pipeline.Metrics{Lines: m.lines, Failures: m.failures, Latency: m.latency}}
+		if len(jc.LogPath) > 0 || len(jc.Containers) > 0 {
+			// (The proxy's jail without a log has no filter: its failures
+			// come from the proxy only.)
+			f, err := buildFilter(jc.Filter, jc.Name)
+			if err != nil {
+				return nil, fmt.Errorf("jail %s: filter: %w", jc.Name, err)
 			}
+			j.Filter = f
 		}
+		jails = append(jails, j)
 	}
-	slices.Sort(set.base)
-	return withContainers(set, cs), nil
+	return pipeline.Compile(cfg.Docker.Root, jails)
 }
 
-func jailConfigs(set *jailSet) []jail.Config {
-	out := make([]jail.Config, len(set.jails))
-	for i, j := range set.jails {
-		out[i] = j.cfg.Config
+func jailConfigs(cfg *configs.Config) []jail.Config {
+	out := make([]jail.Config, len(cfg.Jails))
+	for i, j := range cfg.Jails {
+		out[i] = j.Config
 	}
 	return out
 }
 
 // describe logs what the daemon watches and what is missing.
-func (d *daemon) describe(set *jailSet) {
-	for _, j := range set.jails {
-		if len(j.cfg.LogPath) == 0 && len(j.selectors) == 0 {
-			d.logger.Info("jail counting the proxy's rate-limit rejections", keyJail, j.cfg.Name,
-				"maxretry", j.cfg.MaxRetry, "findtime", j.cfg.FindTime.String(), "bantime", banTimeLabel(j.cfg.BanTime))
+func (d *daemon) describe(cfg *configs.Config) {
+	for _, j := range cfg.Jails {
+		if len(j.LogPath) == 0 && len(j.Containers) == 0 {
+			d.logger.Info("jail counting the proxy's rate-limit rejections", keyJail, j.Name,
+				"maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime))
 			continue
 		}
-		if len(j.selectors) > 0 {
-			d.logger.Info("jail watching containers", keyJail, j.cfg.Name, "containers", j.cfg.Containers, "docker_root", set.root)
+		if len(j.Containers) > 0 {
+			d.logger.Info("jail watching containers", keyJail, j.Name, "containers", j.Containers, "docker_root", cfg.Docker.Root)
 		}
 		var found, missing []string
-		for _, p := range j.cfg.LogPath {
+		for _, p := range j.LogPath {
 			m, _ := filepath.Glob(p)
 			if len(m) == 0 {
 				missing = append(missing, p)
 			}
 			found = append(found, m...)
 		}
-		d.logger.Info("jail watching", keyJail, j.cfg.Name, "filter", filterLabel(j.cfg.Filter), "files", found,
-			"maxretry", j.cfg.MaxRetry, "findtime", j.cfg.FindTime.String(), "bantime", banTimeLabel(j.cfg.BanTime))
+		d.logger.Info("jail watching", keyJail, j.Name, "filter", filterLabel(j.Filter), "files", found,
+			"maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime))
 		if len(missing) > 0 {
-			d.logger.Warn("no such log file yet; moat keeps running and reads it when it appears", keyJail, j.cfg.Name, "logpath", missing)
+			d.logger.Warn("no such log file yet; moat keeps running and reads it when it appears", keyJail, j.Name, "logpath", missing)
 		}
 	}
-	if len(set.jails) == 0 {
+	if len(cfg.Jails) == 0 {
 		d.logger.Warn("no jail is enabled: nothing is watched")
 	}
-}
-
-// follow runs the follower over the current set's patterns, restarting it
-// when a reload changes them. Lines of one follower are dispatched in order
-// by one goroutine, and all of them before the next follower starts from
-// the engine's positions, so no line is read twice.
-func (d *daemon) follow(ctx context.Context) error {
-	for {
-		d.forgetGone(d.set.Load())
-		// The set is read and the follower's cancel stored under mu, where
-		// reload swaps the set: a reload either sees this follower and
-		// stops it, or happened before and its set is the one used here.
-		d.mu.Lock()
-		set := d.set.Load()
-		fctx, cancel := context.WithCancel(ctx)
-		f := follow.New(set.patterns, d.engine.Positions(), follow.Options{Logger: d.logger.With(keyComponent, "follow")})
-		d.follower, d.stopFollower = f, cancel
-		d.mu.Unlock()
-
-		lines := make(chan follow.Line, 4096)
-		errc := make(chan error, 1)
-		go func() {
-			errc <- f.Run(fctx, lines)
-			close(lines)
-		}()
-		d.dispatch(ctx, lines)
-		err := <-errc
-		cancel()
-		// Every line delivered has been dispatched: hand the follower's
-		// final positions over, so the next follower starts exactly there.
-		for _, p := range f.Positions() {
-			d.engine.Advance(p)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("follow logs: %w", err)
-		}
-	}
-}
-
-// forgetGone drops the saved read positions of files that no jail of set
-// reads and that are gone from disk, such as a removed container's log, so
-// that they do not pile up in the state db on a host whose containers come
-// and go. A file a jail still reads keeps its position even while it is
-// missing (between a rotation's rename and the new file).
-func (d *daemon) forgetGone(set *jailSet) {
-	gone := d.engine.ForgetPositions(func(path string) bool {
-		if len(set.watching(path)) > 0 {
-			return false
-		}
-		_, err := os.Lstat(path)
-		return errors.Is(err, fs.ErrNotExist)
-	})
-	if len(gone) > 0 {
-		d.logger.Info("forgot the read positions of files gone", "paths", gone)
-	}
-}
-
-// advanceEvery is how many lines without a failure may pass before their
-// position is handed to the engine (it is also handed over whenever the
-// queue runs dry).
-const advanceEvery = 256
-
-// dispatch matches each line against the jails that watch its file, and
-// hands failures and positions to the engine, until lines is closed.
-//
-// A line with a failure goes to the engine with its position. The positions
-// of lines without one are kept per file and handed over every advanceEvery
-// lines, whenever the queue runs dry, and at the end; since a file's lines
-// come in order, no position is handed over ahead of a failure before it.
-func (d *daemon) dispatch(ctx context.Context, lines <-chan follow.Line) {
-	var (
-		set      *jailSet
-		byPath   map[string][]watcher
-		decoders = map[string]*docker.Decoder{}
-		pending  = map[fileKey]follow.Position{}
-		count    int
-		fails    []jail.Failure
-	)
-	flush := func() {
-		for k, p := range pending {
-			d.engine.Advance(p)
-			delete(pending, k)
-		}
-		count = 0
-	}
-	for line := range lines {
-		if s := d.set.Load(); s != set {
-			set, byPath = s, map[string][]watcher{}
-		}
-		js, ok := byPath[line.Pos.Path]
-		if !ok {
-			for _, j := range set.watching(line.Pos.Path) {
-				js = append(js, watcher{j, j.filter.Stream()})
-			}
-			byPath[line.Pos.Path] = js
-		}
-		now := time.Now()
-		text, ref := line.Text, now
-		if _, ok := set.byContainerPath[line.Pos.Path]; ok {
-			// A json-file entry: the program's line and the time Docker
-			// stamped it with, the failure time when the line has no date.
-			dec := decoders[line.Pos.Path]
-			if dec == nil {
-				dec = docker.NewDecoder()
-				decoders[line.Pos.Path] = dec
-			}
-			t, tm, complete, err := dec.Decode([]byte(line.Text))
-			if err != nil || !complete {
-				// A piece of a line Docker split: its position is not
-				// handed over, so a restart reads the whole line again.
-				continue
-			}
-			text = t
-			if !tm.IsZero() {
-				ref = tm
-			}
-		}
-		fails = fails[:0]
-		for _, w := range js {
-			j := w.jail
-			j.m.lines.Inc()
-			if m, ok := w.stream.Match(text, ref); ok {
-				j.m.failures.Inc()
-				fails = append(fails, jail.Failure{Jail: j.cfg.Name, Addr: m.Addr, Time: m.Time})
-			}
-		}
-		key := fileKey{line.Pos.Path, line.Pos.Inode}
-		if len(fails) == 0 {
-			pending[key] = line.Pos
-			if count++; count >= advanceEvery || len(lines) == 0 {
-				flush()
-			}
-			continue
-		}
-		// One call for all jails of the line: a checkpoint holds all of its
-		// failures or none.
-		delete(pending, key)
-		bans, err := d.engine.Failures(ctx, fails, line.Pos)
-		switch {
-		case errors.Is(err, jail.ErrUnknownJail):
-			// A jail removed by a reload, before the new set is in place.
-			d.logger.Debug("failure for a jail being removed", keyError, err)
-		case err != nil:
-			d.logger.Error("record failure", keyError, err)
-		default:
-			for _, b := range bans {
-				if j := set.byName(b.Jail); j != nil {
-					j.m.latency.Observe(time.Since(line.Read).Seconds())
-				}
-			}
-		}
-		if len(lines) == 0 {
-			flush()
-		}
-	}
-	flush()
-}
-
-// watcher is a jail that watches one log, with the filter's state for that
-// log (multi-line filters group lines by connection id, or buffer the last
-// maxlines lines). It is used by the dispatching goroutine only.
-type watcher struct {
-	jail   *runJail
-	stream *filters.Stream
-}
-
-// fileKey is one file: the path it was found at and its inode.
-type fileKey struct {
-	path  string
-	inode uint64
-}
-
-// byName is the jail of that name, or nil.
-func (s *jailSet) byName(name string) *runJail {
-	for _, j := range s.jails {
-		if j.cfg.Name == name {
-			return j
-		}
-	}
-	return nil
-}
-
-// watching is the jails whose logpath matches path, or that read the
-// container log at path.
-func (s *jailSet) watching(path string) []*runJail {
-	out := slices.Clone(s.byContainerPath[path])
-	for _, j := range s.jails {
-		if matchesAny(j.cfg.LogPath, path) && !slices.Contains(out, j) {
-			out = append(out, j)
-		}
-	}
-	return out
-}
-
-func matchesAny(patterns []string, path string) bool {
-	for _, p := range patterns {
-		if p == path {
-			return true
-		}
-		if ok, _ := filepath.Match(p, path); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // reopenOnUSR1 reopens the proxy's access log on each SIGUSR1 (after a
@@ -563,21 +304,18 @@ func (d *daemon) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	cs := d.containers
-	d.mu.Unlock()
-	set, err := d.compile(cfg, cs)
+	set, err := d.compile(cfg)
 	if err != nil {
 		return err
 	}
 	if old := d.cfg; cfg.StateDir != old.StateDir || cfg.Socket != old.Socket || cfg.Firewall != old.Firewall || cfg.Metrics != old.Metrics {
 		d.logger.Warn("state_dir, socket, firewall and metrics changes take effect at the next start; the running values stay")
 	}
-	names := make([]string, len(set.jails))
-	for i, j := range set.jails {
-		names[i] = j.cfg.Name
+	names := make([]string, len(cfg.Jails))
+	for i, j := range cfg.Jails {
+		names[i] = j.Name
 	}
-	if err := d.engine.Configure(ctx, jailConfigs(set)); err != nil {
+	if err := d.engine.Configure(ctx, jailConfigs(cfg)); err != nil {
 		// Configure changes nothing on a validation error; past that
 		// (a firewall sync that failed) the engine runs the new jails,
 		// and the daemon must follow it. Run retries the sync.
@@ -590,38 +328,10 @@ func (d *daemon) reload(ctx context.Context) error {
 		d.logger.Error("reload applied, but the firewall sync failed; it is retried", keyError, err)
 	}
 	d.reloadProxy(cfg)
-	d.mu.Lock()
-	// Containers the watcher reported since compile are taken too.
-	set = withContainers(set, d.containers)
-	prev := d.set.Swap(set)
-	if !slices.Equal(prev.patterns, set.patterns) && d.stopFollower != nil {
-		d.stopFollower()
-	}
-	if selectorKey(set) != d.watcherKey && d.stopWatcher != nil {
-		d.stopWatcher()
-	}
-	d.mu.Unlock()
+	d.pipe.Use(set)
 	d.logger.Info("configuration reloaded", "config", cfg.File, "jails", strings.Join(names, ","))
-	d.describe(set)
+	d.describe(cfg)
 	return nil
-}
-
-// files is the files followed now for one jail.
-func (d *daemon) files(j *runJail) []string {
-	d.mu.Lock()
-	f := d.follower
-	d.mu.Unlock()
-	var out []string
-	if f == nil {
-		return out
-	}
-	set := d.set.Load()
-	for _, p := range f.Files() {
-		if matchesAny(j.cfg.LogPath, p) || slices.Contains(set.byContainerPath[p], j) {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // service is what the control API serves: the engine, with the followed
@@ -633,11 +343,8 @@ func (s service) Status(name string) ([]jail.Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	set := s.d.set.Load()
 	for i := range sts {
-		if j := set.byName(sts[i].Jail); j != nil {
-			sts[i].Files = s.d.files(j)
-		}
+		sts[i].Files = s.d.pipe.Files(sts[i].Jail)
 	}
 	return sts, nil
 }

@@ -20,7 +20,7 @@ import (
 
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/internal/netaddr"
-	"github.com/moatproj/moat/jail"
+	"github.com/moatproj/moat/jail/jailconfig"
 )
 
 // Options adjusts Load.
@@ -277,7 +277,7 @@ func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error
 	}
 
 	// Escalation.
-	inc := jail.Increment{Factor: 1}
+	inc := jailconfig.Increment{Factor: 1}
 	if s, ok := b.get("bantime.increment"); ok {
 		inc.Enabled = asBool(s)
 	}

@@ -89,6 +89,19 @@ func ParseSelector(s string) (Selector, error) {
 	return Selector{kind: selName, key: name}, nil
 }
 
+// ParseSelectors parses a jail's list of selectors.
+func ParseSelectors(specs []string) ([]Selector, error) {
+	out := make([]Selector, 0, len(specs))
+	for _, s := range specs {
+		sel, err := ParseSelector(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sel)
+	}
+	return out, nil
+}
+
 func nameRune(r rune) bool {
 	switch {
 	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
