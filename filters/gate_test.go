@@ -108,7 +108,7 @@ func sampleLogJobs(t *testing.T) []sampleLogJob {
 	if _, err := os.Stat("/etc/fail2ban/filter.d/sshd.conf"); err != nil {
 		return jobs
 	}
-	stock, err := filepath.Glob(filepath.Join("..", "cmd", "moat", "testdata", "stock", "*.log"))
+	stock, err := filepath.Glob(filepath.Join("..", "fail2ban", "emulate", "testdata", "stock", "*.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

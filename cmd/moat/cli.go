@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/fail2ban/emulate"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; otherwise
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, io stdio) int {
 	default:
 		err = fmt.Errorf("%w: unknown command %q (see moat help)", errUsage, cmd)
 	}
-	var exit *exitError
+	var exit *emulate.ExitError
 	switch {
 	case err == nil:
 		return 0
@@ -99,9 +100,9 @@ func run(ctx context.Context, args []string, io stdio) int {
 		return 0
 	case errors.As(err, &exit):
 		// fail2ban-client prints a NOK answer on standard output.
-		fmt.Fprintln(io.stdout, exit.msg)
-		return exit.code
-	case errors.Is(err, errUsage):
+		fmt.Fprintln(io.stdout, exit.Msg)
+		return exit.Code
+	case errors.Is(err, errUsage), errors.Is(err, emulate.ErrUsage):
 		fmt.Fprintf(io.stderr, "moat: %v\n", strings.TrimPrefix(err.Error(), "usage: "))
 		return 2
 	default:

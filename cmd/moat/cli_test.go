@@ -230,9 +230,26 @@ func TestCLIUsage(t *testing.T) {
 	if r := cli(t, nil, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "moat ") {
 		t.Errorf("version: %d %q", r.code, r.stdout)
 	}
-	for _, args := range [][]string{{}, {"frobnicate"}, {"ban"}, {"unban"}, {"bans", "extra"}, {"status", "a", "b"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"ban"}, {"unban"}, {"bans", "extra"}, {"status", "a", "b"}, {"regex", "log"}, {"client"}} {
 		if r := cli(t, nil, args...); r.code != 2 || r.stderr == "" {
 			t.Errorf("moat %v: exit %d, stderr %q; want usage error 2", args, r.code, r.stderr)
+		}
+	}
+}
+
+// TestCLIRegexClientWiring: moat regex and moat client reach
+// fail2ban/emulate with the process's streams, environment and socket (the
+// emulation's own tests are in that package).
+func TestCLIRegexClientWiring(t *testing.T) {
+	r := cli(t, nil, "regex", "-o", "ip", "Nov 26 21:00:00 h app: login failed from 192.0.2.7", "from <HOST>$")
+	if r.code != 0 || r.stdout != "192.0.2.7\n" {
+		t.Errorf("moat regex -o ip: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	socket := filepath.Join(t.TempDir(), "nobody.sock")
+	for _, args := range [][]string{{"--socket", socket, "status"}, {"-s", socket, "status"}} {
+		r := cli(t, map[string]string{"MOAT_SOCKET": "/nonexistent/a.sock"}, append([]string{"client"}, args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "not running") || !strings.Contains(r.stderr, socket) {
+			t.Errorf("moat client %v without a daemon: exit %d, %q; want an error naming %s", args, r.code, r.stderr, socket)
 		}
 	}
 }

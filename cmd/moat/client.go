@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/fail2ban/emulate"
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/jail"
 	"github.com/moatproj/moat/jail/control"
@@ -66,7 +67,7 @@ func cmdStatus(ctx context.Context, args []string, io stdio) error {
 		if name == "" {
 			fmt.Fprintln(io.stdout)
 		}
-		writeJailStatus(io, s)
+		emulate.WriteJailStatus(io.stdout, s)
 	}
 	return nil
 }
@@ -104,23 +105,6 @@ func kindsText(kinds map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, kinds[k]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// writeJailStatus prints one jail in fail2ban-client's layout.
-func writeJailStatus(io stdio, s jail.Status) {
-	banned := make([]string, len(s.Banned))
-	for i, p := range s.Banned {
-		banned[i] = prefixString(p)
-	}
-	fmt.Fprintf(io.stdout, "Status for the jail: %s\n", s.Jail)
-	fmt.Fprintf(io.stdout, "|- Filter\n")
-	fmt.Fprintf(io.stdout, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
-	fmt.Fprintf(io.stdout, "|  |- Total failed:\t%d\n", s.TotalFailed)
-	fmt.Fprintf(io.stdout, "|  `- File list:\t%s\n", strings.Join(s.Files, " "))
-	fmt.Fprintf(io.stdout, "`- Actions\n")
-	fmt.Fprintf(io.stdout, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
-	fmt.Fprintf(io.stdout, "   |- Total banned:\t%d\n", s.TotalBanned)
-	fmt.Fprintf(io.stdout, "   `- Banned IP list:\t%s\n", strings.Join(banned, " "))
 }
 
 // prefixString writes a single-host prefix as the bare address and a wider

@@ -1,4 +1,4 @@
-package main
+package emulate
 
 import (
 	"bytes"
@@ -23,18 +23,6 @@ const regexLog = `2026-11-26 21:00:01 host app: login failed for alice from 192.
 2026-11-26 21:00:03 host app: login failed for probe from 203.0.113.5
 2026-11-26 21:00:04 host app: all good
 `
-
-func writeFile(t *testing.T, dir, name, text string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // localEpoch is how moat regex prints the time of a date read in time.Local.
 func localEpoch(y int, mo time.Month, d, h, m, s int) string {
@@ -64,7 +52,7 @@ func TestRegexOutputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := cli(t, nil, append([]string{"regex"}, c.args...)...)
+			r := moatRegex(t, nil, c.args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
@@ -79,7 +67,7 @@ func TestRegexResults(t *testing.T) {
 	dir := t.TempDir()
 	log := writeFile(t, dir, "app.log", regexLog)
 	const failre = `login failed for \S+ from <HOST>$`
-	r := cli(t, nil, "regex", "--print-all-matched", log, failre, "for probe ")
+	r := moatRegex(t, nil, "--print-all-matched", log, failre, "for probe ")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -97,17 +85,17 @@ func TestRegexResults(t *testing.T) {
 		}
 	}
 	// --print-no-missed/-ignored drop the lists; -L lowers the print limit.
-	r = cli(t, nil, "regex", "--print-no-missed", "--print-no-ignored", log, failre, "for probe ")
+	r = moatRegex(t, nil, "--print-no-missed", "--print-no-ignored", log, failre, "for probe ")
 	if strings.Contains(r.stdout, "Missed line(s)") || strings.Contains(r.stdout, "Ignored line(s)") {
 		t.Errorf("--print-no-*: still lists lines:\n%s", r.stdout)
 	}
-	r = cli(t, nil, "regex", "-L", "1", log, failre)
+	r = moatRegex(t, nil, "-L", "1", log, failre)
 	if !strings.Contains(r.stdout, "Use         maxlines : 1\n") ||
 		!strings.Contains(r.stdout, "Missed line(s): too many to print.  Use --print-all-missed to print all 1 lines") {
 		t.Errorf("-L 1:\n%s", r.stdout)
 	}
 	// -v lists every regex and the failures it found.
-	r = cli(t, nil, "regex", "-v", log, failre+"|never <HOST> here")
+	r = moatRegex(t, nil, "-v", log, failre+"|never <HOST> here")
 	if !strings.Contains(r.stdout, "    192.0.2.7  "+time.Date(2026, 11, 26, 21, 0, 1, 0, time.Local).Format("Mon Jan 02 15:04:05 2006")) {
 		t.Errorf("-v lacks the failure list:\n%s", r.stdout)
 	}
@@ -135,8 +123,8 @@ failregex = login failed for %(who)s from <HOST>$
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			args := append([]string{"regex", "-c", cfg}, c.extra...)
-			r := cli(t, nil, append(args, log, c.spec)...)
+			args := append([]string{"-c", cfg}, c.extra...)
+			r := moatRegex(t, nil, append(args, log, c.spec)...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
@@ -146,10 +134,10 @@ failregex = login failed for %(who)s from <HOST>$
 		})
 	}
 	// A name that is neither a filter nor a regex with a host is an error.
-	if r := cli(t, nil, "regex", "-c", cfg, log, "nosuchfilter"); r.code != 1 || !strings.Contains(r.stderr, "nosuchfilter") {
+	if r := moatRegex(t, nil, "-c", cfg, log, "nosuchfilter"); r.code != 1 || !strings.Contains(r.stderr, "nosuchfilter") {
 		t.Errorf("unknown filter: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if r := cli(t, nil, "regex", log); r.code != 2 {
+	if r := moatRegex(t, nil, log); r.code != 2 {
 		t.Errorf("missing FILTER: exit %d, want 2", r.code)
 	}
 }
@@ -239,7 +227,7 @@ func TestRegexAgainstFail2banRegex(t *testing.T) {
 				return out.String()
 			}
 			moat := func(args ...string) string {
-				r := cli(t, nil, append(append([]string{"regex", "-c", c.cfg}, c.extra...), args...)...)
+				r := moatRegex(t, nil, append(append([]string{"-c", c.cfg}, c.extra...), args...)...)
 				if r.code != 0 {
 					t.Fatalf("moat regex %q: exit %d: %s", args, r.code, r.stderr)
 				}
@@ -360,7 +348,7 @@ func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("fail2ban-regex: %v: %s", err, out.String())
 			}
-			r := cli(t, nil, append([]string{"regex"}, c.args...)...)
+			r := moatRegex(t, nil, c.args...)
 			if r.code != 0 {
 				t.Fatalf("moat regex: exit %d: %s", r.code, r.stderr)
 			}
@@ -397,7 +385,7 @@ func TestRegexMultiLineSummary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("fail2ban-regex: %v", err)
 	}
-	r := cli(t, nil, "regex", logf, filter)
+	r := moatRegex(t, nil, logf, filter)
 	if got, want := summary(r.stdout), summary(string(peer)); got == "" || got != want {
 		t.Errorf("moat regex summary %q, fail2ban-regex %q", got, want)
 	}

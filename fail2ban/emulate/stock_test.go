@@ -1,4 +1,4 @@
-package main
+package emulate
 
 import (
 	"bufio"
@@ -241,7 +241,7 @@ func TestStockFiltersAgainstFail2banRegex(t *testing.T) {
 				t.Fatal(err)
 			}
 			moat := func(args ...string) string {
-				r := cli(t, locale, append([]string{"regex", "-c", stockConfDir}, args...)...)
+				r := moatRegex(t, locale, append([]string{"-c", stockConfDir}, args...)...)
 				if r.code != 0 {
 					t.Fatalf("moat regex %q: exit %d: %s", args, r.code, r.stderr)
 				}
@@ -415,7 +415,7 @@ ignoreregex = 192\.0\.2\.9
 			if runs[i].Code != 0 {
 				t.Fatalf("fail2ban-regex %q: exit %d: %s", c.args, runs[i].Code, runs[i].Stdout)
 			}
-			r := cli(t, locale, append([]string{"regex"}, c.args...)...)
+			r := moatRegex(t, locale, c.args...)
 			if r.code != 0 {
 				t.Fatalf("moat regex %q: exit %d: %s", c.args, r.code, r.stderr)
 			}

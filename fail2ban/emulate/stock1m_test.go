@@ -1,4 +1,4 @@
-package main
+package emulate
 
 import (
 	"bufio"
@@ -130,7 +130,7 @@ func TestSSHD1MLineEquality(t *testing.T) {
 				<-slots
 				outs[i] = want
 
-				r := cli(t, nil, "regex", "-o", "ip", log, spec)
+				r := moatRegex(t, nil, "-o", "ip", log, spec)
 				if r.code != 0 {
 					t.Fatalf("moat regex -o ip %s: exit %d: %s", spec, r.code, r.stderr)
 				}
@@ -145,7 +145,7 @@ func TestSSHD1MLineEquality(t *testing.T) {
 				if m == nil {
 					t.Fatalf("fail2ban-regex %s printed no Lines: summary:\n%s", spec, summary)
 				}
-				if got := linesSummary.FindString(cli(t, nil, "regex", prefix, spec).stdout); got != string(m[0]) {
+				if got := linesSummary.FindString(moatRegex(t, nil, prefix, spec).stdout); got != string(m[0]) {
 					t.Errorf("summary of the first %d lines with %s differs:\nmoat:           %s\nfail2ban-regex: %s", stock1MPrefix, spec, got, m[0])
 				}
 				for k, what := range []string{"ignored", "matched", "missed"} {

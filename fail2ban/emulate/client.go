@@ -1,10 +1,11 @@
-package main
+package emulate
 
 import (
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -13,44 +14,36 @@ import (
 	"github.com/moatproj/moat/jail/control"
 )
 
-// exitError carries an exit code other than 1, with the message to print on
-// standard output (fail2ban-client prints a NOK answer there and exits 255).
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-// cmdClient speaks fail2ban-client's common forms, with its output layout,
-// so that operators' scripts keep working:
+// Client speaks fail2ban-client's common forms, with its output layout
+// (moat client):
 //
-//	moat client status [JAIL]
-//	moat client set JAIL banip ADDR...
-//	moat client set JAIL unbanip [--report-absent] ADDR...
-//	moat client unban --all | ADDR...
-//	moat client banned [ADDR...]
-//	moat client get JAIL banned [ADDR...]
-func cmdClient(ctx context.Context, args []string, io stdio) error {
-	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	socket := socketFlag(fs, io)
+//	status [JAIL]
+//	set JAIL banip ADDR...
+//	set JAIL unbanip [--report-absent] ADDR...
+//	unban --all | ADDR...
+//	banned [ADDR...]
+//	get JAIL banned [ADDR...]
+//
+// Each goes to the daemon through the control API, at the socket -s names
+// or else the one socket returns. fs holds the caller's own flags (moat's
+// --socket), which args may set with fail2ban-client's -s and -c; ctx
+// bounds the whole command. A NOK answer is an *ExitError.
+func Client(ctx context.Context, fs *flag.FlagSet, args []string, std IO, socket func() string) error {
 	s := fs.String("s", "", "control socket (fail2ban-client's -s)")
 	fs.String("c", "", "fail2ban configuration directory (accepted and ignored)")
-	fs.SetOutput(io.stderr)
+	fs.SetOutput(std.Stderr)
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	path := socket()
 	if *s != "" {
 		path = *s
 	}
-	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
-	defer cancel()
-	c := &f2bClient{c: control.NewClient(path), io: io}
+	c := &f2bClient{c: control.NewClient(path), out: std.Stdout}
 	a := fs.Args()
 	switch {
 	case len(a) == 0:
-		return fmt.Errorf("%w: client needs a command: status, set, unban, banned, get", errUsage)
+		return fmt.Errorf("%w: client needs a command: status, set, unban, banned, get", ErrUsage)
 	case a[0] == "status" && len(a) <= 2:
 		return c.status(ctx, a[1:])
 	case a[0] == "set" && len(a) >= 4 && a[2] == "banip":
@@ -64,12 +57,12 @@ func cmdClient(ctx context.Context, args []string, io stdio) error {
 	case a[0] == "get" && len(a) >= 3 && a[2] == "banned":
 		return c.getBanned(ctx, a[1], a[3:])
 	}
-	return fmt.Errorf("%w: client: unsupported command %q (moat speaks status, set JAIL banip|unbanip, unban, banned, get JAIL banned)", errUsage, strings.Join(a, " "))
+	return fmt.Errorf("%w: client: unsupported command %q (moat speaks status, set JAIL banip|unbanip, unban, banned, get JAIL banned)", ErrUsage, strings.Join(a, " "))
 }
 
 type f2bClient struct {
-	c  *control.Client
-	io stdio
+	c   *control.Client
+	out io.Writer
 }
 
 // nok turns the daemon's refusal into fail2ban-client's NOK exit.
@@ -77,9 +70,9 @@ func nok(err error) error {
 	var api *control.APIError
 	if errors.As(err, &api) {
 		if api.Status == http.StatusNotFound && strings.Contains(api.Message, "jail") {
-			return &exitError{255, api.Message}
+			return &ExitError{255, api.Message}
 		}
-		return &exitError{255, api.Error()}
+		return &ExitError{255, api.Error()}
 	}
 	return err
 }
@@ -94,7 +87,7 @@ func (c *f2bClient) status(ctx context.Context, a []string) error {
 		if name != "" {
 			var api *control.APIError
 			if errors.As(err, &api) && api.Status == http.StatusNotFound {
-				return &exitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
+				return &ExitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
 			}
 		}
 		return err
@@ -104,11 +97,11 @@ func (c *f2bClient) status(ctx context.Context, a []string) error {
 		for i, s := range sts {
 			names[i] = s.Jail
 		}
-		fmt.Fprintf(c.io.stdout, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
+		fmt.Fprintf(c.out, "Status\n|- Number of jail:\t%d\n`- Jail list:\t%s\n", len(sts), strings.Join(names, ", "))
 		return nil
 	}
 	for _, s := range sts {
-		writeJailStatus(c.io, s)
+		WriteJailStatus(c.out, s)
 	}
 	return nil
 }
@@ -119,13 +112,13 @@ func (c *f2bClient) jailBans(ctx context.Context, name string) (map[string]bool,
 	if err != nil {
 		var api *control.APIError
 		if errors.As(err, &api) && api.Status == http.StatusNotFound {
-			return nil, nil, &exitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
+			return nil, nil, &ExitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
 		}
 		return nil, nil, err
 	}
 	set := map[string]bool{}
 	for _, b := range bans {
-		set[prefixString(b.Prefix)] = true
+		set[control.FormatPrefix(b.Prefix)] = true
 	}
 	return set, bans, nil
 }
@@ -141,7 +134,7 @@ func (c *f2bClient) banip(ctx context.Context, name string, addrs []string) erro
 	}
 	n := 0
 	for _, a := range addrs {
-		if p, err := netaddr.ParsePrefix(a); err == nil && have[prefixString(p)] {
+		if p, err := netaddr.ParsePrefix(a); err == nil && have[control.FormatPrefix(p)] {
 			continue
 		}
 		b, err := c.c.Ban(ctx, name, a, 0)
@@ -151,9 +144,9 @@ func (c *f2bClient) banip(ctx context.Context, name string, addrs []string) erro
 		if b.Previous == nil {
 			n++
 		}
-		have[prefixString(b.Prefix)] = true
+		have[control.FormatPrefix(b.Prefix)] = true
 	}
-	fmt.Fprintln(c.io.stdout, n)
+	fmt.Fprintln(c.out, n)
 	return nil
 }
 
@@ -181,9 +174,9 @@ func (c *f2bClient) unbanip(ctx context.Context, name string, addrs []string) er
 		}
 	}
 	if report && len(absent) > 0 {
-		return &exitError{255, "not banned: " + pyList(absent)}
+		return &ExitError{255, "not banned: " + pyList(absent)}
 	}
-	fmt.Fprintln(c.io.stdout, n)
+	fmt.Fprintln(c.out, n)
 	return nil
 }
 
@@ -194,7 +187,7 @@ func (c *f2bClient) unban(ctx context.Context, a []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.io.stdout, n)
+		fmt.Fprintln(c.out, n)
 		return nil
 	}
 	n := 0
@@ -209,7 +202,7 @@ func (c *f2bClient) unban(ctx context.Context, a []string) error {
 			n += len(lifted)
 		}
 	}
-	fmt.Fprintln(c.io.stdout, n)
+	fmt.Fprintln(c.out, n)
 	return nil
 }
 
@@ -226,7 +219,7 @@ func (c *f2bClient) banned(ctx context.Context, addrs []string) error {
 	}
 	byJail := map[string][]string{}
 	for _, b := range bans {
-		byJail[b.Jail] = append(byJail[b.Jail], prefixString(b.Prefix))
+		byJail[b.Jail] = append(byJail[b.Jail], control.FormatPrefix(b.Prefix))
 	}
 	var parts []string
 	if len(addrs) == 0 {
@@ -246,7 +239,7 @@ func (c *f2bClient) banned(ctx context.Context, addrs []string) error {
 			parts = append(parts, pyList(in))
 		}
 	}
-	fmt.Fprintln(c.io.stdout, "["+strings.Join(parts, ", ")+"]")
+	fmt.Fprintln(c.out, "["+strings.Join(parts, ", ")+"]")
 	return nil
 }
 
@@ -260,9 +253,9 @@ func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) 
 	if len(addrs) == 0 {
 		list := make([]string, len(bans))
 		for i, b := range bans {
-			list[i] = prefixString(b.Prefix)
+			list[i] = control.FormatPrefix(b.Prefix)
 		}
-		fmt.Fprintln(c.io.stdout, pyList(list))
+		fmt.Fprintln(c.out, pyList(list))
 		return nil
 	}
 	out := make([]string, len(addrs))
@@ -273,9 +266,26 @@ func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) 
 		}
 	}
 	if len(out) == 1 {
-		fmt.Fprintln(c.io.stdout, out[0])
+		fmt.Fprintln(c.out, out[0])
 	} else {
-		fmt.Fprintln(c.io.stdout, "["+strings.Join(out, ", ")+"]")
+		fmt.Fprintln(c.out, "["+strings.Join(out, ", ")+"]")
 	}
 	return nil
+}
+
+// WriteJailStatus prints one jail's status in fail2ban-client's layout.
+func WriteJailStatus(w io.Writer, s jail.Status) {
+	banned := make([]string, len(s.Banned))
+	for i, p := range s.Banned {
+		banned[i] = control.FormatPrefix(p)
+	}
+	fmt.Fprintf(w, "Status for the jail: %s\n", s.Jail)
+	fmt.Fprintf(w, "|- Filter\n")
+	fmt.Fprintf(w, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
+	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
+	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(s.Files, " "))
+	fmt.Fprintf(w, "`- Actions\n")
+	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
+	fmt.Fprintf(w, "   |- Total banned:\t%d\n", s.TotalBanned)
+	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(banned, " "))
 }

@@ -1,4 +1,4 @@
-package main
+package emulate
 
 import (
 	"os"
@@ -50,7 +50,7 @@ func TestStockReadTimeLogs(t *testing.T) {
 		withO, report := runs[2*i].Stdout, runs[2*i+1].Stdout
 		t.Run(strings.TrimSuffix(filepath.Base(log), ".log"), func(t *testing.T) {
 			moat := func(args ...string) string {
-				r := cli(t, nil, append([]string{"regex", "-c", stockConfDir}, args...)...)
+				r := moatRegex(t, nil, append([]string{"-c", stockConfDir}, args...)...)
 				if r.code != 0 {
 					t.Fatalf("moat regex %q: exit %d: %s", args, r.code, r.stderr)
 				}
