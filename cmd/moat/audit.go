@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/internal/jsonerr"
 	"github.com/moatproj/moat/proxy"
 )
 
@@ -416,62 +416,9 @@ func parseDaemonConfig(data []byte) (daemonConfig, error) {
 		return dc, nil // dockerd takes an empty file as no settings
 	}
 	if err := json.Unmarshal(data, &dc); err != nil {
-		return dc, jsonError(data, err)
+		return dc, jsonerr.Describe(data, err)
 	}
 	return dc, nil
-}
-
-// jsonError names the line and column of a decoding error, and for a
-// value of the wrong type the key and the type it must have.
-func jsonError(data []byte, err error) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		line, col := lineCol(data, syn.Offset)
-		return fmt.Errorf("invalid JSON at line %d, column %d: %w", line, col, err)
-	case errors.As(err, &typ):
-		line, _ := lineCol(data, typ.Offset)
-		if typ.Field == "" {
-			return fmt.Errorf("line %d: the document must be %s, not %s", line, jsonKind(typ.Type), typ.Value)
-		}
-		return fmt.Errorf("line %d: %q must be %s, not %s", line, typ.Field, jsonKind(typ.Type), typ.Value)
-	}
-	return fmt.Errorf("invalid JSON: %w", err)
-}
-
-// lineCol turns the offset of a decoding error (just after the byte at
-// fault) into a line and a column, both from 1.
-func lineCol(data []byte, off int64) (int, int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	if off > 0 {
-		off--
-	}
-	before := data[:off]
-	return bytes.Count(before, []byte("\n")) + 1, int(off) - bytes.LastIndexByte(before, '\n')
-}
-
-// jsonKind says in JSON's words what a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.Bool:
-		return "true or false"
-	case reflect.String:
-		return "a string"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		if t.Elem().Kind() == reflect.String {
-			return "a list of strings"
-		}
-		return "a list"
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	}
-	return "an object"
 }
 
 func isFalse(b *bool) bool { return b != nil && !*b }
@@ -963,10 +910,10 @@ func (c container) subject() string {
 func parseContainer(id string, configV2, hostconfig []byte) (container, error) {
 	c := container{ID: id}
 	if err := json.Unmarshal(configV2, &c.Cfg); err != nil {
-		return c, fmt.Errorf("config.v2.json: %w", jsonError(configV2, err))
+		return c, fmt.Errorf("config.v2.json: %w", jsonerr.Describe(configV2, err))
 	}
 	if err := json.Unmarshal(hostconfig, &c.Host); err != nil {
-		return c, fmt.Errorf("hostconfig.json: %w", jsonError(hostconfig, err))
+		return c, fmt.Errorf("hostconfig.json: %w", jsonerr.Describe(hostconfig, err))
 	}
 	return c, nil
 }
