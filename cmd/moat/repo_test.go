@@ -130,6 +130,7 @@ var importRules = []struct {
 	{"jail/control", "the control API must not decide bans or reach the kernel itself", []string{"firewall/nftables", "github.com/google/nftables", "proxy"}},
 	{"pipeline", "the pipeline must not decide bans, touch the firewall, read configuration or serve", []string{"firewall/nftables", "firewall/none", "configs", "proxy", "jail/control", "net/http", "github.com/google/nftables"}},
 	{"fail2ban/emulate", "the emulation must not decide bans or touch the firewall: fail2ban-client's commands go through jail/control's client", []string{"proxy", "firewall/nftables", "firewall/none", "github.com/google/nftables", "github.com/mdlayher/netlink", "sources/follow", "sources/docker", "pipeline", "configs"}},
+	{"audit", "the audit only reads files: it never talks to the Docker daemon, runs nothing and changes nothing", []string{"jail", "firewall", "proxy", "configs", "filters", "pipeline", "net/http", "os/exec"}},
 	{"proxy", "the proxy never writes to the firewall; it asks the jail engine", []string{"firewall", "jail", "filters"}},
 	{"proxy/proxyconfig", "the proxy's settings are plain data: no proxy, no network", []string{"proxy", "jail", "net/http", "github.com/caddyserver/certmagic", "go.uber.org/zap"}},
 	{"jail/jailconfig", "a jail's settings are plain data: no engine, no store", []string{"jail", "firewall/nftables", "go.etcd.io/bbolt", "github.com/hashicorp/go-memdb"}},

@@ -5,6 +5,9 @@
 // label, by id prefix), says where the json-file driver writes each one's log,
 // and decodes that log's lines back into the program's own lines. A Watcher
 // polls the data root and reports when the set of selected containers changes.
+// It is moat's one reader of the data root: a Container also holds what the
+// container may do (its user, capabilities, limits, network and published
+// ports), which moat audit judges.
 //
 // It only reads files: it never talks to the Docker daemon, never writes under
 // the data root, and does not follow files itself (sources/follow does) nor
@@ -22,6 +25,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/moatproj/moat/internal/jsonerr"
 )
 
 // Log drivers named in hostconfig.json's LogConfig.Type.
@@ -64,6 +69,48 @@ type Container struct {
 	Running bool
 	// Created is when the container was created.
 	Created time.Time
+
+	// User is Config.User, the container's configuration merged with its
+	// image's: "" means the image names no user, so it runs as root.
+	User string
+	// ExposedPorts are the keys of Config.ExposedPorts ("80/tcp"), sorted.
+	ExposedPorts []string
+	// Networks are NetworkSettings.Networks, by network name.
+	Networks map[string]Network
+	// Host is what hostconfig.json says of the container's privileges,
+	// limits, network and published ports.
+	Host HostConfig
+}
+
+// Network is what moat reads of a container's endpoint on one network.
+type Network struct {
+	IPAddress         string
+	GlobalIPv6Address string
+}
+
+// HostConfig is the part of hostconfig.json, beyond the log driver, that
+// moat reads, with the field names of moby's api/types/container.HostConfig.
+type HostConfig struct {
+	Privileged bool
+	CapAdd     []string
+	// Memory is the memory limit in bytes; 0 is none.
+	Memory int64
+	// PidsLimit is nil, 0 or negative for no limit.
+	PidsLimit *int64
+	// PortBindings are the published ports, by container port ("80/tcp").
+	PortBindings    map[string][]PortBinding
+	PublishAllPorts bool
+	NetworkMode     string
+	ReadonlyRootfs  bool
+	SecurityOpt     []string
+	UsernsMode      string
+}
+
+// PortBinding is one host address and port a container port is published
+// on; empty fields are Docker's defaults (the daemon's "ip", a port it picks).
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string
 }
 
 // configV2 is the subset of config.v2.json that moat reads. Field names are
@@ -77,17 +124,50 @@ type configV2 struct {
 		Running bool
 	}
 	Config *struct {
-		Labels map[string]string
+		Labels       map[string]string
+		User         string
+		ExposedPorts map[string]struct{}
+	}
+	NetworkSettings *struct {
+		Networks map[string]Network
 	}
 }
 
-// hostConfig is the subset of hostconfig.json that moat reads (moby's
+// logConfig is the log driver part of hostconfig.json (moby's
 // api/types/container.HostConfig).
-type hostConfig struct {
+type logConfig struct {
 	LogConfig struct {
 		Type string
 	}
 }
+
+// A ContainerError is a container that Scan skipped because one of its
+// files could not be read or decoded.
+type ContainerError struct {
+	// ID is the container's directory name, and Dir that directory.
+	ID, Dir string
+	// File is the file at fault: config.v2.json or hostconfig.json.
+	File string
+	// Decoding is true when File was read but is not what Docker writes:
+	// Err then names the line and column, or the mismatch.
+	Decoding bool
+	// Err is why: for a file that could not be read, an error from os
+	// naming it.
+	Err error
+}
+
+func (e *ContainerError) Error() string {
+	what := "container config"
+	if e.File == hostConfigFile {
+		what = "container host config"
+	}
+	if e.Decoding {
+		return fmt.Sprintf("parse %s %s: %v", what, filepath.Join(e.Dir, e.File), e.Err)
+	}
+	return fmt.Sprintf("read %s: %v", what, e.Err)
+}
+
+func (e *ContainerError) Unwrap() error { return e.Err }
 
 // ContainersDir is root/containers, where Docker keeps one directory per
 // container.
@@ -110,9 +190,10 @@ func JSONLogPath(root string, c Container) string {
 
 // Scan reads every container under root/containers. A container whose
 // config.v2.json or hostconfig.json is missing, unreadable or garbled is
-// skipped, with an error naming the file in errs; the others are returned,
-// sorted by name then id. A missing or unreadable root/containers is one
-// error in errs. Scan is safe for concurrent use.
+// skipped, with a *ContainerError naming the file in errs; the others are
+// returned, sorted by name then id. A missing or unreadable root/containers
+// is one error in errs, wrapping os.ReadDir's. Scan is safe for concurrent
+// use.
 func Scan(root string) (cs []Container, errs []error) {
 	dir := ContainersDir(root)
 	ents, err := os.ReadDir(dir)
@@ -144,24 +225,33 @@ func sortContainers(cs []Container) {
 }
 
 // readContainer reads the container in dir, whose directory name is id.
+// An error is a *ContainerError.
 func readContainer(dir, id string) (Container, error) {
-	cfgPath := filepath.Join(dir, configFile)
-	b, err := readSmall(cfgPath)
+	fail := func(file string, decoding bool, err error) (Container, error) {
+		return Container{}, &ContainerError{ID: id, Dir: dir, File: file, Decoding: decoding, Err: err}
+	}
+	b, err := readSmall(filepath.Join(dir, configFile))
 	if err != nil {
-		return Container{}, fmt.Errorf("read container config: %w", err)
+		return fail(configFile, false, err)
 	}
 	c, err := parseConfig(b, id)
 	if err != nil {
-		return Container{}, fmt.Errorf("parse container config %s: %w", cfgPath, err)
+		return fail(configFile, true, err)
 	}
-	hcPath := filepath.Join(dir, hostConfigFile)
-	b, err = readSmall(hcPath)
+	b, err = readSmall(filepath.Join(dir, hostConfigFile))
 	if err != nil {
-		return Container{}, fmt.Errorf("read container host config: %w", err)
+		return fail(hostConfigFile, false, err)
 	}
-	if c.LogDriver, err = parseHostConfig(b); err != nil {
-		return Container{}, fmt.Errorf("parse container host config %s: %w", hcPath, err)
+	// Two passes, so that a type error names the key as the file has it
+	// (an embedded struct would prefix it with its type's name).
+	var lc logConfig
+	if err := json.Unmarshal(b, &lc); err != nil {
+		return fail(hostConfigFile, true, jsonerr.Describe(b, err))
 	}
+	if err := json.Unmarshal(b, &c.Host); err != nil {
+		return fail(hostConfigFile, true, jsonerr.Describe(b, err))
+	}
+	c.LogDriver = lc.LogConfig.Type
 	return c, nil
 }
 
@@ -197,7 +287,7 @@ func readSmall(path string) ([]byte, error) {
 func parseConfig(b []byte, id string) (Container, error) {
 	var cfg configV2
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return Container{}, err
+		return Container{}, jsonerr.Describe(b, err)
 	}
 	if cfg.ID != id {
 		return Container{}, fmt.Errorf("id %q does not match its directory %q", cfg.ID, id)
@@ -216,17 +306,16 @@ func parseConfig(b []byte, id string) (Container, error) {
 		for k, v := range cfg.Config.Labels {
 			c.Labels[k] = v
 		}
+		c.User = cfg.Config.User
+		for p := range cfg.Config.ExposedPorts {
+			c.ExposedPorts = append(c.ExposedPorts, p)
+		}
+		sort.Strings(c.ExposedPorts)
+	}
+	if cfg.NetworkSettings != nil {
+		c.Networks = cfg.NetworkSettings.Networks
 	}
 	return c, nil
-}
-
-// parseHostConfig decodes hostconfig.json and returns its log driver.
-func parseHostConfig(b []byte) (string, error) {
-	var hc hostConfig
-	if err := json.Unmarshal(b, &hc); err != nil {
-		return "", err
-	}
-	return hc.LogConfig.Type, nil
 }
 
 // isID reports whether s looks like a container id: 64 lowercase hex digits.

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,6 +136,12 @@ func TestScan(t *testing.T) {
 	if f := byName["fresh"]; f.ID != fresh || f.LogPath != "" {
 		t.Errorf("fresh = %+v", f)
 	}
+	// What the audit judges, as the fixture has it.
+	if w.User != "" || !slices.Equal(w.ExposedPorts, []string{"80/tcp"}) || w.Networks["bridge"].IPAddress != "172.17.0.2" ||
+		w.Host.NetworkMode != "bridge" || w.Host.Privileged || w.Host.PidsLimit != nil || w.Host.Memory != 0 ||
+		!slices.Equal(w.Host.PortBindings["80/tcp"], []PortBinding{{HostIP: "", HostPort: "8080"}}) {
+		t.Errorf("web's settings = %+v", w)
+	}
 
 	wantErrs := []string{garbledCfg, noHostCfg, wrongCfg}
 	if len(errs) != len(wantErrs) {
@@ -147,6 +155,38 @@ func TestScan(t *testing.T) {
 		if !found {
 			t.Errorf("no error names %s; errs = %v", f, errs)
 		}
+	}
+	byID := map[string]*ContainerError{}
+	for _, err := range errs {
+		var ce *ContainerError
+		if !errors.As(err, &ce) {
+			t.Fatalf("error %v is not a *ContainerError", err)
+		}
+		byID[ce.ID] = ce
+	}
+	if ce := byID[garbled]; ce == nil || ce.File != "config.v2.json" || !ce.Decoding || ce.Dir != filepath.Dir(garbledCfg) ||
+		!strings.Contains(ce.Err.Error(), "invalid JSON at line 1, column ") {
+		t.Errorf("garbled: %#v, want a decoding error of config.v2.json naming the line and column", ce)
+	}
+	if ce := byID[noHost]; ce == nil || ce.File != "hostconfig.json" || ce.Decoding || !errors.Is(ce, fs.ErrNotExist) {
+		t.Errorf("nohost: %#v, want a read error of hostconfig.json", ce)
+	}
+	if ce := byID[wrongID]; ce == nil || ce.File != "config.v2.json" || !ce.Decoding || !strings.Contains(ce.Err.Error(), "does not match its directory") {
+		t.Errorf("wrongid: %#v, want a mismatch in config.v2.json", ce)
+	}
+}
+
+// TestReadHostConfigTypeError: a value of the wrong type in hostconfig.json
+// names the key, the type it must have and the line.
+func TestReadHostConfigTypeError(t *testing.T) {
+	root := t.TempDir()
+	id := writeContainer(t, root, fakeID("web"), spec{name: "web", driver: "json-file"})
+	hc := filepath.Join(root, "containers", id, "hostconfig.json")
+	writeAtomic(t, hc, "{\n\"Privileged\": \"yes\"\n}")
+	_, errs := Scan(root)
+	want := "parse container host config " + hc + `: line 2: "Privileged" must be true or false, not string`
+	if len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("Scan errs = %v, want [%s]", errs, want)
 	}
 }
 
