@@ -55,7 +55,8 @@ func TestParseIni(t *testing.T) {
 			}
 		})
 	}
-	items, lines := splitList(doc.sections["Definition"].vals["list"].val, doc.sections["Definition"].vals["list"].lines)
+	list, _ := doc.value("Definition", "list")
+	items, lines := splitList(list.val, list.lines)
 	if strings.Join(items, ",") != "first,second,third" || lines[0] != 7 || lines[1] != 8 {
 		t.Errorf("splitList = %q at %v, want first,second,third at 7,8,…", items, lines)
 	}
@@ -117,7 +118,9 @@ func TestIniIncludeErrors(t *testing.T) {
 		want string
 	}{
 		{"unreadable include", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = d\n[Definition]\nfailregex = x <HOST>\n")}, "d/x": {}}, "include d from a.conf"},
-		{"include cycle", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = a.conf\n")}}, "nested deeper"},
+		// fail2ban skips an include already on the include path (a.conf
+		// naming a.conf reads it twice), but not one written differently.
+		{"include cycle", fstest.MapFS{"a.conf": {Data: []byte("[INCLUDES]\nbefore = ./a.conf\n")}}, "nested deeper"},
 		{"missing interpolation", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex = %(nope)s <HOST>\n")}}, "a.conf:2"},
 		{"no failregex", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex =\n")}}, "no failregex"},
 		{"no failure-id group", fstest.MapFS{"a.conf": {Data: []byte("[Definition]\nfailregex = ok <HOST>\n            no host here\n")}}, "a.conf:3: failregex \"no host here\": no failure-id group"},

@@ -3,6 +3,8 @@ package fail2ban
 import (
 	"strings"
 	"testing"
+
+	"github.com/moatproj/moat/fail2ban/ini"
 )
 
 // TestParseINIAndGet checks ConfigParser's reading and interpolation on
@@ -103,7 +105,7 @@ func TestMergeKnown(t *testing.T) {
 			t.Errorf("get(%s, %s) = %q, %v; want %q", c.sec, c.opt, got, err, c.want)
 		}
 	}
-	if got := strings.Join(doc.order, ","); got != "sshd,new" {
+	if got := strings.Join(doc.Sections(), ","); got != "sshd,new" {
 		t.Errorf("section order %s, want sshd,new", got)
 	}
 	v, _ := doc.raw("sshd", "port")
@@ -123,11 +125,11 @@ func FuzzParseINI(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, name := range doc.order {
-			for k := range doc.sections[name].opts {
+		for _, name := range doc.Sections() {
+			for _, k := range doc.Section(name).Keys() {
 				_, _, _ = doc.get(name, k)
 			}
-			for k := range doc.defaults {
+			for _, k := range doc.Section(ini.Default).Keys() {
 				_, _, _ = doc.get(name, k)
 			}
 		}

@@ -119,27 +119,18 @@ func Load(dir string, opts Options) (*Result, error) {
 	if len(existing) == 0 {
 		return nil, fmt.Errorf("read fail2ban config %s: no jail.conf, jail.local or jail.d/*.conf: %w", dir, fs.ErrNotExist)
 	}
-	r := newReader()
-	files, err := r.expand(existing, nil)
+	doc, files, err := readINI(existing)
 	if err != nil {
 		return nil, fmt.Errorf("read fail2ban config: %w", err)
-	}
-	doc := newDocument()
-	for _, f := range files {
-		d, err := r.parse(f)
-		if err != nil {
-			return nil, fmt.Errorf("read fail2ban config: %w", err)
-		}
-		doc.merge(d)
 	}
 	version := opts.Version
 	if version == "" {
 		version = "1.0.2"
 	}
-	doc.defaults["fail2ban_version"] = value{text: version, file: "(fail2ban)"}
-	doc.defaults["fail2ban_confpath"] = value{text: strings.TrimRight(dir, "/"), file: "(fail2ban)"}
+	doc.setDefault("fail2ban_version", version)
+	doc.setDefault("fail2ban_confpath", strings.TrimRight(dir, "/"))
 	res := &Result{Dir: dir, Files: files}
-	for _, name := range doc.order {
+	for _, name := range doc.Sections() {
 		if name == "INCLUDES" || strings.HasPrefix(name, "KNOWN/") {
 			continue
 		}
@@ -214,10 +205,10 @@ func (b *jailBuilder) duration(opt string, def time.Duration) time.Duration {
 
 func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error) {
 	b := &jailBuilder{doc: doc, name: name}
-	sec := doc.sections[name]
-	j := Jail{File: sec.file}
+	sec := doc.Section(name)
+	j := Jail{File: sec.File}
 	j.Name = name
-	j.Line = sec.line
+	j.Line = sec.Line
 	j.IPv6Prefix = opts.IPv6Prefix
 	if j.IPv6Prefix == 0 {
 		j.IPv6Prefix = configs.DefaultIPv6Prefix
@@ -380,7 +371,7 @@ func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error
 
 	// Filter settings moat takes from the filter file only.
 	for _, opt := range []string{"failregex", "ignoreregex", "prefregex", "datepattern", "maxlines", "journalmatch", "logtimezone"} {
-		if v, ok := sec.opts[opt]; ok {
+		if v, ok := doc.own(name, opt); ok {
 			b.warn(opt, v.text, "set in the jail section: moat reads it from the filter file only")
 		}
 	}
