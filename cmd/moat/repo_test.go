@@ -129,6 +129,7 @@ var importRules = []struct {
 	{"jail", "the jail engine must not know nftables or HTTP routing", []string{"firewall/nftables", "github.com/google/nftables", "proxy", "net/http", "filters", "sources/follow", "sources/docker"}},
 	{"jail/control", "the control API must not decide bans or reach the kernel itself", []string{"firewall/nftables", "github.com/google/nftables", "proxy"}},
 	{"pipeline", "the pipeline must not decide bans, touch the firewall, read configuration or serve", []string{"firewall/nftables", "firewall/none", "configs", "proxy", "jail/control", "net/http", "github.com/google/nftables"}},
+	{"fail2ban/ini", "the INI dialect must not know filters or jails, nor any other moat package", []string{"filters", "jail", "configs", "firewall", "proxy", "sources", "pipeline", "audit", "net/http", "os/exec"}},
 	{"fail2ban/emulate", "the emulation must not decide bans or touch the firewall: fail2ban-client's commands go through jail/control's client", []string{"proxy", "firewall/nftables", "firewall/none", "github.com/google/nftables", "github.com/mdlayher/netlink", "sources/follow", "sources/docker", "pipeline", "configs"}},
 	{"audit", "the audit only reads files: it never talks to the Docker daemon, runs nothing and changes nothing", []string{"jail", "firewall", "proxy", "configs", "filters", "pipeline", "net/http", "os/exec"}},
 	{"proxy", "the proxy never writes to the firewall; it asks the jail engine", []string{"firewall", "jail", "filters"}},
