@@ -287,7 +287,7 @@ func runKernelModel(t *testing.T, seed uint64, ops int) int {
 					}
 				}
 			}
-		case op < 88: // time passes
+		case op < 88: // time passes (the model's expiries are real time)
 			d := time.Duration(20+rnd.IntN(380)) * time.Millisecond
 			seq = append(seq, fmt.Sprintf("%s sleep %v", time.Now().Format("15:04:05.000"), d))
 			time.Sleep(d)
@@ -617,7 +617,7 @@ func TestDriftRepairedByRun(t *testing.T) {
 	}
 	// Let a first full check pass, so the next one is gated by the
 	// generation: the drift must still be seen.
-	time.Sleep(2 * every)
+	waitUntil("a first full check", func() bool { st := e.FirewallStatus(); return !st.LastCheck.IsZero() && st.Full })
 	ns.Nft(t, "delete", "element", "inet", "moat", "all_v4", "{ 203.0.113.60 }")
 	took := waitUntil("deleted element put back", func() bool { return covered("203.0.113.60") })
 	t.Logf("deleted element put back after %v", took)
@@ -628,6 +628,8 @@ func TestDriftRepairedByRun(t *testing.T) {
 	ns.Nft(t, "add", "element", "inet", "moat", "all_v4", "{ 203.0.113.61 timeout 1h }")
 	took = waitUntil("stray element removed", func() bool { return !covered("203.0.113.61") })
 	t.Logf("stray element removed after %v", took)
+	// The check that removed it records its repairs just after.
+	waitUntil("the stray repair recorded", func() bool { return e.FirewallStatus().Repairs["stray"] > 0 })
 	st := e.FirewallStatus()
 	if st.Repairs["missing"] != 1 || st.Repairs["stray"] != 1 || st.LastRepair.IsZero() {
 		t.Errorf("FirewallStatus = %+v, want one missing and one stray repair", st)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // entryKeys is the fixed key order of an access log line.
@@ -447,18 +449,23 @@ func TestAccessLogRotateWhileWriting(t *testing.T) {
 			}
 			const writers, each, rotations = 4, 5000, 5
 			var wg sync.WaitGroup
+			var written atomic.Int64
 			for w := range writers {
 				wg.Go(func() {
 					for i := range each {
 						e := alEntry(i)
 						e.Path = fmt.Sprintf("/%d/%d", w, i)
 						a.Write(e)
+						written.Add(1)
 					}
 				})
 			}
 			files := []string{path}
 			for r := range rotations {
-				time.Sleep(time.Millisecond) // let the writers get ahead
+				// Rotate while the writers write: each rotation once they
+				// got a further share of their entries written.
+				share := int64((r + 1) * writers * each / (rotations + 1))
+				testkit.WaitFor(t, 10*time.Second, "the writers to get ahead", func() bool { return written.Load() >= share })
 				old := fmt.Sprintf("%s.%d", path, r)
 				if err := os.Rename(path, old); err != nil {
 					t.Fatal(err)

@@ -317,8 +317,10 @@ func TestFastHandsOverTLS(t *testing.T) {
 // requests is closed at once and a request in flight is answered first.
 func TestFastShutdown(t *testing.T) {
 	release := make(chan struct{})
+	slowArrived := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			close(slowArrived)
 			<-release
 		}
 		w.Write([]byte("done"))
@@ -356,7 +358,11 @@ func TestFastShutdown(t *testing.T) {
 	}
 	defer busy.Close()
 	fmt.Fprintf(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-	time.Sleep(100 * time.Millisecond)
+	select { // the request is in flight: the upstream has it
+	case <-slowArrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream never got /slow")
+	}
 	cancel()
 
 	idle.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -387,7 +393,12 @@ func TestFastShutdown(t *testing.T) {
 // upstream and logged with status 499.
 func TestFastClientGoneLogged(t *testing.T) {
 	ended := make(chan struct{}, 1)
+	arrived := make(chan struct{}, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-r.Context().Done():
 			ended <- struct{}{}
@@ -402,7 +413,11 @@ func TestFastClientGoneLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(c, "GET /poll HTTP/1.1\r\nHost: a\r\n\r\n")
-	time.Sleep(50 * time.Millisecond)
+	select { // the long poll is under way upstream
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream never got /poll")
+	}
 	c.Close()
 	select {
 	case <-ended:
@@ -433,7 +448,7 @@ func TestFastNoCrossTalk(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var n int
 		fmt.Sscanf(r.URL.Query().Get("n"), "%d", &n)
-		if n%7 == 0 {
+		if n%7 == 0 { // some answers come late: what the test is about
 			time.Sleep(time.Duration(n%3) * time.Millisecond)
 		}
 		if n%5 == 0 {

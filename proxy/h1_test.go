@@ -104,12 +104,18 @@ func TestH1KeepAlive(t *testing.T) {
 // idle connection; it is sent again on a new one and succeeds.
 func TestH1StaleConnection(t *testing.T) {
 	var served atomic.Int64
+	closed := make(chan struct{}, 16)
 	ln := oneShotUpstream(t, func(c net.Conn, req *http.Request) {
 		n := served.Add(1)
 		body := fmt.Sprintf("answer %d to %s", n, req.URL.Path)
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		// Closed without "Connection: close": the proxy keeps it idle and
 		// finds it dead on reuse.
+		c.Close()
+		select {
+		case closed <- struct{}{}:
+		default:
+		}
 	})
 	_, addr := startProxy(t, Config{Routes: []Route{{Upstreams: []string{ln.Addr().String()}}}}, nil)
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -123,7 +129,11 @@ func TestH1StaleConnection(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.HasSuffix(string(body), fmt.Sprintf("to /r%d", i)) {
 			t.Fatalf("request %d = %d %q", i, resp.StatusCode, body)
 		}
-		time.Sleep(20 * time.Millisecond) // let the upstream's close arrive
+		select { // the upstream has closed the connection it answered on
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d: the upstream did not close its connection", i)
+		}
 	}
 	if n := served.Load(); n != 5 {
 		t.Errorf("upstream answered %d requests, want 5 (no request sent twice)", n)

@@ -244,7 +244,11 @@ func TestHostileClients(t *testing.T) {
 		_, addr := startProxyPath(t, cfg, nil, fast)
 		for _, c := range hostileCases {
 			got := hostileAnswer(t, addr, c.raw)
-			time.Sleep(20 * time.Millisecond) // anything sent upstream has arrived
+			// A quiet window, not an ordering: what the upstream answered
+			// was recorded before the answer came back, but a request sent
+			// upstream whose answer is not relayed (smuggled) gives no
+			// event to wait for.
+			time.Sleep(20 * time.Millisecond)
 			seen := upMoat.take()
 			lines := upLines(seen)
 			if got != c.want {
@@ -268,7 +272,7 @@ func TestHostileClients(t *testing.T) {
 			var ngLines []string
 			if ngx != "" {
 				ng = hostileAnswer(t, ngx, c.raw)
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // the same quiet window as for moat
 				ngLines = upLines(upNginx.take())
 			}
 			mark := " "

@@ -90,7 +90,7 @@ func oversendingUpstream(t *testing.T) string {
 						out = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\x00\x01 not an answer\r\n\r\n"
 					case req.URL.Path == "/late-extra":
 						c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-						time.Sleep(20 * time.Millisecond)
+						time.Sleep(20 * time.Millisecond) // the extra answer comes a moment later: the case
 						out = injected
 					case strings.HasPrefix(req.URL.Path, "/who/"):
 						body := "you are " + strings.TrimPrefix(req.URL.Path, "/who/")
@@ -148,7 +148,10 @@ func TestBrokenUpstreamNoCrossedAnswers(t *testing.T) {
 					br = bufio.NewReader(conn)
 				}
 				conn.SetReadDeadline(time.Time{})
-				time.Sleep(40 * time.Millisecond) // the late extra bytes arrive
+				// The late extra bytes arrive, and an idle connection's
+				// reader (net/http's, on the POST path) sees them: that
+				// gives no event a test can wait for.
+				time.Sleep(40 * time.Millisecond)
 				// The same client and others, one after the other, each on
 				// a kept-alive connection: each gets its own answer.
 				for i, name := range []string{"alice", "bob", "carol", "dave", "erin"} {

@@ -587,7 +587,7 @@ func TestSlowClients(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d of the other client = %d", i, resp.StatusCode)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the 20 requests span 2 s of the slow clients' stay
 	}
 	late := 0
 	for _, ch := range chans {

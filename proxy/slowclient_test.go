@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // connCounter is an upstream that counts the connections open to it and
@@ -110,7 +113,7 @@ func TestStalledBodyHoldsNothing(t *testing.T) {
 				if n := up.open.Load(); n > 1 {
 					t.Fatalf("%d upstream connections open while 20 bodies stall, want at most the other client's", n)
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // the 5 requests span half of body_timeout
 			}
 			for i, c := range conns {
 				got, took, closed := waitClosed(c, 10*time.Second)
@@ -147,7 +150,7 @@ func TestTricklingBodyHoldsNothing(t *testing.T) {
 			defer c.Close()
 			fmt.Fprint(c, "POST /trickle HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
 			for range size {
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(200 * time.Millisecond) // a byte at a time, within body_timeout
 				fmt.Fprint(c, "1\r\nx\r\n")
 			}
 			fmt.Fprint(c, "0\r\n\r\n")
@@ -194,7 +197,9 @@ func TestNonReadingClientClosed(t *testing.T) {
 			defer c.Close()
 			c.SetReadBuffer(4 << 10)
 			fmt.Fprint(c, "GET /big HTTP/1.1\r\nHost: app.example\r\n\r\n")
-			time.Sleep(500 * time.Millisecond)
+			testkit.WaitFor(t, 10*time.Second, "the upstream to answer /big", func() bool {
+				return slices.ContainsFunc(up.got(), func(b string) bool { return strings.HasPrefix(b, "GET /big ") })
+			})
 			resp, body := fetch(t, "", addr, "app.example", "/other", nil)
 			if resp.StatusCode != 200 || body != "ok 0" {
 				t.Fatalf("other client: %d %q", resp.StatusCode, body)

@@ -39,6 +39,7 @@ func BenchmarkBanLatency(b *testing.B) {
 	}
 	appendFile(b, logPath, noise(0))
 	startDaemon(b, ns, cfg, socket)
+	env := map[string]string{"MOAT_SOCKET": socket}
 	const n = 200
 	var lat []time.Duration
 	b.ResetTimer()
@@ -47,7 +48,14 @@ func BenchmarkBanLatency(b *testing.B) {
 		for i := 0; i < n; i++ {
 			addr := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::%x", iter, i/256, i%256+1)).String()
 			appendFile(b, logPath, sshdFailure(addr, 1)+sshdFailure(addr, 2))
-			time.Sleep(5 * time.Millisecond)
+			// Only the line that completes the count is timed: wait until
+			// the two before it are counted (3 failures per address).
+			b.StopTimer()
+			counted := fmt.Sprintf("Total failed:\t%d\n", 3*(iter*n+i)+2)
+			testkit.WaitFor(b, 10*time.Second, "the first two failures counted", func() bool {
+				return strings.Contains(cli(b, env, "status", "sshd").stdout, counted)
+			})
+			b.StartTimer()
 			start := time.Now()
 			appendFile(b, logPath, sshdFailure(addr, 3))
 			for {
@@ -89,7 +97,7 @@ func BenchmarkRSS(b *testing.B) {
 		appendFile(b, filepath.Join(dir, fmt.Sprintf("log%d", i)), noise(i))
 	}
 	d := startDaemon(b, nil, cfg, socket)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // idle for a while: what idle-MiB measures
 	idle := rssKiB(b, d.cmd.Process.Pid)
 
 	const n = 1_000_000

@@ -103,6 +103,22 @@ func countLogLines(logs, msg, ip string) int {
 	return n
 }
 
+// markRead appends maxretry (5) failures of addr to the sshd log and waits
+// until addr is banned. The daemon handles a file's lines in order, one
+// after the other: by then every line written before has been counted, and
+// any ban it led to is listed.
+func markRead(t *testing.T, logPath, socket, addr string) {
+	t.Helper()
+	var text strings.Builder
+	for i := 0; i < 5; i++ {
+		text.WriteString(sshdFailure(addr, 900+i))
+	}
+	appendFile(t, logPath, text.String())
+	testkit.WaitFor(t, 20*time.Second, addr+" banned: the log read up to it", func() bool {
+		return slices.ContainsFunc(cliBans(t, socket), func(b banJSON) bool { return b.IP == addr })
+	})
+}
+
 // TestEndToEndCrashRestart: `kill -9` while lines are being written, then a
 // restart: every ban is still listed and in the kernel set with its
 // remaining time; no failure line is counted twice; lines written while
@@ -158,17 +174,20 @@ func TestEndToEndCrashRestart(t *testing.T) {
 		}
 		appendFile(t, logPath, l)
 		if i%7 == 0 {
+			// Lines keep coming over time, so that the crash and the
+			// restart fall while they are being written and read.
 			time.Sleep(time.Millisecond)
 		}
 	}
-	testkit.WaitFor(t, 20*time.Second, "every address of group five banned", func() bool {
-		return len(cliBans(t, socket)) == len(early)+len(five)
-	})
-	time.Sleep(500 * time.Millisecond) // let any wrong extra ban show up
+	// Once a last address is banned, any wrong extra ban has shown.
+	markRead(t, logPath, socket, "192.0.2.99")
 	after := cliBans(t, socket)
 	var got []string
 	for _, b := range after {
 		got = append(got, b.IP)
+	}
+	if want := len(early) + len(five) + 1; len(after) != want {
+		t.Errorf("%d bans after the last address's, want %d: %v", len(after), want, got)
 	}
 	for _, a := range four {
 		if slices.Contains(got, a) {
@@ -324,27 +343,39 @@ func TestEndToEndReload(t *testing.T) {
 		return strings.Contains(cli(t, env, "status").stdout, "web")
 	})
 	// The follower restarted on the new logs: auth.log is not read again
-	// (its 4 failures would count 8 and ban 203.0.113.77).
-	time.Sleep(300 * time.Millisecond)
-	if bans := cliBans(t, socket); len(bans) != 1 || bans[0].IP != "198.51.100.9" {
-		t.Fatalf("bans after reload = %+v, want the sshd ban kept and nothing else", bans)
+	// (its 4 failures would count 8 and ban 203.0.113.77). Once the new
+	// follower has taken auth.log up, and an address failing after that is
+	// banned, a second reading has shown.
+	testkit.WaitFor(t, 10*time.Second, "the follower restarted on the new logs", func() bool {
+		n := 0
+		for _, l := range strings.Split(d.logs.String(), "\n") {
+			if strings.Contains(l, `"msg":"following file"`) && strings.Contains(l, authLog+`"`) {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	const marker = "192.0.2.99"
+	markRead(t, authLog, socket, marker)
+	if bans := cliBans(t, socket); len(bans) != 2 || !slices.ContainsFunc(bans, func(b banJSON) bool { return b.IP == "198.51.100.9" }) {
+		t.Fatalf("bans after reload = %+v, want the sshd ban kept, %s's, and nothing else", bans, marker)
 	}
-	if !counted(4)() {
-		t.Fatalf("after reload: %s; want the 4 failures kept and none read twice", cli(t, env, "status", "sshd").stdout)
+	if !counted(4 + 5)() {
+		t.Fatalf("after reload: %s; want the 4 failures kept, none read twice, and %s's 5", cli(t, env, "status", "sshd").stdout, marker)
 	}
-	const written = 1 + 8 + 3000
+	const written = 1 + 8 + 3000 + 5
 	if m := fmt.Sprintf(`moat_lines_read_total{jail="sshd"} %d`+"\n", written); !strings.Contains(scrape(t, metricsAddr(metrics)), m) {
 		got := regexp.MustCompile(`moat_lines_read_total.*`).FindAllString(scrape(t, metricsAddr(metrics)), -1)
 		t.Errorf("after reload the sshd jail did not read exactly the %d lines written (no line twice): %q", written, got)
 	}
 	// The failure count survived: one more failure bans.
 	appendFile(t, authLog, sshdFailure("203.0.113.77", 5))
-	testkit.WaitFor(t, 10*time.Second, "203.0.113.77 banned on its 5th failure", func() bool { return len(cliBans(t, socket)) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "203.0.113.77 banned on its 5th failure", func() bool { return len(cliBans(t, socket)) == 3 })
 	// The new jail works.
 	line := fmt.Sprintf(`203.0.113.5 - - [%s] "GET /wp-login.php HTTP/1.1" 404 153 "-" "curl/8"`+"\n", time.Now().Format("02/Jan/2006:15:04:05 -0700"))
 	appendFile(t, webLog, line+line)
 	testkit.WaitFor(t, 10*time.Second, "203.0.113.5 banned by jail web", func() bool {
-		return len(cliBans(t, socket)) == 3
+		return len(cliBans(t, socket)) == 4
 	})
 
 	good, err := os.ReadFile(cfg)
@@ -362,7 +393,7 @@ func TestEndToEndReload(t *testing.T) {
 		t.Errorf("the refusal does not name the bad field:\n%s", d.logs.String())
 	}
 	st := cli(t, env, "status")
-	if st.code != 0 || !strings.Contains(st.stdout, "web") || len(cliBans(t, socket)) != 3 {
+	if st.code != 0 || !strings.Contains(st.stdout, "web") || len(cliBans(t, socket)) != 4 {
 		t.Fatalf("after a refused reload: status %q (exit %d); want both jails and bans in force", st.stdout, st.code)
 	}
 
@@ -372,7 +403,7 @@ func TestEndToEndReload(t *testing.T) {
 	}
 	hup()
 	testkit.WaitFor(t, 10*time.Second, "jail web gone with its ban", func() bool {
-		return !strings.Contains(cli(t, env, "status").stdout, "web") && len(cliBans(t, socket)) == 2
+		return !strings.Contains(cli(t, env, "status").stdout, "web") && len(cliBans(t, socket)) == 3
 	})
 }
 

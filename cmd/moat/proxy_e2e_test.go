@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -205,7 +206,7 @@ func flood(t *testing.T, s *proxySetup, a, b *http.Client, hdr ...string) (first
 				t.Fatalf("the other client, during the flood: %s, want 200", r)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the flood's rate: 20/s against a limit of 5/s
 	}
 	return first, okBefore
 }
@@ -246,6 +247,18 @@ func checkStatus(t *testing.T, s *proxySetup, ip string) {
 			t.Errorf("moat status proxy: exit %d, printed %q, want %q in it", r.code, r.stdout, w)
 		}
 	}
+}
+
+// totalFailed is what `moat status proxy` prints as Total failed.
+func totalFailed(t *testing.T, s *proxySetup) int {
+	t.Helper()
+	r := cli(t, s.env, "status", "proxy")
+	m := regexp.MustCompile(`Total failed:\t(\d+)\n`).FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("moat status proxy: exit %d, printed %q, want a Total failed line", r.code, r.stdout)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // TestProxyRateLimitBansInKernel: a client flooding the proxy gets 200s,
@@ -337,15 +350,22 @@ func TestProxyBannedWithoutFirewall(t *testing.T) {
 		t.Fatalf("192.0.2.2 after the unban: %s, want 200", r)
 	}
 	// The ban reset its failure window: one more 429 does not ban again.
+	failed := totalFailed(t, s)
 	for i := 0; ; i++ {
 		if i == 20 {
 			t.Fatalf("20 quick requests after the unban and no 429")
 		}
-		if r := get(fresh, s.url); r.err != nil || r.code == http.StatusTooManyRequests {
+		r := get(fresh, s.url)
+		if r.err != nil {
+			t.Fatalf("192.0.2.2 after the unban, request %d: %v", i, r.err)
+		}
+		if r.code == http.StatusTooManyRequests {
 			break
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // let a wrong ban show up
+	// The engine decides on a ban as it counts the failure: once the 429
+	// is counted, a wrong ban has shown.
+	testkit.WaitFor(t, 10*time.Second, "the 429 counted", func() bool { return totalFailed(t, s) > failed })
 	if bans := cliBans(t, s.socket); len(bans) != 0 {
 		t.Errorf("one 429 after the unban banned again: %+v", bans)
 	}

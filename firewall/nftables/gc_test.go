@@ -24,7 +24,7 @@ func TestAddAcrossTimedOutElement(t *testing.T) {
 	if err := b.Add(ctx, []firewall.Ban{{Jail: "sshd", Prefix: pfx("2001:db8:0:1::/124"), Expires: now.Add(time.Hour)}}, now); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the kernel times the first ban out
 	now = time.Now()
 	err := b.Add(ctx, []firewall.Ban{{Jail: "sshd", Prefix: pfx("2001:db8::/48"), Expires: now.Add(2 * time.Hour)}}, now)
 	if err != nil {
@@ -51,7 +51,7 @@ func TestReaddAfterExpiry(t *testing.T) {
 	if err := b.Add(ctx, short, now); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // the kernel times the short bans out
 	now = time.Now()
 	again := []firewall.Ban{
 		{Jail: "sshd", Prefix: pfx("203.0.113.7/32"), Expires: now.Add(time.Hour)},

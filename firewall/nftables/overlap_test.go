@@ -15,6 +15,7 @@ import (
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/firewall/nftables"
 	"github.com/moatproj/moat/firewall/nftables/nftest"
+	"github.com/moatproj/moat/internal/testkit"
 )
 
 // inKernel asks the kernel, as an operator would, whether set holds an
@@ -96,7 +97,7 @@ func TestOverlapExpiryKeepsAddress(t *testing.T) {
 	}
 	wantKernel(t, ns, "sshd_v4", map[string]bool{"198.51.100.77": true, "198.51.100.78": true})
 	wantKernel(t, ns, "sshd_v6", map[string]bool{"2001:db8::77": true, "2001:db8::78": true})
-	time.Sleep(time.Until(now.Add(1500 * time.Millisecond)))
+	time.Sleep(time.Until(now.Add(1500 * time.Millisecond))) // the kernel times the short bans out
 	wantKernel(t, ns, "sshd_v4", map[string]bool{"198.51.100.77": true, "198.51.100.78": false, "198.51.100.76": false})
 	wantKernel(t, ns, "sshd_v6", map[string]bool{"2001:db8::77": true, "2001:db8::78": false})
 	// The engine lifts the expired bans after the fact; nothing changes.
@@ -269,7 +270,9 @@ func TestReloadNeverLapses(t *testing.T) {
 	}()
 	for i := range 50 {
 		mustSync(t, b, other(i), bans, now)
-		time.Sleep(20 * time.Millisecond) // let the poller look between reloads too
+		// Let the poller look between reloads too.
+		seen := polls.Load()
+		testkit.WaitFor(t, 10*time.Second, "the poller to look after a reload", func() bool { return polls.Load() >= seen+21 })
 	}
 	stop.Store(true)
 	wg.Wait()

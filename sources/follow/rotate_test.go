@@ -332,11 +332,12 @@ func TestGlobMatchesRotatedNames(t *testing.T) {
 	path := filepath.Join(dir, "auth.log")
 	c := newCollector()
 	w := newWriter(t, path, 0)
-	start(t, c, []string{filepath.Join(dir, "auth.log*")}, nil, nil)
+	logs, log := newLog()
+	start(t, c, []string{filepath.Join(dir, "auth.log*")}, nil, log)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer w.close()
-		for w.next < total {
+		for rotations := 1; w.next < total; rotations++ {
 			if !seenGen(t, w, c) {
 				return
 			}
@@ -346,12 +347,16 @@ func TestGlobMatchesRotatedNames(t *testing.T) {
 				return
 			}
 			w.reopen()
-			// Let the renamed files drain and be taken up under their new
-			// names, where a naive follower would read them again.
-			time.Sleep(testQuiet / 2)
+			// Wait until the file just renamed to auth.log.1 has drained
+			// and been taken up under that name, where a naive follower
+			// would read it again.
+			if !until(t, "the rotated file followed as auth.log.1", func() bool {
+				return logs.count("following file", "auth.log.1") >= rotations
+			}) {
+				return
+			}
 		}
 	})
 	wg.Wait()
-	settle()
 	finish(t, c, total)
 }
