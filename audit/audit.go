@@ -150,6 +150,10 @@ type Report struct {
 	Containers int
 	// Accepted counts the findings Accept left out.
 	Accepted int
+	// NotInstalled, when not empty, says that Docker is not installed and
+	// names the places looked at, none of which exists (see Host); the
+	// report then holds nothing else.
+	NotInstalled string
 }
 
 func (r *Report) add(f ...Finding) { r.Findings = append(r.Findings, f...) }
@@ -210,6 +214,15 @@ func Host(o Options) Report {
 	if dcPath == "" {
 		dcPath = o.Under(DefaultDaemonConfig)
 	}
+	dirs := o.UnitDirs
+	if dirs == nil {
+		for _, d := range DefaultUnitDirs {
+			dirs = append(dirs, o.Under(d))
+		}
+	}
+	if rep.NotInstalled = o.absent(dcPath, dirs); rep.NotInstalled != "" {
+		return rep
+	}
 	var dc daemonConfig
 	dcKnown := true
 	switch data, err := os.ReadFile(dcPath); {
@@ -225,12 +238,6 @@ func Host(o Options) Report {
 	}
 
 	// The service unit and its drop-ins.
-	dirs := o.UnitDirs
-	if dirs == nil {
-		for _, d := range DefaultUnitDirs {
-			dirs = append(dirs, o.Under(d))
-		}
-	}
 	exec, err := readDockerUnit(dirs)
 	if err != nil {
 		rep.problem(err)
@@ -313,6 +320,36 @@ func Host(o Options) Report {
 	}
 	sortFindings(rep.Findings)
 	return rep
+}
+
+// absent says where Docker would leave a trace when none exists, "" when
+// one does. Docker counts as installed when any of these exists:
+// daemon.json, a docker.service or docker.socket unit (or a
+// docker.service.d drop-in directory), the socket, the data root. Without
+// daemon.json and a unit, the socket and the data root are at their
+// defaults (or the explicit paths).
+func (o Options) absent(daemonConfig string, unitDirs []string) string {
+	socket := o.Socket
+	if socket == "" {
+		socket = o.Under(DefaultDockerSocket)
+	}
+	root := o.DockerRoot
+	if root == "" {
+		root = o.Under(DefaultDockerRoot)
+	}
+	places := []string{daemonConfig, socket, root}
+	shownDirs := make([]string, len(unitDirs))
+	for i, d := range unitDirs {
+		places = append(places, filepath.Join(d, "docker.service"), filepath.Join(d, "docker.service.d"), filepath.Join(d, "docker.socket"))
+		shownDirs[i] = o.display(d)
+	}
+	for _, p := range places {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return "" // there, or there but unreadable: Docker may be
+		}
+	}
+	return fmt.Sprintf("Docker is not installed here: no daemon.json (%s), no docker.service or docker.socket unit (in %s), no socket (%s), no data root (%s)",
+		o.display(daemonConfig), strings.Join(shownDirs, ", "), o.display(socket), o.display(root))
 }
 
 func sortFindings(fs []Finding) {

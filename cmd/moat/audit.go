@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/moatproj/moat/audit"
 	"github.com/moatproj/moat/configs"
@@ -45,6 +44,19 @@ func cmdAudit(args []string, io stdio) error {
 	o.Upstreams = func() ([]audit.Upstream, error) { return proxyUpstreams(o, *moatConfig, env) }
 
 	rep := audit.Host(o)
+	if rep.NotInstalled != "" {
+		// Nothing about Docker to report: no findings, and no warning
+		// about --accept entries that had nothing to match.
+		if *asJSON {
+			fmt.Fprintln(io.stdout, "[]")
+			fmt.Fprintf(io.stderr, "moat: audit: %s; nothing to audit\n", rep.NotInstalled)
+			return nil
+		}
+		for _, l := range wrap(rep.NotInstalled+"; nothing to audit.", auditWidth(io)) {
+			fmt.Fprintln(io.stdout, l)
+		}
+		return nil
+	}
 	for _, a := range rep.Accept(accept) {
 		fmt.Fprintf(io.stderr, "moat: audit: --accept %s matched no finding\n", a)
 	}
@@ -75,19 +87,58 @@ func cmdAudit(args []string, io stdio) error {
 	return nil
 }
 
+// auditMaxWidth is the widest the findings are printed: they fit a
+// 100-column terminal, and a narrower one when standard output is one.
+const auditMaxWidth = 100
+
+func auditWidth(io stdio) int {
+	if w := io.stdoutWidth; w >= 40 && w < auditMaxWidth {
+		return w
+	}
+	return auditMaxWidth
+}
+
+// printFindings prints one finding per block: severity, id and subject on
+// the first line, then the message and the fix, wrapped and indented.
 func printFindings(io stdio, rep audit.Report) error {
 	var counts [audit.Info + 1]int
+	idWidth := len("ID")
 	for _, f := range rep.Findings {
 		counts[f.Severity]++
+		idWidth = max(idWidth, len(f.ID))
 	}
+	width := auditWidth(io)
+	const indent = len("SEVERITY") + 2
 	if len(rep.Findings) > 0 {
-		tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEVERITY\tID\tSUBJECT\tFINDING\tFIX")
-		for _, f := range rep.Findings {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.ID, f.Subject, f.Message, f.Fix)
+		// The subject's column follows the longest id; on a narrow
+		// terminal the subject goes below, indented as the message.
+		head := func(sev, id, subject string) {
+			col := indent + idWidth + 2
+			first := fmt.Sprintf("%-*s%-*s  ", indent, sev, idWidth, id)
+			if width-col < 20 {
+				fmt.Fprintln(io.stdout, strings.TrimRight(first, " "))
+				col, first = indent, strings.Repeat(" ", indent)
+			}
+			for i, l := range wrap(subject, width-col) {
+				if i > 0 {
+					first = strings.Repeat(" ", col)
+				}
+				fmt.Fprintln(io.stdout, first+l)
+			}
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		head("SEVERITY", "ID", "SUBJECT")
+		pad := strings.Repeat(" ", indent)
+		for _, f := range rep.Findings {
+			head(f.Severity.String(), f.ID, f.Subject)
+			for _, l := range wrap(f.Message, width-indent) {
+				fmt.Fprintln(io.stdout, pad+l)
+			}
+			for i, l := range wrap("fix: "+f.Fix, width-indent-5) {
+				if i > 0 {
+					l = "     " + l
+				}
+				fmt.Fprintln(io.stdout, pad+l)
+			}
 		}
 		fmt.Fprintln(io.stdout)
 	}
@@ -98,6 +149,37 @@ func printFindings(io stdio, rep audit.Report) error {
 	_, err := fmt.Fprintf(io.stdout, "%d finding(s): %d high, %d medium, %d low, %d info; %d container(s) read%s\n",
 		len(rep.Findings), counts[audit.High], counts[audit.Medium], counts[audit.Low], counts[audit.Info], rep.Containers, accepted)
 	return err
+}
+
+// wrap breaks text into lines of at most width bytes at spaces, and a word
+// longer than width (a path, a container id) into pieces.
+func wrap(text string, width int) []string {
+	width = max(width, 10)
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		for len(w) > width {
+			if line != "" {
+				lines = append(lines, line)
+				line = ""
+			}
+			lines = append(lines, w[:width])
+			w = w[width:]
+		}
+		switch {
+		case line == "":
+			line = w
+		case len(line)+1+len(w) <= width:
+			line += " " + w
+		default:
+			lines = append(lines, line)
+			line = w
+		}
+	}
+	if line != "" || lines == nil {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // acceptList is the --accept flag: findings the operator has accepted, as

@@ -38,9 +38,18 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default /etc/moat/moat.yaml, else the embedded default)")
 	f2bDir := fs.String("fail2ban", "", "also run the enabled jails of this fail2ban configuration directory (such as /etc/fail2ban)")
+	logFormat := fs.String("log-format", "", "text or json (default $MOAT_LOG_FORMAT, else text when standard error is a terminal, JSON otherwise)")
 	pos, err := parseArgs(fs, args, io)
 	if err != nil {
 		return err
+	}
+	if *logFormat == "" {
+		*logFormat = io.getenv("MOAT_LOG_FORMAT")
+	}
+	switch *logFormat {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("%w: --log-format (or $MOAT_LOG_FORMAT) is text or json, got %q", errUsage, *logFormat)
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: run takes no arguments, got %q", errUsage, pos)
@@ -54,7 +63,7 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	defer signal.Stop(usr1)
-	logger := newLogger(io)
+	logger := newLogger(io, *logFormat)
 	cfg, f2b, err := loadConfig(*path, *f2bDir, io)
 	if err != nil {
 		printConfigError(io, err)
@@ -69,15 +78,16 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 	return d.run(ctx, cfg)
 }
 
-// newLogger builds the one slog handler of the process: text on a
-// terminal, JSON under a service manager. MOAT_LOG_LEVEL=debug|warn|error.
-func newLogger(io stdio) *slog.Logger {
+// newLogger builds the one slog handler of the process: format "text" or
+// "json", or for "" text on a terminal and JSON otherwise (a service
+// manager, a pipe, a container without a tty). MOAT_LOG_LEVEL=debug|warn|error.
+func newLogger(io stdio, format string) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(io.getenv("MOAT_LOG_LEVEL"))); err != nil {
 		level = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	if io.stderrIsTerminal {
+	if format == "text" || format == "" && io.stderrIsTerminal {
 		return slog.New(slog.NewTextHandler(io.stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(io.stderr, opts))
