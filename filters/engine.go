@@ -477,13 +477,12 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 	if f.lines != nil {
 		p.w.gate = f.lines.get()
 	}
-	f.scan(line, ref, firstMatch, &p.sc, &p.w)
+	f.scan(line, ref, firstMatch, res, &p.sc, &p.w)
 	if f.lines != nil {
 		f.lines.put(p.w.gate)
 		p.w.gate = nil
 	}
 	sc := &p.sc
-	*res = sc.res
 	// Only a Stream reports the prefregex (see Result.PrefMatched).
 	res.PrefMatched = false
 	if len(sc.hits) > 0 {
@@ -532,13 +531,12 @@ func streamMode(all bool) scanMode {
 	return firstDecisive
 }
 
-// lineScan is what examining one line of a single-line filter finds
-// before any state is needed: its date and its failregex matches, in
-// order (in first-match mode, up to the one that decides).
+// lineScan is what scan finds in one line beside its Result: its
+// failregex matches, in order (up to the one that decides, in a
+// first-match mode), for the caller to make a Result of.
 type lineScan struct {
 	keep bool   // compute fields (Stream.KeepFields)
 	line string // as read, less its line end
-	res  Result
 	t    time.Time
 	hits []scanHit
 }
@@ -562,13 +560,15 @@ type scanScratch struct {
 // Filter's, whatever its maxlines): the part of examining line that
 // depends on no earlier line, that is the date, the gates, the
 // prefregex, the ignoreregexes and the failregexes, in fail2ban's order,
-// down the failregexes as far as mode says. Filter.examine and a Stream
-// (apply, with its connection groups) make their Results from it. Safe
+// down the failregexes as far as mode says. It fills in res what needs
+// no failregex match (the date, an ignoreregex checked first, the
+// prefregex) and lists the matches in sc, of which Filter.examine and a
+// Stream (apply, with its connection groups) make the rest of res. Safe
 // for concurrent use (with a scratch space each).
-func (f *Filter) scan(line string, ref time.Time, mode scanMode, sc *lineScan, w *scanScratch) {
+func (f *Filter) scan(line string, ref time.Time, mode scanMode, res *Result, sc *lineScan, w *scanScratch) {
 	sc.hits = sc.hits[:0]
-	sc.res = Result{Failregex: -1}
-	line, ds, de, t := f.undate(line, ref, &sc.res)
+	*res = Result{Failregex: -1}
+	line, ds, de, t := f.undate(line, ref, res)
 	sc.line, sc.t = line, t
 	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
 	plain := w.text
@@ -577,7 +577,7 @@ func (f *Filter) scan(line string, ref time.Time, mode scanMode, sc *lineScan, w
 	}
 	if f.rejects(plain, w.gate) {
 		if mode == allMatches && f.pref != nil {
-			sc.res.PrefMatched = f.pref.matches(plain)
+			res.PrefMatched = f.pref.matches(plain)
 		}
 		return
 	}
@@ -587,7 +587,7 @@ func (f *Filter) scan(line string, ref time.Time, mode scanMode, sc *lineScan, w
 	// <F-CONTENT> with a prefregex). The result is the same but for
 	// counting: an ignored line is counted as ignored, not missed.
 	if f.ignoreFirst() && f.ignores(plain) {
-		sc.res.Ignored = true
+		res.Ignored = true
 		return
 	}
 	var pg groups
@@ -598,7 +598,7 @@ func (f *Filter) scan(line string, ref time.Time, mode scanMode, sc *lineScan, w
 		if !ok {
 			return
 		}
-		sc.res.PrefMatched = true
+		res.PrefMatched = true
 		if sc.keep {
 			pd, _ = f.pref.pyGroups(plain)
 			pd.pop("content")

@@ -146,7 +146,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	f := s.f
 	if f.maxLines <= 1 {
 		s.one.keep = s.KeepFields
-		f.scan(line, ref, streamMode(all), &s.one, &s.scratch1)
+		f.scan(line, ref, streamMode(all), res, &s.one, &s.scratch1)
 		s.apply(&s.one, ref, res, all)
 		return
 	}
@@ -255,10 +255,9 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	}
 }
 
-// apply is the rest of examining a scanned line: its matches, in order,
-// against the connection groups.
+// apply is the rest of examining a scanned line, into the res scan
+// filled: its matches, in order, against the connection groups.
 func (s *Stream) apply(sc *lineScan, ref time.Time, res *Result, all bool) {
-	*res = sc.res
 	for k := range sc.hits {
 		h := &sc.hits[k]
 		if !all {
@@ -314,7 +313,7 @@ func (s *Stream) ExamineLines(lines []string, ref time.Time, all bool, workers i
 				}
 				for i := lo; i < min(lo+scanBlock, len(lines)); i++ {
 					scans[i].keep = s.KeepFields
-					s.f.scan(lines[i], ref, streamMode(all), &scans[i], sp)
+					s.f.scan(lines[i], ref, streamMode(all), &out[i], &scans[i], sp)
 				}
 			}
 		}(s.scratch[w])
