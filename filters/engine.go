@@ -365,7 +365,7 @@ func (f *Filter) rejects(text []byte, c *gateCache) bool {
 }
 
 // buildGate returns the lineGate of a single-line filter's failregexes
-// (and of its ignoreregexes when examine checks them before the
+// (and of its ignoreregexes when scan checks them before the
 // failregexes, as an ignored line is counted apart from a missed one), or
 // nil when a regex has no RE2 form to put in it.
 func (f *Filter) buildGate() *lineGate {
@@ -397,9 +397,6 @@ const maxMaxLines = 1000
 // once. Above 1, only a Stream matches across lines.
 func (f *Filter) MaxLines() int { return f.maxLines }
 
-// lineBuf holds the date-stripped copy of a line.
-var lineBuf = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
 // Match reports whether line is a failure: a failregex matched (the first
 // one that does decides, as in fail2ban), no ignoreregex matched, and the
 // match gave an address (not a host name, which is never resolved) and was
@@ -422,7 +419,7 @@ type Result struct {
 	// matched, or -1. A line can match and still be no failure: ignored,
 	// <F-NOFAIL>, or a host name instead of an address.
 	Failregex int
-	// Ignored is set when an ignoreregex matched (see examine for when
+	// Ignored is set when an ignoreregex matched (see scan for when
 	// fail2ban checks them).
 	Ignored bool
 	// HasDate is set when a date was found in the line; Match.Time is then
@@ -472,48 +469,142 @@ func (f *Filter) Ignoreregexes() []string {
 	return out
 }
 
+// examine is Match and Examine: the line on its own, without the state a
+// Stream keeps. It runs scan, the one matching loop, in firstMatch mode:
+// without connection groups the first failregex that matches decides.
 func (f *Filter) examine(line string, ref time.Time, res *Result) {
-	res.Failregex = -1
-	line = trimEOL(line)
-	s, e, t, ok := f.date(line, ref, f.loc)
-	res.HasDate = ok
-	if !ok || s == e {
-		// An optional date pattern that matched nothing: fail2ban
-		// takes the line as undated.
-		t = ref
+	p := scanSpace.Get().(*pooledScan)
+	if f.lines != nil {
+		p.w.gate = f.lines.get()
 	}
-	res.Match.Time = t
-	bp := lineBuf.Get().(*[]byte)
-	defer lineBuf.Put(bp)
-	text := append((*bp)[:0], line[:s]...)
-	text = append(text, line[e:]...)
-	*bp = text
-	if f.rejects(text, nil) {
+	f.scan(line, ref, firstMatch, res, &p.sc, &p.w)
+	if f.lines != nil {
+		f.lines.put(p.w.gate)
+		p.w.gate = nil
+	}
+	sc := &p.sc
+	// Only a Stream reports the prefregex (see Result.PrefMatched).
+	res.PrefMatched = false
+	if len(sc.hits) > 0 {
+		h := &sc.hits[0]
+		res.Failregex, res.Host = h.i, h.host
+		if h.ignored {
+			res.Ignored = true
+		} else {
+			res.Match, res.Failure = result(&h.g, sc.t)
+			res.Match.Time = sc.t
+		}
+	}
+	scanSpace.Put(p)
+}
+
+// pooledScan is the working space of Filter.examine.
+type pooledScan struct {
+	sc lineScan
+	w  scanScratch
+}
+
+// scanSpace holds pooledScans (without a gate cache: a gate's caches
+// belong to its filter, which keeps a free list of them).
+var scanSpace = sync.Pool{New: func() any { return new(pooledScan) }}
+
+// scanMode is how far down the failregexes scan goes.
+type scanMode uint8
+
+const (
+	// firstMatch stops at the first failregex that matches: without
+	// connection groups it decides (Filter.Match and Examine).
+	firstMatch scanMode = iota
+	// firstDecisive stops at the first match that settles the line in
+	// a Stream: one ignored, or with an address, id, connection or
+	// <F-NOFAIL> (Stream.Match and Examine).
+	firstDecisive
+	// allMatches tries every failregex (Stream.ExamineAll).
+	allMatches
+)
+
+// streamMode is the scanMode of Stream.Examine (all false) or ExamineAll.
+func streamMode(all bool) scanMode {
+	if all {
+		return allMatches
+	}
+	return firstDecisive
+}
+
+// lineScan is what scan finds in one line beside its Result: its
+// failregex matches, in order (up to the one that decides, in a
+// first-match mode), for the caller to make a Result of.
+type lineScan struct {
+	keep bool   // compute fields (Stream.KeepFields)
+	line string // as read, less its line end
+	t    time.Time
+	hits []scanHit
+}
+
+// scanHit is one failregex match of a lineScan.
+type scanHit struct {
+	i       int
+	g       groups // with the prefregex's captures, unless ignored
+	host    string
+	ignored bool // an ignoreregex matched the text the failregex matched
+	fields  pyDict
+}
+
+// scanScratch is the working space of scan, for one goroutine.
+type scanScratch struct {
+	text []byte
+	gate *gateCache
+}
+
+// scan is the matching loop of every single-line match (and of a
+// Filter's, whatever its maxlines): the part of examining line that
+// depends on no earlier line, that is the date, the gates, the
+// prefregex, the ignoreregexes and the failregexes, in fail2ban's order,
+// down the failregexes as far as mode says. It fills in res what needs
+// no failregex match (the date, an ignoreregex checked first, the
+// prefregex) and lists the matches in sc, of which Filter.examine and a
+// Stream (apply, with its connection groups) make the rest of res. Safe
+// for concurrent use (with a scratch space each).
+func (f *Filter) scan(line string, ref time.Time, mode scanMode, res *Result, sc *lineScan, w *scanScratch) {
+	sc.hits = sc.hits[:0]
+	*res = Result{Failregex: -1}
+	line, ds, de, t := f.undate(line, ref, res)
+	sc.line, sc.t = line, t
+	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
+	plain := w.text
+	if f.lines != nil && w.gate == nil {
+		w.gate = f.lines.newCache()
+	}
+	if f.rejects(plain, w.gate) {
+		if mode == allMatches && f.pref != nil {
+			res.PrefMatched = f.pref.matches(plain)
+		}
 		return
 	}
-
 	// fail2ban checks the ignoreregexes up front, on the whole line, when
 	// there are fewer of them than failregexes less two; either way it
 	// checks them again on the text a failregex matched (the
 	// <F-CONTENT> with a prefregex). The result is the same but for
 	// counting: an ignored line is counted as ignored, not missed.
-	if f.ignoreFirst() {
-		for _, ig := range f.ignore {
-			if ig.matches(text) {
-				res.Ignored = true
-				return
-			}
-		}
+	if f.ignoreFirst() && f.ignores(plain) {
+		res.Ignored = true
+		return
 	}
-	var g groups
-	body := text
+	var pg groups
+	var pd pyDict
+	body := plain
 	if f.pref != nil {
-		ok, cs, ce := f.pref.match(text, &g)
+		ok, cs, ce := f.pref.match(plain, &pg)
 		if !ok {
 			return
 		}
-		if cs >= 0 {
-			body = text[cs:ce]
+		res.PrefMatched = true
+		if sc.keep {
+			pd, _ = f.pref.pyGroups(plain)
+			pd.pop("content")
+		}
+		if cs >= 0 && ce > cs {
+			body = plain[cs:ce]
 		}
 	}
 	if f.gate != nil && !bytes.Contains(body, f.gate) {
@@ -524,28 +615,57 @@ func (f *Filter) examine(line string, ref time.Time, res *Result) {
 			continue
 		}
 		var fg groups
-		ok, _, _ := r.match(body, &fg)
-		if !ok {
+		if ok, _, _ := r.match(body, &fg); !ok {
 			continue
 		}
-		fg.merge(&g)
-		res.Failregex = i
-		for _, k := range [...]int{gIP4, gIP6, gDNS} {
-			if fg.set[k] && fg.val[k] != "" {
-				res.Host = fg.val[k]
-				break
+		h := scanHit{i: i, host: hostOf(&fg), ignored: f.ignores(body)}
+		if !h.ignored {
+			fg.merge(&pg)
+			if sc.keep {
+				h.fields = withFields(pd, r, body)
 			}
 		}
-		for _, ig := range f.ignore {
-			if ig.matches(body) {
-				res.Ignored = true
-				return
-			}
+		h.g = fg
+		sc.hits = append(sc.hits, h)
+		// A Stream's first-match mode stops at the match that decides:
+		// settle goes past a match only when it has no address, id,
+		// connection or <F-NOFAIL>.
+		if mode == firstMatch || mode == firstDecisive && (h.ignored || fg.set[gMLFID] || fg.set[gNoFail] || hasID(&fg)) {
+			return
 		}
-		res.Match, res.Failure = result(&fg, t)
-		res.Match.Time = t
-		return
 	}
+}
+
+// undate finds line's date: it returns the line less its line end, the
+// bounds of the date in it and the time the line counts at (its date, or
+// ref when it has none), and sets res's HasDate and Match.Time.
+func (f *Filter) undate(line string, ref time.Time, res *Result) (string, int, int, time.Time) {
+	line = trimEOL(line)
+	ds, de, t, ok := f.date(line, ref, f.loc)
+	res.HasDate = ok
+	if !ok || ds == de {
+		// An optional date pattern that matched nothing: fail2ban
+		// takes the line as undated.
+		t = ref
+	}
+	res.Match.Time = t
+	return line, ds, de, t
+}
+
+// ignores reports whether an ignoreregex matches text.
+func (f *Filter) ignores(text []byte) bool {
+	for _, ig := range f.ignore {
+		if ig.matches(text) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasID reports whether captures hold a failure id: an address, a host
+// name or an <F-ID>.
+func hasID(g *groups) bool {
+	return g.set[gIP4] || g.set[gIP6] || g.set[gDNS] || g.set[gFID]
 }
 
 // result turns captured groups into a Match.

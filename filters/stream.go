@@ -138,11 +138,15 @@ type Hit struct {
 	Pending bool
 }
 
+// examine is Match, Examine (all false) and ExamineAll (all true). A
+// single-line filter's line goes through scan, the matching loop Filter.Match
+// also runs, then apply (the connection groups); a multi-line filter's
+// through the buffer of its last maxlines lines, below.
 func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	f := s.f
 	if f.maxLines <= 1 {
 		s.one.keep = s.KeepFields
-		f.scan(line, ref, all, &s.one, &s.scratch1)
+		f.scan(line, ref, streamMode(all), res, &s.one, &s.scratch1)
 		s.apply(&s.one, ref, res, all)
 		return
 	}
@@ -162,13 +166,7 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 		}
 	}()
 	res.Failregex = -1
-	line = trimEOL(line)
-	ds, de, t, ok := f.date(line, ref, f.loc)
-	res.HasDate = ok
-	if !ok || ds == de {
-		t = ref // an optional date pattern that matched nothing
-	}
-	res.Match.Time = t
+	line, ds, de, t := f.undate(line, ref, res)
 	// org is the buffer the failregexes run on, as lines; body is the
 	// same with '\n' after each line.
 	s.lines = append(s.lines, line[:ds]+line[de:])
@@ -187,13 +185,9 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	}
 	org := slices.Clone(s.lines)
 	body := s.join(org)
-	if f.ignoreFirst() {
-		for _, ig := range f.ignore {
-			if ig.matches(body[:len(body)-1]) {
-				res.Ignored = true
-				return
-			}
-		}
+	if f.ignoreFirst() && f.ignores(body[:len(body)-1]) {
+		res.Ignored = true
+		return
 	}
 	var pg groups
 	if f.pref != nil {
@@ -242,22 +236,12 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 			}
 			s.full = pick(s.full, ui)
 		}
-		if len(f.ignore) > 0 {
-			ig := []byte(strings.Join(matched, "\n"))
-			ignored := false
-			for _, re := range f.ignore {
-				if re.matches(ig) {
-					ignored = true
-					break
-				}
+		if len(f.ignore) > 0 && f.ignores([]byte(strings.Join(matched, "\n"))) {
+			res.Ignored = true
+			if !all {
+				return
 			}
-			if ignored {
-				res.Ignored = true
-				if !all {
-					return
-				}
-				continue
-			}
+			continue
 		}
 		fg.merge(&pg)
 		var fields pyDict
@@ -271,128 +255,9 @@ func (s *Stream) examine(line string, ref time.Time, res *Result, all bool) {
 	}
 }
 
-// lineScan is what examining one line of a single-line filter finds
-// before any state is needed: its date and its failregex matches, in
-// order (in first-match mode, up to the one that decides).
-type lineScan struct {
-	keep bool   // compute fields (Stream.KeepFields)
-	line string // as read, less its line end
-	res  Result
-	t    time.Time
-	hits []scanHit
-}
-
-// scanHit is one failregex match of a lineScan.
-type scanHit struct {
-	i       int
-	g       groups // with the prefregex's captures, unless ignored
-	host    string
-	ignored bool // an ignoreregex matched the text the failregex matched
-	fields  pyDict
-}
-
-// scanScratch is the working space of scan, for one goroutine.
-type scanScratch struct {
-	text []byte
-	gate *gateCache
-}
-
-// scan does, for a single-line filter, the part of examining line that
-// depends on no earlier line: the date, the gates, the prefregex, the
-// ignoreregexes and the failregexes. Safe for concurrent use (with a
-// scratch space each).
-func (f *Filter) scan(line string, ref time.Time, all bool, sc *lineScan, w *scanScratch) {
-	sc.hits = sc.hits[:0]
-	sc.res = Result{Failregex: -1}
-	line = trimEOL(line)
-	sc.line = line
-	ds, de, t, ok := f.date(line, ref, f.loc)
-	sc.res.HasDate = ok
-	if !ok || ds == de {
-		t = ref // an optional date pattern that matched nothing
-	}
-	sc.res.Match.Time, sc.t = t, t
-	w.text = append(append(w.text[:0], line[:ds]...), line[de:]...)
-	plain := w.text
-	if f.lines != nil && w.gate == nil {
-		w.gate = f.lines.newCache()
-	}
-	if f.rejects(plain, w.gate) {
-		if all && f.pref != nil {
-			sc.res.PrefMatched = f.pref.matches(plain)
-		}
-		return
-	}
-	if f.ignoreFirst() {
-		for _, ig := range f.ignore {
-			if ig.matches(plain) {
-				sc.res.Ignored = true
-				return
-			}
-		}
-	}
-	var pg groups
-	var pd pyDict
-	body := plain
-	if f.pref != nil {
-		ok, cs, ce := f.pref.match(plain, &pg)
-		if !ok {
-			return
-		}
-		sc.res.PrefMatched = true
-		if sc.keep {
-			pd, _ = f.pref.pyGroups(plain)
-			pd.pop("content")
-		}
-		if cs >= 0 && ce > cs {
-			body = plain[cs:ce]
-		}
-	}
-	if f.gate != nil && !bytes.Contains(body, f.gate) {
-		return
-	}
-	for i, r := range f.fail {
-		if !r.prefilter(body) {
-			continue
-		}
-		var fg groups
-		if ok, _, _ := r.match(body, &fg); !ok {
-			continue
-		}
-		h := scanHit{i: i, host: hostOf(&fg)}
-		for _, re := range f.ignore {
-			if re.matches(body) {
-				h.ignored = true
-				break
-			}
-		}
-		if !h.ignored {
-			fg.merge(&pg)
-			if sc.keep {
-				h.fields = withFields(pd, r, body)
-			}
-		}
-		h.g = fg
-		sc.hits = append(sc.hits, h)
-		// First-match mode stops at the match that decides: settle
-		// goes past a match only when it has no address, id, connection
-		// or <F-NOFAIL>.
-		if !all && (h.ignored || fg.set[gMLFID] || fg.set[gNoFail] || hasID(&fg)) {
-			return
-		}
-	}
-}
-
-// hasID reports whether captures hold a failure id: an address, a host
-// name or an <F-ID>.
-func hasID(g *groups) bool {
-	return g.set[gIP4] || g.set[gIP6] || g.set[gDNS] || g.set[gFID]
-}
-
-// apply is the rest of examining a scanned line: its matches, in order,
-// against the connection groups.
+// apply is the rest of examining a scanned line, into the res scan
+// filled: its matches, in order, against the connection groups.
 func (s *Stream) apply(sc *lineScan, ref time.Time, res *Result, all bool) {
-	*res = sc.res
 	for k := range sc.hits {
 		h := &sc.hits[k]
 		if !all {
@@ -448,7 +313,7 @@ func (s *Stream) ExamineLines(lines []string, ref time.Time, all bool, workers i
 				}
 				for i := lo; i < min(lo+scanBlock, len(lines)); i++ {
 					scans[i].keep = s.KeepFields
-					s.f.scan(lines[i], ref, all, &scans[i], sp)
+					s.f.scan(lines[i], ref, streamMode(all), &out[i], &scans[i], sp)
 				}
 			}
 		}(s.scratch[w])

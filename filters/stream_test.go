@@ -344,3 +344,32 @@ func TestExamineLinesSameAsOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// TestFilterAndStreamShareTheLoop: Filter.Examine and a Stream run the
+// same matching loop, so they agree on a line without connection state,
+// also where a prefregex's content is empty: fail2ban then runs the
+// failregexes on the whole line (`if repl:` in its filter.py).
+func TestFilterAndStreamShareTheLoop(t *testing.T) {
+	f := loadConf(t, "empty", "[Definition]\n"+
+		"prefregex = ^svc: (?:bad from \\S+ )?<F-CONTENT>.*</F-CONTENT>$\n"+
+		"failregex = bad from <HOST>\n")
+	ref := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		line string
+		want string
+	}{
+		{"svc: bad from 192.0.2.7 ", "192.0.2.7"},
+		{"svc: x bad from 192.0.2.8", "192.0.2.8"},
+		{"svc: nothing", ""},
+	} {
+		got := f.Examine(c.line, ref)
+		st := f.Stream().Examine(c.line, ref)
+		st.PrefMatched = false // only a Stream reports it
+		if !reflect.DeepEqual(got, st) {
+			t.Errorf("%q: Filter.Examine %+v, Stream.Examine %+v", c.line, got, st)
+		}
+		if addr := got.Match.Addr; got.Failure != (c.want != "") || got.Failure && addr.String() != c.want {
+			t.Errorf("%q: failure %v %v, want %q", c.line, got.Failure, addr, c.want)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 // Command filterrate measures moat's built-in sshd filter against the real
 // peer on the same input in the same run: it writes a generated 1M-line
-// mixed auth.log (about 15% failures), times moat's filter over it, then
-// times `fail2ban-regex` (Debian's fail2ban) over the same file when it is
+// mixed auth.log (about 15% failures), times moat's filter over it (one
+// Stream, Stream.Match per line: the daemon's path), then times
+// `fail2ban-regex` (Debian's fail2ban) over the same file when it is
 // installed — once with moat's own sshd filter file (the same regexes: the
 // failure counts must agree) and once with fail2ban's stock sshd filter —
 // and prints the rates and the ratios. Run it from the repository root.
@@ -106,7 +107,8 @@ func run(n int, peer bool) error {
 	return nil
 }
 
-// matchFile runs filter over every line of path, as the daemon does.
+// matchFile runs filter over every line of path as the daemon does: through
+// one Stream for the file (Stream.Match per line).
 func matchFile(filter *filters.Filter, path string) (matched, lines int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -116,9 +118,10 @@ func matchFile(filter *filters.Filter, path string) (matched, lines int, err err
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	now := time.Now()
+	stream := filter.Stream()
 	for sc.Scan() {
 		lines++
-		if _, ok := filter.Match(sc.Text(), now); ok {
+		if _, ok := stream.Match(sc.Text(), now); ok {
 			matched++
 		}
 	}
