@@ -302,6 +302,11 @@ func (f *Filter) PrefregexMatch(line string, ref time.Time, groups bool) (bool, 
 	// there).
 	var n atomic.Int64
 	if cr, err := compileRegex("prefregex", f.ShownPrefregex(), "prefregex", &n); err == nil {
+		if cr.bt != nil && f.pref.bt != nil {
+			// The filter's own bound (moat regex's is 10 s), not the
+			// default, which a loaded machine can run past.
+			cr.bt.MatchTimeout = f.pref.bt.MatchTimeout
+		}
 		return cr.namedGroups(text)
 	}
 	return f.pref.namedGroups(text)
