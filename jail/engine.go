@@ -539,12 +539,24 @@ func fwBan(b Ban) firewall.Ban {
 	return firewall.Ban{Jail: b.Jail, Prefix: b.Prefix, Expires: b.Expires}
 }
 
-// setPosLocked records how far a file was read. mu held.
+// setPosLocked records how far a file was read, or, with a cursor, a
+// stream's last entry (the key's only position). mu held.
 func (e *Engine) setPosLocked(pos sources.Position) {
 	if pos.Path == "" {
 		return
 	}
 	list := e.positions[pos.Path]
+	if pos.Cursor != "" {
+		if len(list) == 1 && list[0].cursor == pos.Cursor {
+			return
+		}
+		e.positions[pos.Path] = []inodePos{{cursor: pos.Cursor}}
+		e.dirtyPos[pos.Path] = struct{}{}
+		return
+	}
+	if len(list) > 0 && list[0].cursor != "" {
+		list = nil // the key was read by cursor: a file position replaces it
+	}
 	for i := range list {
 		if list[i].inode == pos.Inode {
 			if i == 0 && list[0].offset == pos.Offset && list[0].sum == pos.Sum {
@@ -568,8 +580,9 @@ func (e *Engine) setPosLocked(pos sources.Position) {
 	e.dirtyPos[pos.Path] = struct{}{}
 }
 
-// Advance records that the lines of a file up to pos held no failure. It
-// takes the engine's mutex briefly and does no I/O.
+// Advance records that the lines of a file up to pos (or a journal's
+// entries up to pos.Cursor) held no failure. It takes the engine's mutex
+// briefly and does no I/O.
 func (e *Engine) Advance(pos sources.Position) {
 	e.mu.Lock()
 	e.setPosLocked(pos)
@@ -604,7 +617,8 @@ func (e *Engine) ForgetPositions(stale func(path string) bool) []string {
 }
 
 // Positions returns the saved positions (the newest inodes of each path
-// first), to resume following after a restart.
+// first; a cursor position alone for its key), to resume following after a
+// restart.
 func (e *Engine) Positions() []sources.Position {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -616,7 +630,7 @@ func (e *Engine) Positions() []sources.Position {
 	var out []sources.Position
 	for _, p := range paths {
 		for _, ip := range e.positions[p] {
-			out = append(out, sources.Position{Path: p, Inode: ip.inode, Offset: ip.offset, Sum: ip.sum})
+			out = append(out, sources.Position{Path: p, Inode: ip.inode, Offset: ip.offset, Sum: ip.sum, Cursor: ip.cursor})
 		}
 	}
 	return out

@@ -518,13 +518,8 @@ func TestCrashReplayCountsOnce(t *testing.T) {
 					}
 				}
 			}
-			crashed := t.TempDir()
-			copyDB(t, r.dir, crashed)
 			// Restart from the copy, as after kill -9.
-			r2 := &rig{t: t, dir: crashed, clk: r.clk, fw: newRecFW(r.clk.Now), logs: &logBuf{}, jails: r.jails, opts: r.opts}
-			r2.opts.StateDir = crashed
-			r2.opts.Firewall = r2.fw
-			r2.open()
+			r2 := r.crashed()
 			from := 0
 			if len(r2.e.Positions()) > 0 {
 				from = resumeAt(t, r2.e)
@@ -583,17 +578,7 @@ func TestPositions(t *testing.T) {
 		{Path: "/var/log/a.log", Inode: 3, Offset: 30, Sum: 3},
 		{Path: "/var/log/b.log", Inode: 1, Offset: 5},
 	}
-	if got := r.e.Positions(); !slices.Equal(got, want) {
-		t.Fatalf("Positions = %+v, want %+v", got, want)
-	}
-	if err := r.e.Checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r.e.Close()
-	r.open()
-	if got := r.e.Positions(); !slices.Equal(got, want) {
-		t.Errorf("after reopen Positions = %+v, want %+v", got, want)
-	}
+	checkReopen(t, r, want)
 }
 
 // TestForgetPositions: forgotten paths leave Positions and, after a
@@ -611,17 +596,7 @@ func TestForgetPositions(t *testing.T) {
 		t.Errorf("forgot %v", gone)
 	}
 	want := []sources.Position{{Path: "/var/log/a.log", Inode: 1, Offset: 7}}
-	if got := r.e.Positions(); !slices.Equal(got, want) {
-		t.Fatalf("Positions = %+v, want %+v", got, want)
-	}
-	if err := r.e.Checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r.e.Close()
-	r.open()
-	if got := r.e.Positions(); !slices.Equal(got, want) {
-		t.Errorf("after reopen Positions = %+v, want %+v", got, want)
-	}
+	checkReopen(t, r, want)
 }
 
 func TestRunFinalCheckpoint(t *testing.T) {

@@ -210,6 +210,36 @@ func (r *rig) fail(jail, addr string, at time.Time, pos sources.Position) *Ban {
 	return b
 }
 
+// checkReopen checks Positions against want, then again after a
+// checkpoint, Close and Open.
+func checkReopen(t *testing.T, r *rig, want []sources.Position) {
+	t.Helper()
+	if got := r.e.Positions(); !slices.Equal(got, want) {
+		t.Fatalf("Positions = %+v, want %+v", got, want)
+	}
+	if err := r.e.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.e.Close()
+	r.open()
+	if got := r.e.Positions(); !slices.Equal(got, want) {
+		t.Fatalf("after reopen Positions = %+v, want %+v", got, want)
+	}
+}
+
+// crashed is a rig on a copy of r's state db taken now, opened as after
+// kill -9, with a fresh firewall and the same clock and jails.
+func (r *rig) crashed() *rig {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	copyDB(r.t, r.dir, dir)
+	r2 := &rig{t: r.t, dir: dir, clk: r.clk, fw: newRecFW(r.clk.Now), logs: &logBuf{}, jails: r.jails, opts: r.opts}
+	r2.opts.StateDir = dir
+	r2.opts.Firewall = r2.fw
+	r2.open()
+	return r2
+}
+
 // copyDB copies the state db while the engine holds it open, as a crash
 // would leave it: bbolt's file is consistent at every commit boundary, and
 // the test makes no commit while copying.

@@ -23,15 +23,28 @@ import (
 //	counts     key → count, last ban                 (escalation; kept after unban)
 //	windows    key → failure times                   (checkpointed windows)
 //	positions  path → (inode, offset, sum)…          (newest inode first)
+//	cursors    key → 1, cursor                       (journal streams)
 //
 // A key is the jail name, a 0 byte, the 16-byte address (IPv4 mapped) and
 // the prefix length counted in 128 bits (dbKey); numbers are big-endian.
+//
+// A stream read by cursor (sources.Position.Cursor, the systemd journal)
+// is kept in cursors, never in positions: a database written before cursors
+// existed opens unchanged (the bucket is created empty), and a moat from
+// before them ignores the bucket rather than taking a cursor for a damaged
+// file position. The value is a format byte (cursorV1) and the cursor's
+// bytes, so that a later format can be told apart. A key is in at most one
+// of the two buckets.
 var (
 	bktBans      = []byte("bans")
 	bktCounts    = []byte("counts")
 	bktWindows   = []byte("windows")
 	bktPositions = []byte("positions")
+	bktCursors   = []byte("cursors")
 )
+
+// cursorV1 is the first byte of a cursors value: the cursor follows.
+const cursorV1 = 1
 
 // store is the durable half of the engine's state. Every write is one
 // bbolt transaction, fsynced before Update returns.
@@ -60,7 +73,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("open state db %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bktBans, bktCounts, bktWindows, bktPositions} {
+		for _, b := range [][]byte{bktBans, bktCounts, bktWindows, bktPositions, bktCursors} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -82,11 +95,13 @@ type countRec struct {
 	last int64 // Unix nanoseconds of the last ban
 }
 
-// inodePos is how far one inode of a path was read.
+// inodePos is how far one inode of a path was read; or, for a stream read
+// by cursor, the only entry of its key, with cursor set and the rest 0.
 type inodePos struct {
 	inode  uint64
 	offset int64
 	sum    uint32 // sources.Position.Sum: tells a reused inode from the file read
+	cursor string // sources.Position.Cursor
 }
 
 // posRecLen is the size of one encoded inodePos: inode, offset, sum.
@@ -186,6 +201,7 @@ func (s *store) commit(c *checkpoint) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		bans, counts := tx.Bucket(bktBans), tx.Bucket(bktCounts)
 		wins, poss := tx.Bucket(bktWindows), tx.Bucket(bktPositions)
+		curs := tx.Bucket(bktCursors)
 		for _, k := range c.delBans {
 			if err := bans.Delete(dbKey(k)); err != nil {
 				return err
@@ -227,11 +243,24 @@ func (s *store) commit(c *checkpoint) error {
 			}
 		}
 		for path, list := range c.positions {
-			if len(list) == 0 {
+			if len(list) == 0 || list[0].cursor != "" {
 				if err := poss.Delete([]byte(path)); err != nil {
 					return err
 				}
+				if len(list) == 0 {
+					if err := curs.Delete([]byte(path)); err != nil {
+						return err
+					}
+					continue
+				}
+				v := append([]byte{cursorV1}, list[0].cursor...)
+				if err := curs.Put([]byte(path), v); err != nil {
+					return err
+				}
 				continue
+			}
+			if err := curs.Delete([]byte(path)); err != nil {
+				return err
 			}
 			v := make([]byte, posRecLen*len(list))
 			for i, ip := range list {
@@ -316,7 +345,7 @@ func (s *store) load(bad func(bucket string, key []byte, err error)) (*loaded, e
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bktPositions).ForEach(func(k, v []byte) error {
+		err = tx.Bucket(bktPositions).ForEach(func(k, v []byte) error {
 			if len(v)%posRecLen != 0 {
 				bad("positions", k, errors.New("decode position: bad length"))
 				return nil
@@ -330,6 +359,17 @@ func (s *store) load(bad func(bucket string, key []byte, err error)) (*loaded, e
 				}
 			}
 			l.positions[string(k)] = list
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bktCursors).ForEach(func(k, v []byte) error {
+			if len(v) < 2 || v[0] != cursorV1 {
+				bad("cursors", k, errors.New("decode cursor: unknown format"))
+				return nil
+			}
+			l.positions[string(k)] = []inodePos{{cursor: string(v[1:])}}
 			return nil
 		})
 	})
