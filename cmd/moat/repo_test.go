@@ -121,6 +121,8 @@ var importRules = []struct {
 }{
 	{"filters", "filters match lines and must not decide bans", []string{"jail", "firewall", "proxy", "net/http"}},
 	{"sources", "what sources share must not pull in any of moat's packages", []string{"filters", "jail", "firewall", "proxy", "configs", "sources/follow", "sources/docker", "internal"}},
+	{"sources/journal", "the journal source must not match lines nor decide bans, and imports no moat package but sources and internal/pytext", []string{"filters", "jail", "firewall", "proxy", "configs", "pipeline", "audit", "fail2ban", "internal/netaddr", "internal/jsonerr", "sources/follow", "sources/docker", "net/http"}},
+	{"internal/pytext", "Python's text decoding must not import any other moat package", []string{"filters", "jail", "firewall", "proxy", "configs", "pipeline", "audit", "fail2ban", "sources", "internal/netaddr", "internal/jsonerr"}},
 	{"sources/follow", "the follower must not interpret the lines it delivers", []string{"filters", "jail", "firewall", "proxy", "net/http"}},
 	{"sources/docker", "it only reads files and never talks to the Docker daemon", []string{"jail", "firewall", "proxy", "net/http", "os/exec"}},
 	{"firewall", "firewalls must not know jails' thresholds or windows", []string{"jail", "filters", "proxy", "configs"}},

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/moatproj/moat/filters"
+	"github.com/moatproj/moat/internal/pytext"
 )
 
 // Python's formatting, as fail2ban-regex and fail2ban-client print their
@@ -171,53 +171,8 @@ func pyGroups(gs []filters.Group) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-// pyText is s as Python prints a log line it decoded with errors="replace":
-// each maximal part of an invalid UTF-8 sequence (a lead byte and the
-// continuation bytes it allows, or one stray byte) becomes one U+FFFD.
-func pyText(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r != utf8.RuneError || n > 1 {
-			b.WriteString(s[i : i+n])
-			i += n
-			continue
-		}
-		b.WriteRune(utf8.RuneError)
-		i += utf8Subpart(s[i:])
-	}
-	return b.String()
-}
-
-// utf8Subpart is the length of the maximal subpart of an ill-formed UTF-8
-// sequence at the start of s (Unicode's Table 3-7 ranges), at least 1.
-func utf8Subpart(s string) int {
-	need, lo, hi := 0, byte(0x80), byte(0xbf)
-	switch c := s[0]; {
-	case c >= 0xc2 && c <= 0xdf:
-		need = 1
-	case c == 0xe0:
-		need, lo = 2, 0xa0
-	case c >= 0xe1 && c <= 0xec, c == 0xee, c == 0xef:
-		need = 2
-	case c == 0xed:
-		need, hi = 2, 0x9f
-	case c == 0xf0:
-		need, lo = 3, 0x90
-	case c >= 0xf1 && c <= 0xf3:
-		need = 3
-	case c == 0xf4:
-		need, hi = 3, 0x8f
-	}
-	n := 1
-	for k := 0; k < need && n < len(s) && s[n] >= lo && s[n] <= hi; k++ {
-		n, lo, hi = n+1, 0x80, 0xbf
-	}
-	return n
-}
+// pyText is s decoded as Python decodes log lines (pytext.Decode).
+func pyText(s string) string { return pytext.Decode(s) }
 
 // pySpace is Python's str.isspace for one character.
 func pySpace(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f }

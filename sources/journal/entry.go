@@ -8,9 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/moatproj/moat/sources"
+
+	"github.com/moatproj/moat/internal/pytext"
 )
 
 // Entry is one journal entry as the source hands it over.
@@ -339,60 +340,5 @@ func pyBytesRepr(b []byte) string {
 	return s.String()
 }
 
-// pyDecode decodes b as UTF-8 the way Python's bytes.decode("utf-8",
-// "replace") does: each maximal invalid subpart (a lead byte with the
-// valid continuation bytes that follow it, or one stray byte) becomes one
-// U+FFFD. Go's own decoding would give one U+FFFD per byte of a truncated
-// sequence.
-func pyDecode(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	var s strings.Builder
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r != utf8.RuneError || n > 1 {
-			s.Write(b[i : i+n])
-			i += n
-			continue
-		}
-		s.WriteRune(utf8.RuneError)
-		i += invalidLen(b[i:])
-	}
-	return s.String()
-}
-
-// invalidLen is the length of the maximal subpart of an invalid sequence
-// at the start of b (the Unicode standard's practice, which Python
-// follows).
-func invalidLen(b []byte) int {
-	c := b[0]
-	var need int
-	lo, hi := byte(0x80), byte(0xbf) // the second byte's range
-	switch {
-	case c >= 0xc2 && c <= 0xdf:
-		need = 1
-	case c >= 0xe0 && c <= 0xef:
-		need = 2
-		if c == 0xe0 {
-			lo = 0xa0
-		} else if c == 0xed {
-			hi = 0x9f
-		}
-	case c >= 0xf0 && c <= 0xf4:
-		need = 3
-		if c == 0xf0 {
-			lo = 0x90
-		} else if c == 0xf4 {
-			hi = 0x8f
-		}
-	default:
-		return 1
-	}
-	n := 1
-	for n <= need && n < len(b) && b[n] >= lo && b[n] <= hi {
-		n++
-		lo, hi = 0x80, 0xbf
-	}
-	return n
-}
+// pyDecode decodes b as Python's bytes.decode("utf-8", "replace") does.
+func pyDecode(b []byte) string { return pytext.Decode(string(b)) }
