@@ -30,6 +30,9 @@ type Config struct {
 	// Options.Fail2ban) whose enabled jails are added by the caller with
 	// package configs/fail2ban; "" for none.
 	Fail2ban string
+	// Warnings are problems that do not stop the configuration (a journal
+	// jail without journalmatch), in the form of errors, sorted by line.
+	Warnings []*Error
 }
 
 // Docker is the docker section: Docker's data root, read for container
@@ -63,6 +66,23 @@ type Jail struct {
 	// Containers selects Docker containers whose json-file logs are
 	// followed too: names, or label:KEY[=VALUE] selectors.
 	Containers []string
+	// Backend is the backend: setting as written, with fail2ban's names:
+	// "auto" (LogPath when one of its patterns matches an existing file
+	// when the configuration is loaded, else the journal), "polling" and
+	// "pyinotify" (LogPath, followed the same way whichever is named),
+	// "systemd" (the journal; no LogPath); "" when not set, which reads
+	// LogPath. It never concerns Containers, which are read either way.
+	Backend string
+	// Journal is set when the jail reads the systemd journal, through
+	// JournalMatch, instead of LogPath: for backend systemd, and for auto
+	// when none of LogPath's patterns matched a file at load. Load works
+	// it out at each load, so at start and at each reload (SIGHUP): an
+	// auto jail moves to its files at the first reload after they appear,
+	// never by itself. LogPath is kept as written either way.
+	Journal bool
+	// JournalMatch selects the journal entries the jail reads when
+	// Journal is set (the journalmatch: setting); nil reads them all.
+	JournalMatch JournalMatch
 	// Line is the line of the jail's key in the file, for messages.
 	Line int
 }
@@ -77,4 +97,10 @@ type Filter struct {
 	Name        string
 	FailRegex   []string
 	IgnoreRegex []string
+	// LogType is the kind of line the jail's source gives the filter, as
+	// fail2ban's logtype option: "journal" for a jail reading the journal;
+	// a fail2ban jail's is "file" otherwise. A filter.d filter that reads
+	// logtype gets it (filters.Loader.LoadLogType) unless it pins its own;
+	// "" leaves the filter as it is.
+	LogType string
 }

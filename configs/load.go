@@ -15,8 +15,9 @@ const SystemPath = "/etc/moat/moat.yaml"
 const EmbeddedName = "(embedded default)"
 
 // DefaultYAML is the text of the embedded default configuration: it guards
-// sshd through /var/log/auth.log and, being commented, serves as the
-// minimal example (`moat check` may print it). Do not modify it.
+// sshd through /var/log/auth.log, or through the systemd journal where
+// that file does not exist, and, being commented, serves as the minimal
+// example (`moat check` may print it). Do not modify it.
 //
 //go:embed default.yaml
 var DefaultYAML []byte
@@ -69,11 +70,15 @@ type Options struct {
 	// enabled jails join the file's (`moat run --fail2ban DIR`); the file
 	// may then have no jails of its own.
 	Fail2ban string
+	// LogExists says whether a logpath pattern names an existing file, for
+	// the jails with backend: auto (Jail.Journal). Load uses LogExists
+	// when it is nil; Parse takes every pattern as existing.
+	LogExists func(pattern string) bool
 }
 
 // Load reads and parses the configuration at path. An empty path means
 // SystemPath when that file exists, else the embedded default (Config.File
-// is then EmbeddedName). A named file that does not exist gives an error
+// is then EmbeddedName; with opts.Fail2ban, without its jails). A named file that does not exist gives an error
 // wrapping ErrNotFound (and fs.ErrNotExist); a bad file gives *Error values
 // as Parse does.
 func Load(path string, opts Options) (*Config, error) {
@@ -81,6 +86,9 @@ func Load(path string, opts Options) (*Config, error) {
 }
 
 func load(path, systemPath string, opts Options) (*Config, error) {
+	if opts.LogExists == nil {
+		opts.LogExists = LogExists
+	}
 	if path == "" {
 		data, err := os.ReadFile(systemPath)
 		switch {
@@ -101,7 +109,14 @@ func load(path, systemPath string, opts Options) (*Config, error) {
 	return Parse(path, data, opts)
 }
 
-// Default parses the embedded default configuration.
+// Default parses the embedded default configuration. With opts.Fail2ban
+// it has no jails: the fail2ban directory is the configuration, and the
+// default gives only its other settings (state directory, socket,
+// firewall).
 func Default(opts Options) (*Config, error) {
-	return Parse(EmbeddedName, DefaultYAML, opts)
+	cfg, err := Parse(EmbeddedName, DefaultYAML, opts)
+	if err == nil && opts.Fail2ban != "" {
+		cfg.Jails, cfg.Warnings = nil, nil
+	}
+	return cfg, err
 }

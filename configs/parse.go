@@ -44,7 +44,7 @@ var (
 	dockerKeys    = []string{"root"}
 	firewallKeys  = []string{"backend", "table", "check"}
 	metricsKeys   = []string{"listen"}
-	jailKeys      = []string{"enabled", "filter", "logpath", "containers", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix"}
+	jailKeys      = []string{"enabled", "filter", "logpath", "containers", "maxretry", "findtime", "bantime", "bantime_increment", "ignoreip", "ignoreself", "ports", "ipv6_prefix", "backend", "journalmatch"}
 	incrementKeys = []string{"enabled", "factor", "maxtime", "multipliers", "rndtime"}
 	filterKeys    = []string{"failregex", "ignoreregex"}
 
@@ -71,6 +71,7 @@ const (
 	wantBackend    = "auto, nftables or none"
 	wantFilterName = "a built-in filter name such as sshd, a name with options such as sshd[mode=aggressive], or a path to a filter.d file"
 	wantRegex      = "a regex, or a list of regexes"
+	wantLogBackend = "auto, polling, pyinotify or systemd"
 )
 
 // Parse reads one configuration from data, strictly: unknown keys, repeated
@@ -78,7 +79,10 @@ const (
 // documents are errors. name is the file name used in messages. The
 // defaults that depend on the user (state directory, socket, firewall
 // backend) come from opts.Env. opts.CheckFilter, when set, is called for the
-// filter of every enabled jail that is otherwise valid.
+// filter of every enabled jail that is otherwise valid. A jail with
+// backend: auto reads the journal when opts.LogExists finds none of its
+// logpath patterns (without LogExists, every pattern counts as existing:
+// Parse itself reads no files).
 //
 // On failure the error is an errors.Join of one or more *Error, sorted by
 // line (unwrap it with interface{ Unwrap() []error } to print each). Parse does no I/O of its own and is safe for concurrent use.
@@ -88,6 +92,8 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	if err := d.err(); err != nil {
 		return nil, err
 	}
+	slices.SortStableFunc(d.warns, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	cfg.Warnings = d.warns
 	return cfg, nil
 }
 
@@ -97,6 +103,8 @@ type decoder struct {
 	errs []*Error
 	// disabled is the jails written with enabled: false.
 	disabled map[string]bool
+	// warns are problems that do not stop the configuration.
+	warns []*Error
 }
 
 func (d *decoder) fail(line int, field, value, problem, want string) {
@@ -236,14 +244,12 @@ func (d *decoder) mapping(n *yaml.Node, field, want string, keys []string, fn fu
 // fail2banOnly explains the jail settings of fail2ban that have no
 // counterpart in moat, for people bringing a jail.local over.
 var fail2banOnly = map[string]string{
-	"action":       "nothing: moat bans through its nftables sets; see firewall:",
-	"banaction":    "nothing: moat bans through its nftables sets; see firewall:",
-	"chain":        "nothing: moat's drop rule sits in its own table; see firewall:",
-	"protocol":     "nothing: bans cover TCP and UDP; use ports: to narrow them",
-	"backend":      "nothing in a jail: moat follows files itself; firewall.backend picks the firewall",
-	"usedns":       "nothing: moat never resolves host names in logs",
-	"port":         "ports:",
-	"journalmatch": "logpath: moat reads log files, not the journal",
+	"action":    "nothing: moat bans through its nftables sets; see firewall:",
+	"banaction": "nothing: moat bans through its nftables sets; see firewall:",
+	"chain":     "nothing: moat's drop rule sits in its own table; see firewall:",
+	"protocol":  "nothing: bans cover TCP and UDP; use ports: to narrow them",
+	"usedns":    "nothing: moat never resolves host names in logs",
+	"port":      "ports:",
 }
 
 // wrong records a value of the wrong kind or an empty one, where a scalar
@@ -463,6 +469,8 @@ type spec struct {
 	ignoreself  opt[bool]
 	ports       opt[[]firewall.PortRange]
 	ipv6prefix  opt[int]
+	backend     opt[string]
+	journal     opt[JournalMatch]
 }
 
 // over returns s with every unset setting taken from def.
@@ -487,6 +495,8 @@ func (s spec) over(def spec) spec {
 	s.ignoreself = s.ignoreself.or(def.ignoreself)
 	s.ports = s.ports.or(def.ports)
 	s.ipv6prefix = s.ipv6prefix.or(def.ipv6prefix)
+	s.backend = s.backend.or(def.backend)
+	s.journal = s.journal.or(def.journal)
 	return s
 }
 
@@ -550,9 +560,50 @@ func (d *decoder) spec(n *yaml.Node, field string) spec {
 			if v, ok := d.integer(val, f, 16, 128, "a prefix length from 16 to 128, such as 64"); ok {
 				s.ipv6prefix.put(v, key)
 			}
+		case "backend":
+			if v, ok := d.scalar(val, f, wantLogBackend); ok {
+				if !slices.Contains(Backends, v) {
+					want := wantLogBackend
+					if sg := suggest(v, Backends); sg != "" {
+						want = "did you mean " + sg + "?"
+					}
+					d.fail(resolve(val).Line, f, v, "is not a log backend", want)
+				} else {
+					s.backend.put(v, key)
+				}
+			}
+		case "journalmatch":
+			if v, ok := d.journalMatch(val, f); ok {
+				s.journal.put(v, key)
+			}
 		}
 	})
 	return s
+}
+
+// journalMatch reads a journalmatch: one string in fail2ban's syntax, or a
+// list of them (alternatives, as the lines of fail2ban's value).
+func (d *decoder) journalMatch(n *yaml.Node, field string) (JournalMatch, bool) {
+	n = resolve(n)
+	if isNull(n) || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		d.fail(n.Line, field, "", "is empty", wantJournalMatch+"; or no journalmatch, to read every entry")
+		return nil, false
+	}
+	var out JournalMatch
+	good := true
+	for _, c := range d.items(n, field, wantJournalMatch) {
+		m, err := ParseJournalMatch(c.Value)
+		if err == nil && len(m) == 0 {
+			err = errors.New("is empty")
+		}
+		if err != nil {
+			d.fail(c.Line, field, c.Value, err.Error(), wantJournalMatch)
+			good = false
+			continue
+		}
+		out = append(out, m...)
+	}
+	return out, good && len(out) > 0
 }
 
 func (d *decoder) increment(n *yaml.Node, field string, s *spec) {
@@ -960,7 +1011,6 @@ func (d *decoder) parse(data []byte, opts Options) *Config {
 	if opts.Fail2ban != "" {
 		cfg.Fail2ban = opts.Fail2ban
 	}
-	// With a fail2ban directory, the jails may all come from there.
 	// With a fail2ban directory or a proxy, the jails may all come from
 	// there.
 	if root.Kind == yaml.MappingNode && (jailsKey != nil || cfg.Fail2ban == "" && cfg.Proxy == nil) {
@@ -1017,9 +1067,14 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		d.fail(1, "jails", "", "is missing", want)
 		return
 	}
+	// With a fail2ban directory or a proxy, the jails may all come from
+	// there.
+	optional := cfg.Fail2ban != "" || cfg.Proxy != nil
 	n = resolve(n)
 	if isNull(n) || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
-		d.fail(key.Line, "jails", "", "is empty", want)
+		if !optional {
+			d.fail(key.Line, "jails", "", "is empty", want)
+		}
 		return
 	}
 	total := 0
@@ -1054,8 +1109,8 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		if proxyJail && s.filter.set && !s.filterBad {
 			d.fail(s.filter.line, join(field, "filter"), s.filter.v.Name, "is set without logpath", "logpath: the log the filter reads, such as the proxy's access_log")
 		}
-		if !s.logpath.set && !s.containers.set && !s.logpathBad && !s.bad && !proxyJail {
-			d.fail(nameNode.Line, join(field, "logpath"), "", "is missing", wantLogPath+"; or containers:")
+		if !proxyJail {
+			d.source(&j, s, field, nameNode.Line, opts)
 		}
 		j.Containers = slices.Clone(s.containers.get(nil))
 		filterLine := s.filter.line
@@ -1067,6 +1122,9 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		j.Filter.IgnoreRegex = slices.Clone(j.Filter.IgnoreRegex)
 		if proxyJail {
 			j.Filter = Filter{}
+		}
+		if j.Journal {
+			j.Filter.LogType = "journal"
 		}
 		if !s.enabled.get(true) {
 			d.disabled[name] = true
@@ -1085,7 +1143,43 @@ func (d *decoder) jails(cfg *Config, key, n *yaml.Node, defaults spec, opts Opti
 		}
 		cfg.Jails = append(cfg.Jails, j)
 	})
-	if total > 0 && len(cfg.Jails) == 0 {
+	if total > 0 && len(cfg.Jails) == 0 && !optional {
 		d.fail(key.Line, "jails", "", "are all disabled", "at least one jail without enabled: false")
+	}
+}
+
+// source sets where jail j's lines come from (its backend, journal match
+// and whether it reads the journal) from s, and checks that the settings
+// agree: a jail reading files needs logpath or containers, a systemd jail
+// reads no files, and only a jail that may read the journal has a
+// journalmatch. line is the line of the jail's name.
+func (d *decoder) source(j *Jail, s spec, field string, line int, opts Options) {
+	j.Backend = s.backend.get("")
+	j.JournalMatch = slices.Clone(s.journal.get(nil))
+	j.Journal = UsesJournal(j.Backend, j.LogPath, opts.LogExists)
+	backend := "backend: " + j.Backend
+	if j.Backend == "" {
+		backend = "no backend:"
+	}
+	switch j.Backend {
+	case "", BackendPolling, BackendPyinotify:
+		if !s.logpath.set && !s.containers.set && !s.logpathBad && !s.bad {
+			d.fail(line, join(field, "logpath"), "", "is missing", wantLogPath+"; or containers:")
+		}
+		if s.journal.set {
+			d.fail(s.journal.line, join(field, "journalmatch"), "", "is set, but with "+backend+" the jail reads files",
+				"backend: systemd, or backend: auto to read the files when they exist and the journal otherwise; or no journalmatch")
+		}
+		return
+	case BackendSystemd:
+		if s.logpath.set {
+			d.fail(s.logpath.line, join(field, "logpath"), "", "is set, but with backend: systemd the jail reads the journal, not files",
+				"backend: auto, to read the files when they exist and the journal otherwise; or no logpath")
+		}
+	}
+	if !s.journal.set && s.enabled.get(true) {
+		d.warns = append(d.warns, &Error{File: d.file, Line: line, Field: field,
+			Problem: "has " + backend + " and no journalmatch: when it reads the journal, its filter sees every entry",
+			Want:    "journalmatch: such as _SYSTEMD_UNIT=ssh.service, to read one service's entries"})
 	}
 }

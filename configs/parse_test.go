@@ -304,6 +304,56 @@ var badCases = []struct {
 		want: []string{`moat.yaml:2: defaults.bantime: "1 hour" is not a duration (want a duration such as 10m, 1h or 1d, or -1 for no end)`},
 	},
 	{
+		name: "unknown log backend",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    backend: sytemd\n",
+		want: []string{`moat.yaml:4: jails.sshd.backend: "sytemd" is not a log backend (did you mean systemd?)`},
+	},
+	{
+		name: "fail2ban's gamin backend",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    backend: gamin\n",
+		want: []string{`moat.yaml:4: jails.sshd.backend: "gamin" is not a log backend (want auto, polling, pyinotify or systemd)`},
+	},
+	{
+		name: "journalmatch term without a value",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: _SYSTEMD_UNIT=ssh.service + sshd\n",
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_SYSTEMD_UNIT=ssh.service + sshd" has "sshd", which is not FIELD=value (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+	},
+	{
+		name: "journalmatch list with a bad field name",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch:\n      - _SYSTEMD_UNIT=ssh.service\n      - _comm=sshd\n",
+		want: []string{`moat.yaml:6: jails.sshd.journalmatch: "_comm=sshd" has "_comm=sshd", whose field name "_comm" is not a journal field (capital letters, digits and '_', not starting with a digit) (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+	},
+	{
+		name: "journalmatch with an empty alternative",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: _COMM=sshd +\n",
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM=sshd +" has an empty alternative (a '+' with no match before or after it) (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+	},
+	{
+		name: "empty journalmatch",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: []\n",
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: is empty (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd; or no journalmatch, to read every entry)`},
+	},
+	{
+		name: "journalmatch with an unclosed quote",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: \"_COMM='sshd\"\n",
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM='sshd" has a quote that is not closed (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+	},
+	{
+		name: "logpath with backend systemd",
+		yaml: "jails:\n  sshd:\n    backend: systemd\n    logpath: /var/log/auth.log\n    journalmatch: _COMM=sshd\n",
+		want: []string{`moat.yaml:4: jails.sshd.logpath: is set, but with backend: systemd the jail reads the journal, not files (want backend: auto, to read the files when they exist and the journal otherwise; or no logpath)`},
+	},
+	{
+		name: "journalmatch without a journal backend",
+		yaml: "jails:\n  sshd:\n    logpath: /var/log/auth.log\n    journalmatch: _COMM=sshd\n",
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: is set, but with no backend: the jail reads files (want backend: systemd, or backend: auto to read the files when they exist and the journal otherwise; or no journalmatch)`},
+	},
+	{
+		name: "journalmatch with backend polling",
+		yaml: "defaults:\n  backend: polling\njails:\n  sshd:\n    logpath: /var/log/auth.log\n    journalmatch: _COMM=sshd\n",
+		want: []string{`moat.yaml:6: jails.sshd.journalmatch: is set, but with backend: polling the jail reads files (want backend: systemd, or backend: auto to read the files when they exist and the journal otherwise; or no journalmatch)`},
+	},
+	{
 		name: "several errors sorted by line",
 		yaml: "jails:\n  b:\n    logpath: /var/log/b.log\n    maxretry: -2\n  a:\n    logpath: /var/log/a.log\n    findtime: soon\ndefaults:\n  ports: 0\n",
 		want: []string{
@@ -719,12 +769,18 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(cfg.Jails) == 0 {
-			t.Fatal("a valid config has no jails")
+		if len(cfg.Jails) == 0 && cfg.Fail2ban == "" && cfg.Proxy == nil {
+			t.Fatal("a valid config has no jails and no fail2ban directory or proxy to bring them")
 		}
 		for _, j := range cfg.Jails {
 			// Only the proxy's jail may go without a log: the proxy feeds it.
-			noLog := len(j.LogPath) == 0 && !(cfg.Proxy != nil && j.Name == "proxy")
+			noLog := len(j.LogPath) == 0 && len(j.Containers) == 0 && !j.Journal && !(cfg.Proxy != nil && j.Name == "proxy")
+			if j.Journal != (j.Backend == BackendSystemd || j.Backend == BackendAuto && len(j.LogPath) == 0) {
+				t.Fatalf("jail %s: backend %q with logpath %q reads the journal: %v", j.Name, j.Backend, j.LogPath, j.Journal)
+			}
+			if again, err := ParseJournalMatch(j.JournalMatch.String()); err != nil || !reflect.DeepEqual(again, j.JournalMatch) {
+				t.Fatalf("jail %s: journalmatch %q is written %q, which reads back as %q, %v", j.Name, j.JournalMatch, j.JournalMatch.String(), again, err)
+			}
 			if j.MaxRetry < 1 || j.FindTime <= 0 || j.BanTime == 0 || noLog || j.IPv6Prefix < 16 || j.IPv6Prefix > 128 {
 				t.Fatalf("invalid jail accepted: %+v", j)
 			}

@@ -47,6 +47,9 @@ func cmdCheck(args []string, io stdio) error {
 		return err
 	}
 	fmt.Fprintf(io.stdout, "%s: ok\n", cfg.File)
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(io.stdout, "  warning: %s\n", w)
+	}
 	if f2b != nil {
 		fmt.Fprintf(io.stdout, "fail2ban: %s\n", cfg.Fail2ban)
 		for _, w := range f2b.Warnings {
@@ -76,20 +79,63 @@ func cmdCheck(args []string, io stdio) error {
 	}
 	fmt.Fprintln(io.stdout)
 	tw := tabwriter.NewWriter(io.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JAIL\tFILTER\tMAXRETRY\tFINDTIME\tBANTIME\tPORTS\tLOGPATH")
+	fmt.Fprintln(tw, "JAIL\tFILTER\tMAXRETRY\tFINDTIME\tBANTIME\tPORTS\tBACKEND\tLOGPATH")
 	for _, j := range cfg.Jails {
 		logs := slices.Clone(j.LogPath)
 		for _, c := range j.Containers {
 			logs = append(logs, "container:"+c)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", j.Name, filterLabel(j.Filter), j.MaxRetry,
-			j.FindTime, banTimeLabel(j.BanTime), portsLabel(j.Ports), strings.Join(logs, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", j.Name, filterLabel(j.Filter), j.MaxRetry,
+			j.FindTime, banTimeLabel(j.BanTime), portsLabel(j.Ports), backendLabel(j), strings.Join(logs, " "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	printJournal(io, cfg)
 	printContainers(io, cfg)
 	return nil
+}
+
+// backendLabel says where a jail's lines come from: its backend as
+// written, and with auto what it was worked out to.
+func backendLabel(j configs.Jail) string {
+	switch {
+	case j.Backend == configs.BackendAuto && j.Journal:
+		return "auto: journal"
+	case j.Backend == configs.BackendAuto:
+		return "auto: files"
+	case j.Backend != "":
+		return j.Backend
+	case j.Journal:
+		return "journal"
+	case len(j.LogPath) == 0 && len(j.Containers) == 0:
+		return "-"
+	}
+	return "files"
+}
+
+// printJournal lists the jails that read the systemd journal, each with
+// the entries it reads and, for auto, why.
+func printJournal(io stdio, cfg *configs.Config) {
+	header := false
+	for _, j := range cfg.Jails {
+		if !j.Journal {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(io.stdout, "\njournal:\n")
+			header = true
+		}
+		match := j.JournalMatch.String()
+		if match == "" {
+			match = "every entry (no journalmatch)"
+		}
+		why := ""
+		if j.Backend == configs.BackendAuto && len(j.LogPath) > 0 {
+			why = " (backend auto: no file matches " + strings.Join(j.LogPath, " ") + ")"
+		}
+		fmt.Fprintf(io.stdout, "  %s: %s%s\n", j.Name, match, why)
+	}
 }
 
 // printContainers says which containers the jails' selectors pick now in
@@ -145,9 +191,11 @@ func printConfigError(io stdio, err error) {
 // loadConfig loads and validates a configuration, loading every jail's
 // filter so that a filter that does not exist is an error of the file. With
 // a fail2ban directory (the --fail2ban flag or the fail2ban: key), the
-// enabled jails of its jail.conf, jail.local and jail.d join the file's;
-// their filters come from its filter.d, then moat's built-ins. The fail2ban
-// result is nil without such a directory.
+// enabled jails of its jail.conf, jail.local and jail.d join the file's
+// (without a file, the directory is the whole configuration: the embedded
+// default brings its settings but not its jail); their filters come from
+// its filter.d, then moat's built-ins. A jail of both is an error naming
+// both places. The fail2ban result is nil without such a directory.
 func loadConfig(path, fail2banDir string, io stdio) (*configs.Config, *fail2ban.Result, error) {
 	cfg, err := configs.Load(path, configs.Options{
 		Env:         envFrom(io),
@@ -169,13 +217,8 @@ func loadConfig(path, fail2banDir string, io stdio) (*configs.Config, *fail2ban.
 	filterDir := filepath.Join(cfg.Fail2ban, "filter.d")
 	var errs []error
 	for _, j := range res.Jails {
-		if j.Journal {
-			res.Warnings = append(res.Warnings, fail2ban.Warning{Jail: j.Name, Option: "backend", Value: j.Backend,
-				Reason: "moat does not read the systemd journal yet: jail skipped"})
-			continue
-		}
-		if slices.ContainsFunc(cfg.Jails, func(c configs.Jail) bool { return c.Name == j.Name }) {
-			errs = append(errs, fmt.Errorf("%s: jail %s is defined both there and in %s", j.File, j.Name, cfg.File))
+		if i := slices.IndexFunc(cfg.Jails, func(c configs.Jail) bool { return c.Name == j.Name }); i >= 0 {
+			errs = append(errs, bothPlaces(cfg, cfg.Jails[i], j))
 			continue
 		}
 		jc := j.Jail
@@ -195,11 +238,26 @@ func loadConfig(path, fail2banDir string, io stdio) (*configs.Config, *fail2ban.
 	return cfg, res, nil
 }
 
-// buildFilter compiles a jail's filter: a name, a path or inline regexes.
+// bothPlaces is the error for a jail of the YAML file that the fail2ban
+// directory enables too: it names both and the ways out.
+func bothPlaces(cfg *configs.Config, y configs.Jail, f fail2ban.Jail) error {
+	where := fmt.Sprintf("%s:%d [%s]", f.File, f.Line, f.Name)
+	if f.EnabledAt != "" && !strings.HasPrefix(f.EnabledAt, f.File+":") {
+		where += ", enabled in " + f.EnabledAt
+	}
+	return &configs.Error{File: cfg.File, Line: y.Line, Field: "jails." + y.Name,
+		Problem: fmt.Sprintf("is also a jail of the fail2ban directory %s (%s)", cfg.Fail2ban, where),
+		Want: fmt.Sprintf("one jail of each name: rename this one, or disable one of the two (enabled: false here, or enabled = false in [%s] of %s)",
+			f.Name, filepath.Join(cfg.Fail2ban, "jail.local"))}
+}
+
+// buildFilter compiles a jail's filter: a name, a path or inline regexes;
+// a named filter gets the logtype of the jail's source (see
+// filters.Loader.LoadLogType).
 func buildFilter(f configs.Filter, jailName string) (*filters.Filter, error) {
 	loader := &filters.Loader{Dirs: f.Dirs}
 	if f.Name != "" {
-		return loader.Load(f.Name)
+		return loader.LoadLogType(f.Name, f.LogType)
 	}
 	return loader.Inline(jailName, f.FailRegex, f.IgnoreRegex)
 }

@@ -9,21 +9,25 @@ import (
 
 // jsonJail is one jail as `moat check --fail2ban DIR --json` prints it.
 type jsonJail struct {
-	Name       string        `json:"name"`
-	MaxRetry   int           `json:"maxretry"`
-	FindTime   float64       `json:"findtime"`
-	BanTime    float64       `json:"bantime"`
-	Filter     string        `json:"filter"`
-	LogPath    []string      `json:"logpath"`
-	Journal    bool          `json:"journal,omitempty"`
-	Backend    string        `json:"backend"`
-	Port       string        `json:"port"`
-	Ports      []string      `json:"ports"`
-	Protocol   string        `json:"protocol"`
-	BanAction  string        `json:"banaction"`
-	IgnoreIP   []string      `json:"ignoreip"`
-	IgnoreSelf bool          `json:"ignoreself"`
-	Increment  jsonIncrement `json:"bantime_increment"`
+	Name     string   `json:"name"`
+	MaxRetry int      `json:"maxretry"`
+	FindTime float64  `json:"findtime"`
+	BanTime  float64  `json:"bantime"`
+	Filter   string   `json:"filter"`
+	LogPath  []string `json:"logpath"`
+	Backend  string   `json:"backend"`
+	// Journal says whether the jail reads the journal, with backend auto
+	// worked out; JournalMatch is its match in fail2ban's syntax.
+	Journal      bool          `json:"journal"`
+	JournalMatch string        `json:"journalmatch"`
+	LogType      string        `json:"logtype"`
+	Port         string        `json:"port"`
+	Ports        []string      `json:"ports"`
+	Protocol     string        `json:"protocol"`
+	BanAction    string        `json:"banaction"`
+	IgnoreIP     []string      `json:"ignoreip"`
+	IgnoreSelf   bool          `json:"ignoreself"`
+	Increment    jsonIncrement `json:"bantime_increment"`
 }
 
 type jsonIncrement struct {
@@ -51,8 +55,11 @@ func seconds(d time.Duration) float64 { return d.Seconds() }
 
 // JSON renders r for `moat check --fail2ban DIR --json`: an object with
 // "dir", "jails" (per enabled jail its name, effective maxretry, findtime
-// and bantime in seconds (-1: no end), filter, logpath, and the other
-// derived settings) and "warnings". Lists are [] rather than null.
+// and bantime in seconds (-1: no end), filter, logpath, backend, journal
+// (whether it reads the systemd journal, auto worked out), journalmatch
+// (fail2ban's syntax, "" for every entry), logtype (what the filter is
+// given), and the other derived settings) and "warnings". Lists are []
+// rather than null.
 func (r *Result) JSON() ([]byte, error) {
 	out := jsonResult{Dir: r.Dir, Jails: []jsonJail{}, Warnings: []jsonWarning{}}
 	for _, j := range r.Jails {
@@ -60,7 +67,8 @@ func (r *Result) JSON() ([]byte, error) {
 			Name: j.Name, MaxRetry: j.MaxRetry,
 			FindTime: seconds(j.FindTime), BanTime: seconds(j.BanTime),
 			Filter: j.Filter.Name, LogPath: append([]string{}, j.LogPath...),
-			Journal: j.Journal, Backend: j.Backend, Port: j.Port, Ports: []string{},
+			Backend: j.Backend, Journal: j.Journal, JournalMatch: j.JournalMatch.String(), LogType: j.Filter.LogType,
+			Port: j.Port, Ports: []string{},
 			Protocol: j.Protocol, BanAction: j.BanAction, IgnoreIP: []string{},
 			IgnoreSelf: j.IgnoreSelf,
 			Increment: jsonIncrement{

@@ -3,8 +3,9 @@
 // and interpolation, and turns its enabled jails into moat jails. It reads
 // files only: it must not touch the network or the firewall, and it never
 // resolves host names. Options moat does not carry out (mail actions,
-// ignorecommand, usedns lookups, the journal backend) come back as
-// warnings, so the daemon can report each once; the jail still runs.
+// ignorecommand, usedns lookups) come back as warnings, so the daemon can
+// report each once; the jail still runs. It loads each enabled jail's
+// filter (from filter.d, then moat's built-ins) for its journalmatch.
 package fail2ban
 
 import (
@@ -14,11 +15,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moatproj/moat/configs"
+	"github.com/moatproj/moat/filters"
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/jail/jailconfig"
 )
@@ -30,6 +33,9 @@ type Options struct {
 	IPv6Prefix int
 	// Version is what %(fail2ban_version)s expands to; empty means "1.0.2".
 	Version string
+	// LogExists says whether a logpath pattern names an existing file, for
+	// the auto backend; nil means configs.LogExists.
+	LogExists func(pattern string) bool
 }
 
 // Server defaults fail2ban applies when jail.conf leaves an option unset.
@@ -41,17 +47,23 @@ const (
 
 // Jail is one enabled jail's effective configuration: moat's settings
 // (configs.Jail) plus the fail2ban options they were derived from.
+//
+// Where its lines come from is configs.Jail's: Backend is fail2ban's
+// backend option without its [options] ("auto", "polling", "pyinotify",
+// "gamin", "systemd"); LogPath is empty for systemd, whose jails fail2ban
+// gives no log files; Journal is set for systemd, and for auto when no
+// logpath pattern matches a file (where fail2ban's auto refuses to start
+// the jail: it picks among the file backends only); JournalMatch is the
+// jail's journalmatch when the jail or [DEFAULT] sets one (even empty:
+// every entry), else its filter's, as fail2ban hands it to the server
+// whatever the backend; Filter.LogType is "journal" or "file" accordingly,
+// the logtype fail2ban gives the filter.
 type Jail struct {
 	configs.Jail
 	// FilterName and FilterOptions split Filter.Name: "sshd[mode=normal]"
 	// is "sshd" with {mode: normal}.
 	FilterName    string
 	FilterOptions map[string]string
-	// Backend is fail2ban's backend option ("auto", "polling", "systemd"...).
-	Backend string
-	// Journal is set for a systemd backend: the jail's log is the journal,
-	// which moat does not read, so LogPath is empty.
-	Journal bool
 	// Port is the port option as the ban action receives it ("ssh,2222");
 	// Ports is its parsed form (nil: every port, as for *-allports actions).
 	Port string
@@ -62,6 +74,9 @@ type Jail struct {
 	// File is the file whose [name] section first defined the jail; Line
 	// (in configs.Jail) is that section header's line.
 	File string
+	// EnabledAt is where the jail was enabled: "file:line" of the
+	// enabled = true that applies.
+	EnabledAt string
 }
 
 // Warning is one option moat reads but does not carry out, or a value it
@@ -141,7 +156,7 @@ func Load(dir string, opts Options) (*Result, error) {
 		if !asBool(en) {
 			continue
 		}
-		j, warns, err := buildJail(doc, name, opts)
+		j, warns, err := buildJail(doc, dir, name, opts)
 		if err != nil {
 			return nil, fmt.Errorf("read fail2ban config: jail %s: %w", name, err)
 		}
@@ -203,10 +218,13 @@ func (b *jailBuilder) duration(opt string, def time.Duration) time.Duration {
 	return d
 }
 
-func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error) {
+func buildJail(doc *document, dir, name string, opts Options) (Jail, []Warning, error) {
 	b := &jailBuilder{doc: doc, name: name}
 	sec := doc.Section(name)
 	j := Jail{File: sec.File}
+	if v, ok := doc.raw(name, "enabled"); ok {
+		j.EnabledAt = fmt.Sprintf("%s:%d", v.file, v.line)
+	}
 	j.Name = name
 	j.Line = sec.Line
 	j.IPv6Prefix = opts.IPv6Prefix
@@ -227,27 +245,7 @@ func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error
 	}
 
 	// Where the log comes from.
-	j.Backend = "auto"
-	if v, ok := b.get("backend"); ok && strings.TrimSpace(v) != "" {
-		j.Backend = strings.TrimSpace(v)
-	}
-	if strings.HasPrefix(j.Backend, "systemd") {
-		j.Journal = true
-		b.warn("backend", j.Backend, "moat does not read the systemd journal: the jail has no log to follow (set backend = auto and a logpath)")
-	} else if lp, ok := b.get("logpath"); ok {
-		for _, l := range strings.Split(lp, "\n") {
-			l = strings.TrimSpace(l)
-			if i := strings.LastIndexAny(l, " \t"); i >= 0 && (l[i+1:] == "head" || l[i+1:] == "tail") {
-				l = strings.TrimSpace(l[:i])
-			}
-			if l != "" {
-				j.LogPath = append(j.LogPath, l)
-			}
-		}
-	}
-	if !j.Journal && len(j.LogPath) == 0 {
-		b.warn("logpath", "", "no logpath set: the jail has no log to follow")
-	}
+	b.source(&j, dir, opts)
 
 	// Thresholds and times.
 	j.MaxRetry = defaultMaxRetry
@@ -370,13 +368,84 @@ func buildJail(doc *document, name string, opts Options) (Jail, []Warning, error
 	}
 
 	// Filter settings moat takes from the filter file only.
-	for _, opt := range []string{"failregex", "ignoreregex", "prefregex", "datepattern", "maxlines", "journalmatch", "logtimezone"} {
+	for _, opt := range []string{"failregex", "ignoreregex", "prefregex", "datepattern", "maxlines", "logtimezone"} {
 		if v, ok := doc.own(name, opt); ok {
 			b.warn(opt, v.text, "set in the jail section: moat reads it from the filter file only")
 		}
 	}
 	return j, b.warns, b.err
 }
+
+// source sets where j's lines come from: its backend, log paths, whether
+// it reads the journal, the journal match and the filter's logtype.
+func (b *jailBuilder) source(j *Jail, dir string, opts Options) {
+	j.Backend = configs.BackendAuto
+	if v, ok := b.get("backend"); ok && strings.TrimSpace(v) != "" {
+		raw := strings.TrimSpace(v)
+		name, bopts, err := parseSpec(raw)
+		name = strings.ToLower(name)
+		switch {
+		case err != nil || !slices.Contains(backends, name):
+			b.fail("backend", raw, "auto, pyinotify, gamin, polling or systemd")
+		case len(bopts) > 0:
+			b.warn("backend", raw, "backend options are not carried out: moat reads the files, or the system's journal, itself")
+		}
+		j.Backend = name
+	}
+	if j.Backend != configs.BackendSystemd {
+		if lp, ok := b.get("logpath"); ok {
+			for _, l := range strings.Split(lp, "\n") {
+				l = strings.TrimSpace(l)
+				if i := strings.LastIndexAny(l, " \t"); i >= 0 && (l[i+1:] == "head" || l[i+1:] == "tail") {
+					l = strings.TrimSpace(l[:i])
+				}
+				if l != "" {
+					j.LogPath = append(j.LogPath, l)
+				}
+			}
+		}
+		if len(j.LogPath) == 0 && j.Backend != configs.BackendAuto {
+			b.warn("logpath", "", "no logpath set: the jail has no log to follow")
+		}
+	}
+	exists := opts.LogExists
+	if exists == nil {
+		exists = configs.LogExists
+	}
+	j.Journal = configs.UsesJournal(j.Backend, j.LogPath, exists)
+	j.Filter.LogType = "file"
+	if j.Journal {
+		j.Filter.LogType = "journal"
+	}
+
+	// The journal match: the jail's (or [DEFAULT]'s) when set, even empty,
+	// else the filter's; fail2ban hands it over whatever the backend.
+	match, own := b.get("journalmatch")
+	where := ""
+	if !own && j.Filter.Name != "" {
+		loader := &filters.Loader{Dirs: []string{filepath.Join(dir, "filter.d")}}
+		f, err := loader.LoadLogType(j.Filter.Name, j.Filter.LogType)
+		if err != nil {
+			return // the caller compiles the filter and reports why it cannot
+		}
+		if match, err = f.JournalMatch(); err != nil && b.err == nil {
+			b.err = fmt.Errorf("filter %s: %w", j.Filter.Name, err)
+			return
+		}
+		where = " (from filter " + j.Filter.Name + ")"
+	}
+	m, err := configs.ParseJournalMatch(match)
+	switch {
+	case err != nil && own:
+		b.fail("journalmatch", match, "FIELD=value matches such as _SYSTEMD_UNIT=sshd.service, with + between alternatives (this one "+err.Error()+")")
+	case err != nil && b.err == nil:
+		b.err = fmt.Errorf("journalmatch = %q%s: %w", match, where, err)
+	}
+	j.JournalMatch = m
+}
+
+// backends are the backend names fail2ban 1.0 knows.
+var backends = []string{"auto", "pyinotify", "gamin", "polling", "systemd"}
 
 // ignoreIP reads ignoreip: addresses and CIDR prefixes separated by spaces
 // or commas, and file:PATH entries naming a file of them ('#' comments).

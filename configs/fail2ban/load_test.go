@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -317,15 +318,14 @@ bantime.formula = ban.Time * 2
 		"sshd usedns yes",
 		"sshd ignoreip trusted.example.org",
 		"sshd failregex ^bad <HOST>$",
-		"web backend systemd",
 		"web bantime.formula ban.Time * 2",
 	} {
 		if !got[want] {
 			t.Errorf("no warning %q; got %v", want, r.Warnings)
 		}
 	}
-	if len(r.Warnings) != 7 {
-		t.Errorf("%d warnings, want 7: %v", len(r.Warnings), r.Warnings)
+	if len(r.Warnings) != 6 {
+		t.Errorf("%d warnings, want 6 (none for the journal backend, which moat reads): %v", len(r.Warnings), r.Warnings)
 	}
 	sshd := findJail(t, r, "sshd")
 	var ips []string
@@ -335,8 +335,88 @@ bantime.formula = ban.Time * 2
 	wantStrings(t, "ignoreip", ips, []string{"192.0.2.1/32", "198.51.100.0/24", "203.0.113.9/32"})
 	wantString(t, "port", sshd.Port, "ssh")
 	web := findJail(t, r, "web")
-	if !web.Journal || len(web.LogPath) != 0 {
-		t.Errorf("web journal %v logpath %v, want journal and no paths", web.Journal, web.LogPath)
+	if !web.Journal || len(web.LogPath) != 0 || web.Backend != "systemd" {
+		t.Errorf("web backend %q journal %v logpath %v, want systemd, journal and no paths", web.Backend, web.Journal, web.LogPath)
+	}
+}
+
+// TestLoadJournal: which jails read the journal (auto when no logpath
+// pattern matches a file), their journalmatch (the jail's, even empty,
+// over the filter's) and the logtype their filter gets.
+func TestLoadJournal(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"jail.conf":       baseConf,
+		"paths-test.conf": pathsConf,
+		"filter.d/app.conf": "[Init]\nunit = app.service\n[Definition]\nfailregex = ^fail <HOST>$\n" +
+			"journalmatch = _SYSTEMD_UNIT=%(unit)s + _COMM=app\n",
+		"jail.local": `[app-files]
+enabled = true
+filter = app
+logpath = /present/app.log
+[app-missing]
+enabled = true
+filter = app[unit=other.service]
+backend = auto
+logpath = /missing/app.log
+[app-journal]
+enabled = true
+filter = app
+backend = systemd
+logpath = /present/app.log
+[app-own]
+enabled = true
+filter = app
+backend = systemd
+journalmatch = _SYSTEMD_UNIT=own.service PRIORITY=3
+[app-all]
+enabled = true
+filter = app
+backend = systemd
+journalmatch =
+[app-polling]
+enabled = true
+filter = app
+backend = polling
+logpath = /missing/app.log
+[app-options]
+enabled = true
+filter = app
+backend = systemd[journalflags=1]
+`,
+	})
+	r, err := Load(dir, Options{LogExists: func(p string) bool { return strings.HasPrefix(p, "/present/") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type src struct {
+		backend string
+		logpath []string
+		journal bool
+		match   string
+		logtype string
+	}
+	want := map[string]src{
+		"app-files":   {"auto", []string{"/present/app.log"}, false, "_SYSTEMD_UNIT=app.service + _COMM=app", "file"},
+		"app-missing": {"auto", []string{"/missing/app.log"}, true, "_SYSTEMD_UNIT=other.service + _COMM=app", "journal"},
+		"app-journal": {"systemd", nil, true, "_SYSTEMD_UNIT=app.service + _COMM=app", "journal"},
+		"app-own":     {"systemd", nil, true, "_SYSTEMD_UNIT=own.service PRIORITY=3", "journal"},
+		"app-all":     {"systemd", nil, true, "", "journal"},
+		"app-polling": {"polling", []string{"/missing/app.log"}, false, "_SYSTEMD_UNIT=app.service + _COMM=app", "file"},
+		"app-options": {"systemd", nil, true, "_SYSTEMD_UNIT=app.service + _COMM=app", "journal"},
+	}
+	for name, w := range want {
+		j := findJail(t, r, name)
+		got := src{j.Backend, j.LogPath, j.Journal, j.JournalMatch.String(), j.Filter.LogType}
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("%s = %+v, want %+v", name, got, w)
+		}
+	}
+	var warns []string
+	for _, w := range r.Warnings {
+		warns = append(warns, w.String())
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "jail app-options: backend = systemd[journalflags=1]: backend options are not carried out") {
+		t.Errorf("warnings %q, want one for the backend's options", warns)
 	}
 }
 
@@ -354,6 +434,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "missing interpolation", local: "[sshd]\nenabled = true\nlogpath = %(nope_log)s\n", want: "jail.local:3: [sshd] logpath"},
 		{name: "syntax", local: "[sshd]\nenabled\n", want: "jail.local:2: line \"enabled\""},
 		{name: "bad filter options", local: "[sshd]\nenabled = true\nfilter = sshd[mode\n", want: "jail.local:3: filter"},
+		{name: "unknown backend", local: "[sshd]\nenabled = true\nbackend = journald\n", want: "jail.local:3: backend = \"journald\": want auto, pyinotify, gamin, polling or systemd"},
+		{name: "bad journalmatch", local: "[sshd]\nenabled = true\nbackend = systemd\njournalmatch = _SYSTEMD_UNIT=ssh.service + sshd\n",
+			want: "jail.local:4: journalmatch = \"_SYSTEMD_UNIT=ssh.service + sshd\": want FIELD=value matches such as _SYSTEMD_UNIT=sshd.service, with + between alternatives (this one has \"sshd\", which is not FIELD=value)"},
+		{name: "bad journalmatch in [DEFAULT]", local: "[DEFAULT]\njournalmatch = _COMM=\"x\n[sshd]\nenabled = true\n", want: "jail.local:2: journalmatch"},
 		{name: "disabled jail is not checked", local: "[off]\nmaxretry = lots\n"},
 	}
 	for _, tt := range tests {
@@ -418,8 +502,17 @@ func TestJSON(t *testing.T) {
 	if !strings.Contains(string(data), `"logpath": []`) {
 		t.Errorf("journal jail's logpath is not []: %s", data)
 	}
-	if len(got.Warnings) != 1 || got.Warnings[0]["option"] != "backend" {
-		t.Errorf("warnings %v", got.Warnings)
+	var raw struct{ Jails []map[string]any }
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	web := raw.Jails[1]
+	if web["name"] != "web" || web["backend"] != "systemd" || web["journal"] != true || web["journalmatch"] != "" || web["logtype"] != "journal" ||
+		raw.Jails[0]["journal"] == nil {
+		t.Errorf("web = %v, want backend systemd reading the journal, every entry; journal always present", web)
+	}
+	if len(got.Warnings) != 0 {
+		t.Errorf("warnings %v, want none", got.Warnings)
 	}
 }
 

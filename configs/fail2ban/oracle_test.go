@@ -61,7 +61,7 @@ ignoreip   = 198.51.100.0/24 203.0.113.7
 ignoreself = false
 bantime.increment = false
 
-# A journal jail: fail2ban ignores its logpath, moat warns.
+# A journal jail: fail2ban ignores its logpath, and so does moat.
 [postfix]
 enabled  = true
 backend  = systemd
@@ -80,6 +80,7 @@ type f2bJail struct {
 	set            map[string]any
 	ignoreIP       []string
 	logPaths       []string
+	journalMatch   []string // the arguments of its addjournalmatch commands, "+" between them
 	actions        []string
 	actionPort     map[string]string // action name → its port option
 	filter         string
@@ -193,10 +194,13 @@ func compareJail(t *testing.T, j Jail, w *f2bJail, warns []Warning) {
 	if j.Backend != w.backend {
 		t.Errorf("backend %q, fail2ban %q", j.Backend, w.backend)
 	}
-	if strings.HasPrefix(w.backend, "systemd") {
-		if !j.Journal || !slices.ContainsFunc(warns, func(x Warning) bool { return x.Jail == j.Name && x.Option == "backend" }) {
-			t.Errorf("fail2ban reads the journal; moat journal %v, warnings %v", j.Journal, warns)
-		}
+	// fail2ban reads the journal for systemd; moat also for auto when
+	// fail2ban finds no log file (where fail2ban would not start the jail).
+	if journal := strings.HasPrefix(w.backend, "systemd") || w.backend == "auto" && len(w.logPaths) == 0; j.Journal != journal {
+		t.Errorf("moat reads the journal: %v; fail2ban's backend %s with log files %v", j.Journal, w.backend, w.logPaths)
+	}
+	if got := j.JournalMatch.Args(); !slices.Equal(got, w.journalMatch) {
+		t.Errorf("journalmatch %q, fail2ban %q", got, w.journalMatch)
 	}
 	if mr, ok := w.set["maxretry"].(int64); !ok || int64(j.MaxRetry) != mr {
 		t.Errorf("maxretry %d, fail2ban %v", j.MaxRetry, w.set["maxretry"])
@@ -378,6 +382,13 @@ func runFail2banClient(t *testing.T, client, py, dir string) []*f2bJail {
 				}
 			case "addlogpath":
 				j.logPaths = append(j.logPaths, l[3].(string))
+			case "addjournalmatch":
+				if len(j.journalMatch) > 0 {
+					j.journalMatch = append(j.journalMatch, "+")
+				}
+				for _, x := range l[3:] {
+					j.journalMatch = append(j.journalMatch, x.(string))
+				}
 			case "addaction":
 				j.actions = append(j.actions, l[3].(string))
 			default:
