@@ -8,68 +8,6 @@ import (
 	"testing"
 )
 
-func TestParseJournalMatch(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     JournalMatch
-		str      string // String(); "" means in
-		err      string
-	}{
-		{name: "fail2ban's sshd", in: "_SYSTEMD_UNIT=sshd.service + _COMM=sshd",
-			want: JournalMatch{{"_SYSTEMD_UNIT=sshd.service"}, {"_COMM=sshd"}}},
-		{name: "terms of one alternative", in: "_SYSTEMD_UNIT=fail2ban.service PRIORITY=5",
-			want: JournalMatch{{"_SYSTEMD_UNIT=fail2ban.service", "PRIORITY=5"}}},
-		{name: "lines are alternatives", in: "_COMM=a\n\n  _COMM=b X=1  \n",
-			want: JournalMatch{{"_COMM=a"}, {"_COMM=b", "X=1"}}, str: "_COMM=a + _COMM=b X=1"},
-		{name: "quotes keep spaces", in: `MESSAGE="a b" + 'SYSLOG_IDENTIFIER=x y'`,
-			want: JournalMatch{{"MESSAGE=a b"}, {"SYSLOG_IDENTIFIER=x y"}}, str: `'MESSAGE=a b' + 'SYSLOG_IDENTIFIER=x y'`},
-		{name: "escapes as shlex", in: `A=x\ y B="q\"\n"`,
-			want: JournalMatch{{"A=x y", `B=q"\n`}}, str: `'A=x y' 'B=q"\n'`},
-		{name: "empty value", in: "_COMM=", want: JournalMatch{{"_COMM="}}},
-		{name: "quoted carriage return", in: "A=\"\r\"", want: JournalMatch{{"A=\r"}}, str: "'A=\r'"},
-		{name: "blank", in: " \n ", want: nil, str: ""},
-		{name: "no equals", in: "sshd", err: `has "sshd", which is not FIELD=value`},
-		{name: "no field", in: "=sshd", err: `has "=sshd", which has no field name`},
-		{name: "lower case", in: "_comm=sshd", err: `whose field name "_comm" is not a journal field`},
-		{name: "leading digit", in: "1A=x", err: `whose field name "1A" is not a journal field`},
-		{name: "long field", in: strings.Repeat("A", 65) + "=x", err: "longer than journald's 64 characters"},
-		{name: "leading plus", in: "+ _COMM=sshd", err: "has an empty alternative"},
-		{name: "trailing plus", in: "_COMM=sshd +", err: "has an empty alternative"},
-		{name: "two plusses", in: "_COMM=a + + _COMM=b", err: "has an empty alternative"},
-		{name: "open quote", in: `_COMM="sshd`, err: "has a quote that is not closed"},
-		{name: "lone backslash", in: `_COMM=sshd\`, err: "ends with a lone backslash"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseJournalMatch(tc.in)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("ParseJournalMatch(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.err)
-				}
-				return
-			}
-			if err != nil || !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("ParseJournalMatch(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-			}
-			str := tc.str
-			if str == "" && tc.want != nil {
-				str = tc.in
-			}
-			if got.String() != str {
-				t.Errorf("String() = %q, want %q", got.String(), str)
-			}
-			// String gives back what it was read from.
-			if again, err := ParseJournalMatch(got.String()); err != nil || !reflect.DeepEqual(again, tc.want) {
-				t.Errorf("ParseJournalMatch(String()) = %q, %v; want %q", again, err, tc.want)
-			}
-		})
-	}
-	m := JournalMatch{{"_SYSTEMD_UNIT=ssh.service", "PRIORITY=5"}, {"_COMM=sshd"}}
-	if got, want := m.Args(), []string{"_SYSTEMD_UNIT=ssh.service", "PRIORITY=5", "+", "_COMM=sshd"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Args() = %q, want %q", got, want)
-	}
-}
-
 // TestParseBackends: the backend each jail names, whether it reads the
 // journal (auto depends on whether its files exist), its journalmatch in
 // both forms, and the warning for a journal jail without journalmatch.

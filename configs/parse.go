@@ -21,6 +21,8 @@ import (
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/proxy/proxyconfig"
 	"github.com/moatproj/moat/sources/docker"
+
+	"github.com/moatproj/moat/sources/journal"
 )
 
 // Defaults applied to every jail unless defaults: or the jail sets them
@@ -592,7 +594,7 @@ func (d *decoder) journalMatch(n *yaml.Node, field string) (JournalMatch, bool) 
 	var out JournalMatch
 	good := true
 	for _, c := range d.items(n, field, wantJournalMatch) {
-		m, err := ParseJournalMatch(c.Value)
+		m, err := journal.ParseMatch(c.Value)
 		if err == nil && len(m) == 0 {
 			err = errors.New("is empty")
 		}

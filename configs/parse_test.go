@@ -11,6 +11,8 @@ import (
 
 	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/jail"
+
+	"github.com/moatproj/moat/sources/journal"
 )
 
 var rootEnv = Env{Root: true, Home: "/root", UID: 0}
@@ -316,17 +318,17 @@ var badCases = []struct {
 	{
 		name: "journalmatch term without a value",
 		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: _SYSTEMD_UNIT=ssh.service + sshd\n",
-		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_SYSTEMD_UNIT=ssh.service + sshd" has "sshd", which is not FIELD=value (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_SYSTEMD_UNIT=ssh.service + sshd" journalmatch line 1: term "sshd" is not FIELD=value (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
 	},
 	{
 		name: "journalmatch list with a bad field name",
 		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch:\n      - _SYSTEMD_UNIT=ssh.service\n      - _comm=sshd\n",
-		want: []string{`moat.yaml:6: jails.sshd.journalmatch: "_comm=sshd" has "_comm=sshd", whose field name "_comm" is not a journal field (capital letters, digits and '_', not starting with a digit) (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+		want: []string{`moat.yaml:6: jails.sshd.journalmatch: "_comm=sshd" journalmatch line 1: term "_comm=sshd": field names hold only A-Z, 0-9 and _ (not 'c') (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
 	},
 	{
 		name: "journalmatch with an empty alternative",
 		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: _COMM=sshd +\n",
-		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM=sshd +" has an empty alternative (a '+' with no match before or after it) (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM=sshd +" journalmatch line 1: "+" must stand between two terms (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
 	},
 	{
 		name: "empty journalmatch",
@@ -336,7 +338,7 @@ var badCases = []struct {
 	{
 		name: "journalmatch with an unclosed quote",
 		yaml: "jails:\n  sshd:\n    backend: systemd\n    journalmatch: \"_COMM='sshd\"\n",
-		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM='sshd" has a quote that is not closed (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
+		want: []string{`moat.yaml:4: jails.sshd.journalmatch: "_COMM='sshd" journalmatch line 1: no closing quotation (want FIELD=value terms such as _SYSTEMD_UNIT=ssh.service, with '+' between alternatives: _SYSTEMD_UNIT=sshd.service + _COMM=sshd)`},
 	},
 	{
 		name: "logpath with backend systemd",
@@ -778,7 +780,7 @@ func FuzzParse(f *testing.F) {
 			if j.Journal != (j.Backend == BackendSystemd || j.Backend == BackendAuto && len(j.LogPath) == 0) {
 				t.Fatalf("jail %s: backend %q with logpath %q reads the journal: %v", j.Name, j.Backend, j.LogPath, j.Journal)
 			}
-			if again, err := ParseJournalMatch(j.JournalMatch.String()); err != nil || !reflect.DeepEqual(again, j.JournalMatch) {
+			if again, err := journal.ParseMatch(j.JournalMatch.String()); err != nil || again.String() != j.JournalMatch.String() {
 				t.Fatalf("jail %s: journalmatch %q is written %q, which reads back as %q, %v", j.Name, j.JournalMatch, j.JournalMatch.String(), again, err)
 			}
 			if j.MaxRetry < 1 || j.FindTime <= 0 || j.BanTime == 0 || noLog || j.IPv6Prefix < 16 || j.IPv6Prefix > 128 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/moatproj/moat/configs"
 	"github.com/moatproj/moat/internal/testkit"
+	"github.com/moatproj/moat/sources/journal"
 )
 
 // copyFail2ban copies the installed /etc/fail2ban into a temp directory
@@ -219,11 +220,11 @@ func TestCheckFail2banAsInstalled(t *testing.T) {
 		}
 		// fail2ban reads the journal for systemd; moat also for auto when
 		// fail2ban finds no log file (fail2ban would not start the jail).
-		journal := strings.HasPrefix(w.Backend, "systemd") || w.Backend == "auto" && len(w.LogPath) == 0
-		if j.Journal != journal || (j.LogType == "journal") != journal {
+		inJournal := strings.HasPrefix(w.Backend, "systemd") || w.Backend == "auto" && len(w.LogPath) == 0
+		if j.Journal != inJournal || (j.LogType == "journal") != inJournal {
 			t.Errorf("%s: journal %v logtype %s; fail2ban backend %s found log files %v", j.Name, j.Journal, j.LogType, w.Backend, w.LogPath)
 		}
-		m, err := configs.ParseJournalMatch(j.JournalMatch)
+		m, err := journal.ParseMatch(j.JournalMatch)
 		if err != nil || !slices.Equal(m.Args(), w.JournalMatch) {
 			t.Errorf("%s: journalmatch %q (%v), fail2ban %q", j.Name, j.JournalMatch, err, w.JournalMatch)
 		}

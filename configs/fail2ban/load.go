@@ -24,6 +24,8 @@ import (
 	"github.com/moatproj/moat/filters"
 	"github.com/moatproj/moat/internal/netaddr"
 	"github.com/moatproj/moat/jail/jailconfig"
+
+	"github.com/moatproj/moat/sources/journal"
 )
 
 // Options adjusts Load.
@@ -434,7 +436,7 @@ func (b *jailBuilder) source(j *Jail, dir string, opts Options) {
 		}
 		where = " (from filter " + j.Filter.Name + ")"
 	}
-	m, err := configs.ParseJournalMatch(match)
+	m, err := journal.ParseMatch(match)
 	switch {
 	case err != nil && own:
 		b.fail("journalmatch", match, "FIELD=value matches such as _SYSTEMD_UNIT=sshd.service, with + between alternatives (this one "+err.Error()+")")

@@ -436,7 +436,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad filter options", local: "[sshd]\nenabled = true\nfilter = sshd[mode\n", want: "jail.local:3: filter"},
 		{name: "unknown backend", local: "[sshd]\nenabled = true\nbackend = journald\n", want: "jail.local:3: backend = \"journald\": want auto, pyinotify, gamin, polling or systemd"},
 		{name: "bad journalmatch", local: "[sshd]\nenabled = true\nbackend = systemd\njournalmatch = _SYSTEMD_UNIT=ssh.service + sshd\n",
-			want: "jail.local:4: journalmatch = \"_SYSTEMD_UNIT=ssh.service + sshd\": want FIELD=value matches such as _SYSTEMD_UNIT=sshd.service, with + between alternatives (this one has \"sshd\", which is not FIELD=value)"},
+			want: "jail.local:4: journalmatch = \"_SYSTEMD_UNIT=ssh.service + sshd\": want FIELD=value matches such as _SYSTEMD_UNIT=sshd.service, with + between alternatives (this one journalmatch line 1: term \"sshd\" is not FIELD=value)"},
 		{name: "bad journalmatch in [DEFAULT]", local: "[DEFAULT]\njournalmatch = _COMM=\"x\n[sshd]\nenabled = true\n", want: "jail.local:2: journalmatch"},
 		{name: "disabled jail is not checked", local: "[off]\nmaxretry = lots\n"},
 	}

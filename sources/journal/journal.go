@@ -203,7 +203,7 @@ func (f *Follower) args() (a []string, skip string) {
 	}
 	if len(f.match) > 0 {
 		a = append(a, "--")
-		a = append(a, f.match.args()...)
+		a = append(a, f.match.Args()...)
 	}
 	return a, skip
 }

@@ -148,12 +148,11 @@ func (m Match) normal() Match {
 	return slices.CompactFunc(out, slices.Equal)
 }
 
-// String is m in journalmatch syntax, normalised (terms and groups sorted,
-// duplicates dropped), with terms that shlex would split single-quoted:
-// ParseMatch reads it back as the same selection.
+// String is m in journalmatch syntax, in the order written, with terms
+// that shlex would split single-quoted: ParseMatch reads it back as m.
 func (m Match) String() string {
 	var b strings.Builder
-	for i, g := range m.normal() {
+	for i, g := range m {
 		if i > 0 {
 			b.WriteString(" + ")
 		}
@@ -174,14 +173,14 @@ func (m Match) String() string {
 // "journal:" and the normalised match, so that the same selection written
 // in another order resumes from the same cursor, and a changed one starts
 // afresh.
-func (m Match) Key() string { return KeyPrefix + m.String() }
+func (m Match) Key() string { return KeyPrefix + m.normal().String() }
 
 // KeyPrefix begins the Path of every journal Position.
 const KeyPrefix = "journal:"
 
-// args are journalctl's match arguments for m: the terms, with "+"
+// Args are journalctl's match arguments for m: the terms, with "+"
 // between groups, which journalctl reads as fail2ban's reader does.
-func (m Match) args() []string {
+func (m Match) Args() []string {
 	var a []string
 	for i, g := range m {
 		if i > 0 {
