@@ -1520,3 +1520,90 @@ func (e *Engine) FirewallStatus() FirewallStatus {
 	s.Repairs = maps.Clone(s.Repairs)
 	return s
 }
+
+// ErrNotIgnored is returned (wrapped) by DelIgnoreIP for a prefix that is
+// not in the jail's ignore list.
+var ErrNotIgnored = errors.New("not in the ignore list")
+
+// JailConfig returns a jail's effective settings: those Configure last
+// gave, with the ignore list as AddIgnoreIP and DelIgnoreIP changed it
+// since. An unknown jail wraps ErrUnknownJail.
+func (e *Engine) JailConfig(jail string) (Config, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	js := e.jails[jail]
+	if js == nil {
+		return Config{}, fmt.Errorf("jail %q: %w", jail, ErrUnknownJail)
+	}
+	c := js.cfg
+	c.IgnoreIP = slices.Clone(c.IgnoreIP)
+	c.Ports = slices.Clone(c.Ports)
+	c.Increment.Multipliers = slices.Clone(c.Increment.Multipliers)
+	return c, nil
+}
+
+// AddIgnoreIP appends ps (masked) to a running jail's ignore list, skipping
+// those listed already, and returns the list. From then on the jail counts
+// no failure of an address they hold and refuses to ban it; a ban active
+// now stays until it expires or is lifted (as fail2ban's addignoreip
+// leaves it). The change lasts until the next Configure (a reload) or
+// restart, which set the list from the configuration again. An unknown
+// jail wraps ErrUnknownJail; an invalid prefix is an error and adds
+// nothing.
+func (e *Engine) AddIgnoreIP(jail string, ps ...netip.Prefix) ([]netip.Prefix, error) {
+	return e.editIgnoreIP(jail, func(cur []netip.Prefix) ([]netip.Prefix, error) {
+		next := slices.Clone(cur)
+		for _, p := range ps {
+			if !p.IsValid() {
+				return nil, fmt.Errorf("add to ignoreip of jail %s: not a valid address or prefix", jail)
+			}
+			p = normPrefix(p)
+			if !slices.Contains(next, p) {
+				next = append(next, p)
+			}
+		}
+		return next, nil
+	})
+}
+
+// DelIgnoreIP removes p (masked) from a running jail's ignore list and
+// returns the list. It wraps ErrNotIgnored when p is not listed as such (a
+// prefix is removed only by itself, not by an address inside it), and
+// ErrUnknownJail for an unknown jail. Like AddIgnoreIP, the change lasts
+// until the next Configure or restart.
+func (e *Engine) DelIgnoreIP(jail string, p netip.Prefix) ([]netip.Prefix, error) {
+	return e.editIgnoreIP(jail, func(cur []netip.Prefix) ([]netip.Prefix, error) {
+		if p.IsValid() {
+			p = normPrefix(p)
+			if i := slices.Index(cur, p); i >= 0 {
+				return slices.Delete(slices.Clone(cur), i, i+1), nil
+			}
+		}
+		return nil, fmt.Errorf("remove %s from ignoreip of jail %s: %w", p, jail, ErrNotIgnored)
+	})
+}
+
+// editIgnoreIP replaces a jail's ignore list by what edit makes of it. The
+// list is replaced, never changed in place: a copy of the config taken
+// earlier keeps its own. wmu is held too, as Configure reads the jails'
+// configs under it alone.
+func (e *Engine) editIgnoreIP(jail string, edit func([]netip.Prefix) ([]netip.Prefix, error)) ([]netip.Prefix, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if e.st == nil {
+		return nil, errClosed
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	js := e.jails[jail]
+	if js == nil {
+		return nil, fmt.Errorf("jail %q: %w", jail, ErrUnknownJail)
+	}
+	next, err := edit(js.cfg.IgnoreIP)
+	if err != nil {
+		return nil, err
+	}
+	js.cfg.IgnoreIP = next
+	e.log.Info("ignoreip changed until the next reload", keyJail, jail, "ignoreip", next)
+	return slices.Clone(next), nil
+}

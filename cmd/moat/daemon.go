@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -115,6 +116,8 @@ type daemon struct {
 	// configuration it runs.
 	proxy    *proxy.Proxy
 	proxyCfg *proxy.Config
+
+	reloadMu sync.Mutex // one reload at a time
 }
 
 func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
@@ -300,7 +303,7 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.hup:
-			if err := d.reload(ctx); err != nil {
+			if err := d.reload(ctx, ""); err != nil {
 				d.logger.Error("reload refused; the configuration in force stays", keyError, err)
 			}
 		}
@@ -308,15 +311,24 @@ func (d *daemon) reloadOnHUP(ctx context.Context) error {
 }
 
 // reload applies a new configuration: jails added, removed or changed.
-// A configuration that does not load changes nothing.
-func (d *daemon) reload(ctx context.Context) error {
+// A configuration that does not load changes nothing (a
+// *control.ReloadError), nor does one without the jail want names when
+// want is not "" (an error wrapping jail.ErrUnknownJail): the control
+// API's reload of one jail reloads them all. Reloads (SIGHUP, the control
+// API) run one at a time.
+func (d *daemon) reload(ctx context.Context, want string) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, _, err := loadConfig(d.cfgPath, d.f2bDir, d.io)
 	if err != nil {
-		return err
+		return &control.ReloadError{Err: err}
+	}
+	if want != "" && !slices.ContainsFunc(cfg.Jails, func(j configs.Jail) bool { return j.Name == want }) {
+		return fmt.Errorf("reload: jail %q: %w", want, jail.ErrUnknownJail)
 	}
 	set, err := d.compile(cfg)
 	if err != nil {
-		return err
+		return &control.ReloadError{Err: err}
 	}
 	if old := d.cfg; cfg.StateDir != old.StateDir || cfg.Socket != old.Socket || cfg.Firewall != old.Firewall || cfg.Metrics != old.Metrics {
 		d.logger.Warn("state_dir, socket, firewall and metrics changes take effect at the next start; the running values stay")
@@ -376,3 +388,23 @@ func (s service) Unban(ctx context.Context, p netip.Prefix, name string) ([]jail
 }
 
 func (s service) UnbanAll(ctx context.Context) (int, error) { return s.d.engine.UnbanAll(ctx) }
+
+func (s service) Version() string { return moatVersion() }
+
+// Reload is SIGHUP's reload, asked through the control socket: every jail
+// is reloaded, also when name names one. It runs to its end even if the
+// client goes away, so that the engine and the log followers never run
+// different configurations.
+func (s service) Reload(ctx context.Context, name string) error {
+	return s.d.reload(context.WithoutCancel(ctx), name)
+}
+
+func (s service) JailConfig(name string) (jail.Config, error) { return s.d.engine.JailConfig(name) }
+
+func (s service) AddIgnoreIP(name string, ps ...netip.Prefix) ([]netip.Prefix, error) {
+	return s.d.engine.AddIgnoreIP(name, ps...)
+}
+
+func (s service) DelIgnoreIP(name string, p netip.Prefix) ([]netip.Prefix, error) {
+	return s.d.engine.DelIgnoreIP(name, p)
+}

@@ -34,7 +34,7 @@ func TestBanAnswer(t *testing.T) {
 	if err := e.Configure(ctx, []jail.Config{{Name: "sshd", MaxRetry: 3, FindTime: time.Minute, BanTime: time.Hour, IPv6Prefix: 64}}); err != nil {
 		t.Fatal(err)
 	}
-	_, c := serve(t, NewHandler(e, nil))
+	_, c := serve(t, NewHandler(engineService{Engine: e}, nil))
 
 	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
 	tests := []struct {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"syscall"
@@ -167,6 +168,71 @@ func (c *Client) UnbanAll(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return out.Unbanned, nil
+}
+
+// Version returns the daemon's version; it is also what a ping asks.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	var out versionResponse
+	if err := c.do(ctx, http.MethodGet, pathVersion, nil, &out); err != nil {
+		return "", err
+	}
+	return out.Version, nil
+}
+
+// Reload has the daemon read its configuration again and apply it, as
+// SIGHUP does: every jail is reloaded, also when jailName names one (which
+// must be in the new configuration: else nothing changes and the answer is
+// a 404). With unban it then lifts the bans of jailName, or of every jail
+// for "". It returns the jails now running and how many bans it lifted.
+func (c *Client) Reload(ctx context.Context, jailName string, unban bool) (jails []string, unbanned int, err error) {
+	var out reloadResponse
+	if err := c.do(ctx, http.MethodPost, pathReload, reloadRequest{Jail: jailName, Unban: unban}, &out); err != nil {
+		return nil, 0, err
+	}
+	return out.Jails, out.Unbanned, nil
+}
+
+// JailConfig returns a running jail's effective settings: its name,
+// maxretry, findtime, bantime (negative: no end), ignoreip (as changed
+// since the last reload) and ignoreself.
+func (c *Client) JailConfig(ctx context.Context, jailName string) (jail.Config, error) {
+	var out jailConfigJSON
+	if err := c.do(ctx, http.MethodGet, pathConfig+"?"+url.Values{"jail": {jailName}}.Encode(), nil, &out); err != nil {
+		return jail.Config{}, err
+	}
+	cfg, err := out.config()
+	if err != nil {
+		return jail.Config{}, fmt.Errorf("decode jail config: %w", err)
+	}
+	return cfg, nil
+}
+
+// AddIgnoreIP adds addrs (addresses or CIDR prefixes as the user typed
+// them: the daemon parses them) to a running jail's ignore list until the
+// next reload or restart, and returns the list.
+func (c *Client) AddIgnoreIP(ctx context.Context, jailName string, addrs ...string) ([]netip.Prefix, error) {
+	return c.ignoreIP(ctx, ignoreIPRequest{Jail: jailName, Add: addrs})
+}
+
+// DelIgnoreIP removes addr, as listed, from a running jail's ignore list
+// until the next reload or restart, and returns the list.
+func (c *Client) DelIgnoreIP(ctx context.Context, jailName, addr string) ([]netip.Prefix, error) {
+	return c.ignoreIP(ctx, ignoreIPRequest{Jail: jailName, Del: &addr})
+}
+
+func (c *Client) ignoreIP(ctx context.Context, req ignoreIPRequest) ([]netip.Prefix, error) {
+	if req.Add == nil && req.Del == nil {
+		req.Add = []string{}
+	}
+	var out ignoreIPResponse
+	if err := c.do(ctx, http.MethodPost, pathIgnoreIP, req, &out); err != nil {
+		return nil, err
+	}
+	ps, err := parsePrefixes(out.IgnoreIP)
+	if err != nil {
+		return nil, fmt.Errorf("decode ignoreip: %w", err)
+	}
+	return ps, nil
 }
 
 func fromBansJSON(in []banJSON) ([]jail.Ban, error) {

@@ -12,6 +12,25 @@
 //	POST /v1/unban-all         (empty body or {})             -> {"unbanned": N}
 //	GET  /v1/firewall          -> {"backend", "last_check", "matched", "full",
 //	                               "error", "last_repair", "last_repair_kinds", "repairs"}
+//	GET  /v1/version           -> {"version": V} (also what a ping asks)
+//	GET  /v1/config?jail=J     -> {"jail", "maxretry", "findtime", "bantime", "ignoreip", "ignoreself"};
+//	                              unknown jail: 404
+//	POST /v1/reload            {"jail": J, "unban": B} -> {"jails": [J, ...], "unbanned": N}
+//	POST /v1/ignoreip          {"jail": J, "add": [A, ...]} or {"jail": J, "del": A}
+//	                              -> {"jail", "ignoreip": [A, ...]}
+//
+// A reload is what SIGHUP does: the configuration is read again and every
+// jail is reconfigured, also when "jail" names one (which must then be in
+// the new configuration, or nothing changes: 404); "unban" then lifts the
+// bans of that jail, or of every jail. A configuration that does not load
+// is a 422 and changes nothing.
+//
+// /v1/config's "findtime" and "bantime" are Go durations ("1h0m0s"),
+// "bantime" "-1" for bans without end; "ignoreip" is the running jail's
+// ignore list in order. /v1/ignoreip changes that list until the next
+// reload or restart: "add" appends 1 to 256 addresses or prefixes (those
+// listed already are skipped), "del" removes one entry as listed (404 when
+// it is not). Bans active when an entry is added stay.
 //
 // Unban is a POST to its own route rather than DELETE /v1/bans with a body:
 // a DELETE body has no defined meaning in HTTP (RFC 9110 §9.3.5), and a
@@ -77,7 +96,32 @@ type Service interface {
 	// Firewall reports what the periodic comparison of the kernel with the
 	// bans found.
 	FirewallStatus() jail.FirewallStatus
+	// Version is the daemon's version.
+	Version() string
+	// Reload reads the configuration again and applies it, as SIGHUP does.
+	// A jailName that is not "" must be a jail of the new configuration
+	// (else an error wrapping jail.ErrUnknownJail, and nothing changes); a
+	// configuration that does not load is a *ReloadError.
+	Reload(ctx context.Context, jailName string) error
+	// JailConfig returns a running jail's effective settings; an unknown
+	// jail wraps jail.ErrUnknownJail.
+	JailConfig(jailName string) (jail.Config, error)
+	// AddIgnoreIP and DelIgnoreIP change a running jail's ignore list and
+	// return it (jail.Engine's methods of the same names).
+	AddIgnoreIP(jailName string, ps ...netip.Prefix) ([]netip.Prefix, error)
+	DelIgnoreIP(jailName string, p netip.Prefix) ([]netip.Prefix, error)
 }
+
+// ReloadError is a reload refused because the configuration does not load
+// (or compile): the configuration in force stays. Its message is sent to
+// the client.
+type ReloadError struct{ Err error }
+
+func (e *ReloadError) Error() string {
+	return "reload refused; the configuration in force stays: " + e.Err.Error()
+}
+
+func (e *ReloadError) Unwrap() error { return e.Err }
 
 // Paths of the routes, shared by the handler and the client.
 const (
@@ -86,7 +130,14 @@ const (
 	pathUnban    = "/v1/unban"
 	pathUnbanAll = "/v1/unban-all"
 	pathFirewall = "/v1/firewall"
+	pathVersion  = "/v1/version"
+	pathConfig   = "/v1/config"
+	pathReload   = "/v1/reload"
+	pathIgnoreIP = "/v1/ignoreip"
 )
+
+// maxIgnoreAdd is how many entries one /v1/ignoreip request may add.
+const maxIgnoreAdd = 256
 
 // maxBody is the largest request body the handler reads.
 const maxBody = 64 << 10
@@ -107,6 +158,92 @@ type unbanRequest struct {
 // unbanAllResponse is the answer of POST /v1/unban-all.
 type unbanAllResponse struct {
 	Unbanned int `json:"unbanned"`
+}
+
+// versionResponse is the answer of GET /v1/version.
+type versionResponse struct {
+	Version string `json:"version"`
+}
+
+// reloadRequest is the body of POST /v1/reload.
+type reloadRequest struct {
+	Jail  string `json:"jail"`
+	Unban bool   `json:"unban"`
+}
+
+// reloadResponse is the answer of POST /v1/reload: the jails now running
+// and how many bans "unban" lifted.
+type reloadResponse struct {
+	Jails    []string `json:"jails"`
+	Unbanned int      `json:"unbanned"`
+}
+
+// ignoreIPRequest is the body of POST /v1/ignoreip: exactly one of Add and
+// Del.
+type ignoreIPRequest struct {
+	Jail string   `json:"jail"`
+	Add  []string `json:"add"`
+	Del  *string  `json:"del"`
+}
+
+// ignoreIPResponse is the answer of POST /v1/ignoreip.
+type ignoreIPResponse struct {
+	Jail     string   `json:"jail"`
+	IgnoreIP []string `json:"ignoreip"`
+}
+
+// jailConfigJSON is the answer of GET /v1/config.
+type jailConfigJSON struct {
+	Jail       string   `json:"jail"`
+	MaxRetry   int      `json:"maxretry"`
+	FindTime   string   `json:"findtime"`
+	BanTime    string   `json:"bantime"`
+	IgnoreIP   []string `json:"ignoreip"`
+	IgnoreSelf bool     `json:"ignoreself"`
+}
+
+func toJailConfigJSON(c jail.Config) jailConfigJSON {
+	bt := c.BanTime.String()
+	if c.BanTime < 0 {
+		bt = "-1"
+	}
+	return jailConfigJSON{Jail: c.Name, MaxRetry: c.MaxRetry, FindTime: c.FindTime.String(), BanTime: bt,
+		IgnoreIP: formatPrefixes(c.IgnoreIP), IgnoreSelf: c.IgnoreSelf}
+}
+
+func (j jailConfigJSON) config() (jail.Config, error) {
+	c := jail.Config{Name: j.Jail, MaxRetry: j.MaxRetry, IgnoreSelf: j.IgnoreSelf}
+	var err error
+	if c.FindTime, err = time.ParseDuration(j.FindTime); err != nil {
+		return c, fmt.Errorf("findtime: %w", err)
+	}
+	if j.BanTime == "-1" {
+		c.BanTime = -1
+	} else if c.BanTime, err = time.ParseDuration(j.BanTime); err != nil {
+		return c, fmt.Errorf("bantime: %w", err)
+	}
+	c.IgnoreIP, err = parsePrefixes(j.IgnoreIP)
+	return c, err
+}
+
+func formatPrefixes(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = FormatPrefix(p)
+	}
+	return out
+}
+
+func parsePrefixes(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, s := range ss {
+		p, err := netaddr.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // errorResponse is the body of every answer that is not 2xx.

@@ -33,6 +33,10 @@ type fakeService struct {
 	unban    func(context.Context, netip.Prefix, string) ([]jail.Ban, error)
 	unbanAll func(context.Context) (int, error)
 	firewall jail.FirewallStatus
+	reload   func(context.Context, string) error
+	config   func(string) (jail.Config, error)
+	addIgn   func(string, []netip.Prefix) ([]netip.Prefix, error)
+	delIgn   func(string, netip.Prefix) ([]netip.Prefix, error)
 }
 
 var (
@@ -88,6 +92,35 @@ func fakeDefault() *fakeService {
 			return []jail.Ban{{Jail: "sshd", Prefix: p, BannedAt: t0}}, nil
 		},
 		unbanAll: func(context.Context) (int, error) { return 3, nil },
+		// A reload of jail "broken" finds a configuration that does not load.
+		reload: func(_ context.Context, name string) error {
+			if name == "broken" {
+				return &ReloadError{Err: errors.New("moat.yaml: line 3: bad indentation")}
+			}
+			return known(name)
+		},
+		// Every jail ignores 198.51.100.0/24.
+		config: func(name string) (jail.Config, error) {
+			if err := known(name); err != nil {
+				return jail.Config{}, err
+			}
+			return jail.Config{Name: name, MaxRetry: 5, FindTime: 10 * time.Minute, BanTime: -1, IgnoreIP: []netip.Prefix{v4Net}, IgnoreSelf: true}, nil
+		},
+		addIgn: func(name string, ps []netip.Prefix) ([]netip.Prefix, error) {
+			if err := known(name); err != nil {
+				return nil, err
+			}
+			return append([]netip.Prefix{v4Net}, ps...), nil
+		},
+		delIgn: func(name string, p netip.Prefix) ([]netip.Prefix, error) {
+			if err := known(name); err != nil {
+				return nil, err
+			}
+			if p != v4Net {
+				return nil, fmt.Errorf("del %s: %w", p, jail.ErrNotIgnored)
+			}
+			return nil, nil
+		},
 	}
 }
 
@@ -101,6 +134,17 @@ func (f *fakeService) Unban(ctx context.Context, p netip.Prefix, name string) ([
 }
 func (f *fakeService) UnbanAll(ctx context.Context) (int, error) { return f.unbanAll(ctx) }
 func (f *fakeService) FirewallStatus() jail.FirewallStatus       { return f.firewall }
+func (f *fakeService) Version() string                           { return "1.2.3-test" }
+func (f *fakeService) Reload(ctx context.Context, name string) error {
+	return f.reload(ctx, name)
+}
+func (f *fakeService) JailConfig(name string) (jail.Config, error) { return f.config(name) }
+func (f *fakeService) AddIgnoreIP(name string, ps ...netip.Prefix) ([]netip.Prefix, error) {
+	return f.addIgn(name, ps)
+}
+func (f *fakeService) DelIgnoreIP(name string, p netip.Prefix) ([]netip.Prefix, error) {
+	return f.delIgn(name, p)
+}
 
 // socketDir is a short temporary directory: t.TempDir's names grow with the
 // test's name, and a socket path must fit in 107 bytes.
@@ -329,6 +373,48 @@ var requestCases = []struct {
 	{"unban all", "POST", "/v1/unban-all", "", 200, ""},
 	{"unban all object", "POST", "/v1/unban-all", "{}", 200, ""},
 	{"unban all unknown field", "POST", "/v1/unban-all", `{"jail":"sshd"}`, 400, `unknown field "jail"`},
+	{"version", "GET", "/v1/version", "", 200, ""},
+	{"version with a query", "GET", "/v1/version?jail=sshd", "", 400, "takes no query"},
+	{"post version", "POST", "/v1/version", "{}", 405, "not allowed"},
+	{"config", "GET", "/v1/config?jail=sshd", "", 200, ""},
+	{"config without jail", "GET", "/v1/config", "", 400, "needs the query parameter jail"},
+	{"config empty jail", "GET", "/v1/config?jail=", "", 400, "needs the query parameter jail"},
+	{"config unknown jail", "GET", "/v1/config?jail=nope", "", 404, `unknown jail "nope"`},
+	{"config unknown parameter", "GET", "/v1/config?jail=sshd&x=1", "", 400, `unknown query parameter "x"`},
+	{"config jail twice", "GET", "/v1/config?jail=sshd&jail=sshd", "", 400, "jail given 2 times"},
+	{"reload", "POST", "/v1/reload", "", 200, ""},
+	{"reload object", "POST", "/v1/reload", "{}", 200, ""},
+	{"reload jail unban", "POST", "/v1/reload", `{"jail":"sshd","unban":true}`, 200, ""},
+	{"reload unban all", "POST", "/v1/reload", `{"unban":true}`, 200, ""},
+	{"reload unknown jail", "POST", "/v1/reload", `{"jail":"nope"}`, 404, `unknown jail "nope"`},
+	{"reload bad configuration", "POST", "/v1/reload", `{"jail":"broken"}`, 422, "reload refused; the configuration in force stays: moat.yaml: line 3"},
+	{"reload unknown field", "POST", "/v1/reload", `{"jail":"sshd","restart":true}`, 400, `unknown field "restart"`},
+	{"reload unban not a bool", "POST", "/v1/reload", `{"unban":"yes"}`, 400, `field "unban"`},
+	{"reload jail not a string", "POST", "/v1/reload", `{"jail":["sshd"]}`, 400, `field "jail"`},
+	{"reload trailing data", "POST", "/v1/reload", `{}{}`, 400, "bad JSON body"},
+	{"get reload", "GET", "/v1/reload", "", 405, "not allowed"},
+	{"ignoreip add", "POST", "/v1/ignoreip", `{"jail":"sshd","add":["192.0.2.7","2001:db8::/48"]}`, 200, ""},
+	{"ignoreip del", "POST", "/v1/ignoreip", `{"jail":"sshd","del":"198.51.100.0/24"}`, 200, ""},
+	{"ignoreip del not listed", "POST", "/v1/ignoreip", `{"jail":"sshd","del":"198.51.100.7"}`, 404, `198.51.100.7 is not in ignoreip of jail "sshd"`},
+	{"ignoreip unknown jail", "POST", "/v1/ignoreip", `{"jail":"nope","add":["192.0.2.7"]}`, 404, `unknown jail "nope"`},
+	{"ignoreip no jail", "POST", "/v1/ignoreip", `{"add":["192.0.2.7"]}`, 400, `"jail" is required`},
+	{"ignoreip neither", "POST", "/v1/ignoreip", `{"jail":"sshd"}`, 400, "want exactly one of"},
+	{"ignoreip both", "POST", "/v1/ignoreip", `{"jail":"sshd","add":["192.0.2.7"],"del":"192.0.2.8"}`, 400, "want exactly one of"},
+	{"ignoreip add null", "POST", "/v1/ignoreip", `{"jail":"sshd","add":null}`, 400, "want exactly one of"},
+	{"ignoreip add empty", "POST", "/v1/ignoreip", `{"jail":"sshd","add":[]}`, 400, `"add" holds 0 entries`},
+	{"ignoreip add too many", "POST", "/v1/ignoreip", `{"jail":"sshd","add":[` + strings.Repeat(`"192.0.2.7",`, 256) + `"192.0.2.7"]}`, 400, `"add" holds 257 entries`},
+	{"ignoreip add hostname", "POST", "/v1/ignoreip", `{"jail":"sshd","add":["192.0.2.7","example.com"]}`, 400, `bad "ip" "example.com"`},
+	{"ignoreip add empty string", "POST", "/v1/ignoreip", `{"jail":"sshd","add":[""]}`, 400, `"ip" is required`},
+	{"ignoreip add bad prefix", "POST", "/v1/ignoreip", `{"jail":"sshd","add":["192.0.2.0/40"]}`, 400, `bad "ip"`},
+	{"ignoreip add not a list", "POST", "/v1/ignoreip", `{"jail":"sshd","add":"192.0.2.7"}`, 400, `field "add"`},
+	{"ignoreip add numbers", "POST", "/v1/ignoreip", `{"jail":"sshd","add":[7]}`, 400, `field "add`},
+	{"ignoreip del list", "POST", "/v1/ignoreip", `{"jail":"sshd","del":["192.0.2.7"]}`, 400, `field "del"`},
+	{"ignoreip del empty", "POST", "/v1/ignoreip", `{"jail":"sshd","del":""}`, 400, `"ip" is required`},
+	{"ignoreip del garbage", "POST", "/v1/ignoreip", `{"jail":"sshd","del":"\u0000\n;rm -rf /"}`, 400, `bad "ip"`},
+	{"ignoreip unknown field", "POST", "/v1/ignoreip", `{"jail":"sshd","add":["192.0.2.7"],"for":"1h"}`, 400, `unknown field "for"`},
+	{"ignoreip empty body", "POST", "/v1/ignoreip", "", 400, "empty request body"},
+	{"ignoreip query", "POST", "/v1/ignoreip?jail=sshd", `{"jail":"sshd","del":"192.0.2.7"}`, 400, "not in the query"},
+	{"get ignoreip", "GET", "/v1/ignoreip", "", 405, "not allowed"},
 	{"query on a POST", "POST", "/v1/bans?jail=sshd", `{"jail":"sshd","ip":"192.0.2.7"}`, 400, "not in the query"},
 	{"unknown route", "GET", "/v1/nope", "", 404, "no such endpoint"},
 	{"no version", "GET", "/status", "", 404, "no such endpoint"},

@@ -28,6 +28,11 @@ const (
 	keyUID    = "uid"
 	keyPID    = "pid"
 	keyErr    = "err"
+	keyUnban  = "unban"
+	keyAdd    = "add"
+	keyDel    = "del"
+
+	keyUnbanned = "unbanned"
 )
 
 // handler serves the routes of the package comment.
@@ -85,11 +90,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var allow string
 	switch r.URL.Path {
-	case pathStatus, pathFirewall:
+	case pathStatus, pathFirewall, pathVersion, pathConfig:
 		allow = http.MethodGet
 	case pathBans:
 		allow = http.MethodGet + ", " + http.MethodPost
-	case pathUnban, pathUnbanAll:
+	case pathUnban, pathUnbanAll, pathReload, pathIgnoreIP:
 		allow = http.MethodPost
 	default:
 		writeError(w, &apiError{status: http.StatusNotFound, msg: "no such endpoint: " + quote(r.URL.Path)})
@@ -105,12 +110,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e = badRequest("%s takes its arguments in the JSON body, not in the query", r.URL.Path)
 	case r.URL.Path == pathStatus && r.Method == http.MethodGet:
 		body, e = h.status(r)
+	case (r.URL.Path == pathFirewall || r.URL.Path == pathVersion) && r.Method == http.MethodGet && r.URL.RawQuery != "":
+		e = badRequest("%s takes no query", r.URL.Path)
 	case r.URL.Path == pathFirewall && r.Method == http.MethodGet:
-		if r.URL.RawQuery != "" {
-			e = badRequest("%s takes no query", r.URL.Path)
-			break
-		}
 		body = toFirewallJSON(h.svc.FirewallStatus())
+	case r.URL.Path == pathVersion && r.Method == http.MethodGet:
+		body = versionResponse{Version: h.svc.Version()}
+	case r.URL.Path == pathConfig && r.Method == http.MethodGet:
+		body, e = h.jailConfig(r)
+	case r.URL.Path == pathReload && r.Method == http.MethodPost:
+		body, e = h.reload(r, p)
+	case r.URL.Path == pathIgnoreIP && r.Method == http.MethodPost:
+		body, e = h.ignoreIP(r, p)
 	case r.URL.Path == pathBans && r.Method == http.MethodGet:
 		body, e = h.bans(r)
 	case r.URL.Path == pathBans && r.Method == http.MethodPost:
@@ -262,10 +273,112 @@ func (h *handler) unbanAll(r *http.Request, p peer) (any, *apiError) {
 	return unbanAllResponse{Unbanned: n}, nil
 }
 
+func (h *handler) jailConfig(r *http.Request) (any, *apiError) {
+	name, e := jailQuery(r)
+	if e != nil {
+		return nil, e
+	}
+	if name == "" {
+		return nil, badRequest("%s needs the query parameter jail", r.URL.Path)
+	}
+	c, err := h.svc.JailConfig(name)
+	if err != nil {
+		return nil, h.serviceError(err, name, netip.Prefix{})
+	}
+	return toJailConfigJSON(c), nil
+}
+
+// reload reloads the configuration, then lifts the bans asked for.
+func (h *handler) reload(r *http.Request, p peer) (any, *apiError) {
+	var req reloadRequest
+	if e := decode(r, &req, true); e != nil {
+		return nil, e
+	}
+	err := h.svc.Reload(r.Context(), req.Jail)
+	h.logChange(r, p, err, keyJail, req.Jail, keyUnban, req.Unban)
+	if err != nil {
+		return nil, h.serviceError(err, req.Jail, netip.Prefix{})
+	}
+	var out reloadResponse
+	if req.Unban {
+		if req.Jail == "" {
+			out.Unbanned, err = h.svc.UnbanAll(r.Context())
+		} else {
+			for _, b := range h.svc.Bans(req.Jail) {
+				var lifted []jail.Ban
+				lifted, err = h.svc.Unban(r.Context(), b.Prefix, req.Jail)
+				out.Unbanned += len(lifted)
+				if err != nil && !errors.Is(err, jail.ErrNotBanned) {
+					break
+				}
+				err = nil
+			}
+		}
+		h.logChange(r, p, err, keyJail, req.Jail, keyUnbanned, out.Unbanned)
+		if err != nil {
+			return nil, h.serviceError(err, req.Jail, netip.Prefix{})
+		}
+	}
+	sts, err := h.svc.Status("")
+	if err != nil {
+		return nil, h.serviceError(err, "", netip.Prefix{})
+	}
+	out.Jails = make([]string, len(sts))
+	for i, s := range sts {
+		out.Jails[i] = s.Jail
+	}
+	return out, nil
+}
+
+// ignoreIP adds to or removes from a jail's ignore list.
+func (h *handler) ignoreIP(r *http.Request, p peer) (any, *apiError) {
+	var req ignoreIPRequest
+	if e := decode(r, &req, false); e != nil {
+		return nil, e
+	}
+	switch {
+	case req.Jail == "":
+		return nil, badRequest(`"jail" is required`)
+	case (req.Add == nil) == (req.Del == nil):
+		return nil, badRequest(`want exactly one of "add" (a list) and "del" (one address or prefix)`)
+	case req.Add != nil && (len(req.Add) == 0 || len(req.Add) > maxIgnoreAdd):
+		return nil, badRequest(`"add" holds %d entries: want 1 to %d`, len(req.Add), maxIgnoreAdd)
+	}
+	var (
+		list []netip.Prefix
+		err  error
+	)
+	if req.Del != nil {
+		pfx, e := parseIP(*req.Del)
+		if e != nil {
+			return nil, e
+		}
+		list, err = h.svc.DelIgnoreIP(req.Jail, pfx)
+		h.logChange(r, p, err, keyJail, req.Jail, keyDel, FormatPrefix(pfx))
+		if errors.Is(err, jail.ErrNotIgnored) {
+			return nil, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("%s is not in ignoreip of jail %s", FormatPrefix(pfx), quote(req.Jail))}
+		}
+	} else {
+		ps := make([]netip.Prefix, len(req.Add))
+		for i, a := range req.Add {
+			var e *apiError
+			if ps[i], e = parseIP(a); e != nil {
+				return nil, e
+			}
+		}
+		list, err = h.svc.AddIgnoreIP(req.Jail, ps...)
+		h.logChange(r, p, err, keyJail, req.Jail, keyAdd, formatPrefixes(ps))
+	}
+	if err != nil {
+		return nil, h.serviceError(err, req.Jail, netip.Prefix{})
+	}
+	return ignoreIPResponse{Jail: req.Jail, IgnoreIP: formatPrefixes(list)}, nil
+}
+
 // logMutation logs a ban or unban request once, with who asked and how it
 // ended.
 func (h *handler) logMutation(r *http.Request, p peer, jailName string, pfx netip.Prefix, dur string, err error) {
-	attrs := []any{keyMethod, r.Method, keyPath, r.URL.Path, keyUID, p.uid, keyPID, p.pid}
+	var attrs []any
 	if jailName != "" {
 		attrs = append(attrs, keyJail, jailName)
 	}
@@ -275,6 +388,13 @@ func (h *handler) logMutation(r *http.Request, p peer, jailName string, pfx neti
 	if dur != "" {
 		attrs = append(attrs, keyFor, dur)
 	}
+	h.logChange(r, p, err, attrs...)
+}
+
+// logChange logs a mutating request once, with who asked, what it asked
+// (attrs) and how it ended.
+func (h *handler) logChange(r *http.Request, p peer, err error, attrs ...any) {
+	attrs = append([]any{keyMethod, r.Method, keyPath, r.URL.Path, keyUID, p.uid, keyPID, p.pid}, attrs...)
 	if err != nil {
 		attrs = append(attrs, keyErr, err)
 	}
@@ -350,7 +470,10 @@ func trimJSONPrefix(s string) string {
 // the client sees the address the way it is shown everywhere else.
 func (h *handler) serviceError(err error, jailName string, p netip.Prefix) *apiError {
 	var refused *jail.RefusedError
+	var reload *ReloadError
 	switch {
+	case errors.As(err, &reload):
+		return &apiError{status: http.StatusUnprocessableEntity, msg: reload.Error()}
 	case errors.As(err, &refused):
 		rp := refused.Prefix
 		if !rp.IsValid() {
