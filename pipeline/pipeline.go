@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,7 @@ import (
 	"github.com/moatproj/moat/sources"
 	"github.com/moatproj/moat/sources/docker"
 	"github.com/moatproj/moat/sources/follow"
+	"github.com/moatproj/moat/sources/journal"
 )
 
 // Engine is what the pipeline needs of the jail engine (*jail.Engine).
@@ -66,6 +68,13 @@ type Jail struct {
 	LogPath []string
 	// Containers is the jail's container selectors (docker.ParseSelector).
 	Containers []string
+	// Journal makes the jail read the systemd journal entries JournalMatch
+	// selects (every entry when it is empty), beside LogPath if any.
+	Journal      bool
+	JournalMatch journal.Match
+	// FindTime is how far back the journal is read when no cursor was
+	// saved for the jail's match (fail2ban starts at now minus findtime).
+	FindTime time.Duration
 	// Filter matches the jail's lines; nil for a jail without a log (the
 	// proxy's, whose failures come from the proxy).
 	Filter *filters.Filter
@@ -92,6 +101,19 @@ type Set struct {
 	// containerName names its container.
 	byContainerPath map[string][]*runJail
 	containerName   map[string]string
+	// streams are the journal streams to read, by key (journal.Match.Key):
+	// the jails' journalmatch, and the containers logging to journald.
+	streams map[string]*stream
+}
+
+// stream is one journal selection and the jails reading it.
+type stream struct {
+	match journal.Match
+	jails []*runJail
+	since time.Duration // the longest findtime of its jails
+	// container is set for a container's stream: its lines are the
+	// program's own (MESSAGE), as with json-file logs.
+	container string
 }
 
 // Compile checks and builds the set of jails, whose containers are found in
@@ -105,7 +127,7 @@ func Compile(root string, jails []Jail) (*Set, error) {
 			return nil, fmt.Errorf("jail %s: containers: %w", j.Name, err)
 		}
 		rj := &runJail{Jail: j, selectors: sels}
-		if j.Filter == nil && (len(j.LogPath) > 0 || len(rj.selectors) > 0) {
+		if j.Filter == nil && (len(j.LogPath) > 0 || len(rj.selectors) > 0 || j.Journal) {
 			return nil, fmt.Errorf("jail %s: has logs to read but no filter", j.Name)
 		}
 		set.jails = append(set.jails, rj)
@@ -124,12 +146,26 @@ func Compile(root string, jails []Jail) (*Set, error) {
 // selectors pick them: its patterns are the jails' logpath plus those
 // paths. set itself is not changed.
 func (set *Set) withContainers(cs []docker.Container) *Set {
-	ns := &Set{jails: set.jails, root: set.root, base: set.base}
+	ns := &Set{jails: set.jails, root: set.root, base: set.base, streams: map[string]*stream{}}
 	ns.patterns = slices.Clone(set.base)
 	ns.byContainerPath = map[string][]*runJail{}
 	ns.containerName = map[string]string{}
+	for _, j := range set.jails {
+		if j.Journal {
+			ns.addStream(j.JournalMatch, j, "")
+		}
+	}
 	for _, c := range cs {
 		if docker.DriverProblem(c) != "" {
+			continue
+		}
+		if c.LogDriver == docker.DriverJournald {
+			m := journal.Match{{"CONTAINER_ID_FULL=" + c.ID}}
+			for _, j := range set.jails {
+				if docker.MatchAny(j.selectors, c) {
+					ns.addStream(m, j, c.Name)
+				}
+			}
 			continue
 		}
 		path := docker.JSONLogPath(set.root, c)
@@ -146,6 +182,28 @@ func (set *Set) withContainers(cs []docker.Container) *Set {
 	slices.Sort(ns.patterns)
 	ns.patterns = slices.Compact(ns.patterns)
 	return ns
+}
+
+// addStream adds jail j to the stream of m.
+func (set *Set) addStream(m journal.Match, j *runJail, container string) {
+	key := m.Key()
+	st := set.streams[key]
+	if st == nil {
+		st = &stream{match: m, container: container}
+		set.streams[key] = st
+	}
+	st.jails = append(st.jails, j)
+	st.since = max(st.since, j.FindTime)
+}
+
+// streamKey is the journal streams of set, for telling whether the
+// journal readers must restart.
+func (set *Set) streamKey() string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(set.streams)) {
+		fmt.Fprintf(&b, "%s\x00%v\n", k, set.streams[k].since)
+	}
+	return b.String()
 }
 
 // selectorKey is the selectors of all jails, for telling whether a reload
@@ -182,6 +240,9 @@ func (set *Set) byName(name string) *runJail {
 // watching is the jails whose logpath matches path, or that read the
 // container log at path.
 func (set *Set) watching(path string) []*runJail {
+	if st := set.streams[path]; st != nil {
+		return slices.Clone(st.jails)
+	}
 	out := slices.Clone(set.byContainerPath[path])
 	for _, j := range set.jails {
 		if matchesAny(j.LogPath, path) && !slices.Contains(out, j) {
@@ -213,6 +274,9 @@ type Options struct {
 	// WatchEvery is how often Docker's data root is polled; 0 means
 	// docker.DefaultInterval.
 	WatchEvery time.Duration
+	// Journal are the journal readers' options (Since and Logger are set
+	// per stream).
+	Journal journal.Options
 }
 
 // Pipeline runs a set of jails over their logs.
@@ -232,6 +296,10 @@ type Pipeline struct {
 	watcherKey   string
 	follower     *follow.Follower
 	stopFollower context.CancelFunc // restarts the follower with the current set
+	// stopJournal restarts the journal readers; journalKey is the streams
+	// they read.
+	stopJournal context.CancelFunc
+	journalKey  string
 }
 
 // New is a pipeline running set, once Run is called.
@@ -259,19 +327,32 @@ func (p *Pipeline) Use(set *Set) {
 	if set.selectorKey() != p.watcherKey && p.stopWatcher != nil {
 		p.stopWatcher()
 	}
+	p.restartJournalLocked(set)
+}
+
+// restartJournalLocked stops the journal readers when set's streams differ
+// from theirs (they start again with set's). p.mu is held.
+func (p *Pipeline) restartJournalLocked(set *Set) {
+	if set.streamKey() != p.journalKey && p.stopJournal != nil {
+		p.stopJournal()
+	}
 }
 
 // Run follows the logs and watches the containers until ctx ends.
 func (p *Pipeline) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- p.follow(ctx) }()
-	go func() { errc <- p.watchContainers(ctx) }()
-	err := <-errc
-	cancel()
-	if err2 := <-errc; err == nil {
-		err = err2
+	loops := []func(context.Context) error{p.follow, p.watchContainers, p.readJournal}
+	errc := make(chan error, len(loops))
+	for _, loop := range loops {
+		go func() { errc <- loop(ctx) }()
+	}
+	var err error
+	for range loops {
+		if e := <-errc; e != nil && err == nil {
+			err = e
+			cancel()
+		}
 	}
 	return err
 }
@@ -310,7 +391,13 @@ func (p *Pipeline) follow(ctx context.Context) error {
 		fctx, cancel := context.WithCancel(ctx)
 		fo := p.opts.Follow
 		fo.Logger = p.log.With("component", "follow")
-		f := follow.New(set.patterns, p.opts.Engine.Positions(), fo)
+		var saved []sources.Position
+		for _, pos := range p.opts.Engine.Positions() {
+			if !strings.HasPrefix(pos.Path, journal.KeyPrefix) {
+				saved = append(saved, pos)
+			}
+		}
+		f := follow.New(set.patterns, saved, fo)
 		p.follower, p.stopFollower = f, cancel
 		p.mu.Unlock()
 
@@ -374,41 +461,102 @@ type fileKey struct {
 	inode uint64
 }
 
-// dispatch matches each line against the jails that watch its file, and
-// hands failures and positions to the engine, until lines is closed.
+// dispatcher matches lines against the jails that watch their file (or
+// journal stream), and hands failures and positions to the engine. One
+// goroutine uses it.
 //
 // A line with a failure goes to the engine with its position. The positions
 // of lines without one are kept per file and handed over every advanceEvery
 // lines, whenever the queue runs dry, and at the end; since a file's lines
 // come in order, no position is handed over ahead of a failure before it.
-func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
-	var (
-		set      *Set
-		byPath   map[string][]watcher
-		decoders = map[string]*docker.Decoder{}
-		pending  = map[fileKey]sources.Position{}
-		count    int
-		fails    []jail.Failure
-		engine   = p.opts.Engine
-	)
-	flush := func() {
-		for k, pos := range pending {
-			engine.Advance(pos)
-			delete(pending, k)
-		}
-		count = 0
+type dispatcher struct {
+	p       *Pipeline
+	set     *Set
+	byPath  map[string][]watcher
+	pending map[fileKey]sources.Position
+	count   int
+	fails   []jail.Failure
+}
+
+func (p *Pipeline) newDispatcher() *dispatcher {
+	return &dispatcher{p: p, pending: map[fileKey]sources.Position{}}
+}
+
+// current is the set in force, and the watchers of this dispatcher made
+// afresh when it changed.
+func (d *dispatcher) current() *Set {
+	if s := d.p.set.Load(); s != d.set {
+		d.set, d.byPath = s, map[string][]watcher{}
 	}
-	for line := range lines {
-		if s := p.set.Load(); s != set {
-			set, byPath = s, map[string][]watcher{}
+	return d.set
+}
+
+// line matches one line of pos.Path, read at read; ref is the time of a
+// line without a date. dry says the queue has run dry.
+func (d *dispatcher) line(ctx context.Context, text string, pos sources.Position, read, ref time.Time, dry bool) {
+	set := d.current()
+	js, ok := d.byPath[pos.Path]
+	if !ok {
+		for _, j := range set.watching(pos.Path) {
+			js = append(js, watcher{j, j.Filter.Stream()})
 		}
-		js, ok := byPath[line.Pos.Path]
-		if !ok {
-			for _, j := range set.watching(line.Pos.Path) {
-				js = append(js, watcher{j, j.Filter.Stream()})
+		d.byPath[pos.Path] = js
+	}
+	d.fails = d.fails[:0]
+	for _, w := range js {
+		j := w.jail
+		inc(j.Metrics.Lines)
+		if m, ok := w.stream.Match(text, ref); ok {
+			inc(j.Metrics.Failures)
+			d.fails = append(d.fails, jail.Failure{Jail: j.Name, Addr: m.Addr, Time: m.Time})
+		}
+	}
+	key := fileKey{pos.Path, pos.Inode}
+	if len(d.fails) == 0 {
+		d.pending[key] = pos
+		if d.count++; d.count >= advanceEvery || dry {
+			d.flush()
+		}
+		return
+	}
+	// One call for all jails of the line: a checkpoint holds all of its
+	// failures or none.
+	delete(d.pending, key)
+	bans, err := d.p.opts.Engine.Failures(ctx, d.fails, pos)
+	switch {
+	case errors.Is(err, jail.ErrUnknownJail):
+		// A jail removed by a reload, before the new set is in place.
+		d.p.log.Debug("failure for a jail being removed", "error", err)
+	case err != nil:
+		d.p.log.Error("record failure", "error", err)
+	default:
+		for _, b := range bans {
+			if j := set.byName(b.Jail); j != nil && j.Metrics.Latency != nil {
+				j.Metrics.Latency.Observe(time.Since(read).Seconds())
 			}
-			byPath[line.Pos.Path] = js
 		}
+	}
+	if dry {
+		d.flush()
+	}
+}
+
+// flush hands the pending positions over.
+func (d *dispatcher) flush() {
+	for k, pos := range d.pending {
+		d.p.opts.Engine.Advance(pos)
+		delete(d.pending, k)
+	}
+	d.count = 0
+}
+
+// dispatch matches the followed files' lines until lines is closed,
+// decoding Docker's json-file entries.
+func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
+	d := p.newDispatcher()
+	decoders := map[string]*docker.Decoder{}
+	for line := range lines {
+		set := d.current()
 		text, ref := line.Text, time.Now()
 		if _, ok := set.byContainerPath[line.Pos.Path]; ok {
 			// A json-file entry: the program's line and the time Docker
@@ -429,45 +577,69 @@ func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
 				ref = tm
 			}
 		}
-		fails = fails[:0]
-		for _, w := range js {
-			j := w.jail
-			inc(j.Metrics.Lines)
-			if m, ok := w.stream.Match(text, ref); ok {
-				inc(j.Metrics.Failures)
-				fails = append(fails, jail.Failure{Jail: j.Name, Addr: m.Addr, Time: m.Time})
-			}
+		d.line(ctx, text, line.Pos, line.Read, ref, len(lines) == 0)
+	}
+	d.flush()
+}
+
+// dispatchJournal matches journal entries until entries is closed. An
+// entry's time is its failure time (fail2ban's journal lines carry no
+// date); a container's entry is matched as its program wrote it.
+func (p *Pipeline) dispatchJournal(ctx context.Context, entries <-chan journal.Entry) {
+	d := p.newDispatcher()
+	for e := range entries {
+		text := e.Line
+		if st := d.current().streams[e.Pos.Path]; st != nil && st.container != "" {
+			text = strings.TrimSuffix(e.Fields["MESSAGE"], "\n")
 		}
-		key := fileKey{line.Pos.Path, line.Pos.Inode}
-		if len(fails) == 0 {
-			pending[key] = line.Pos
-			if count++; count >= advanceEvery || len(lines) == 0 {
-				flush()
+		d.line(ctx, text, e.Pos, time.Now(), e.Time, len(entries) == 0)
+	}
+	d.flush()
+}
+
+// readJournal runs a journal reader per stream of the current set,
+// restarting them all when the streams change. All entries of one round
+// are dispatched, and their positions handed over, before the next round
+// starts from the engine's positions, so no entry is counted twice.
+func (p *Pipeline) readJournal(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		set := p.set.Load()
+		key := set.streamKey()
+		jctx, cancel := context.WithCancel(ctx)
+		p.stopJournal, p.journalKey = cancel, key
+		p.mu.Unlock()
+		if key == "" {
+			<-jctx.Done()
+		} else {
+			entries := make(chan journal.Entry, 4096)
+			done := make(chan struct{})
+			go func() {
+				p.dispatchJournal(ctx, entries)
+				close(done)
+			}()
+			saved := p.opts.Engine.Positions()
+			var wg sync.WaitGroup
+			for _, st := range set.streams {
+				o := p.opts.Journal
+				o.Since = st.since
+				o.Logger = p.log.With("component", "journal")
+				f := journal.New(st.match, saved, o)
+				wg.Go(func() {
+					if err := f.Run(jctx, entries); err != nil && jctx.Err() == nil {
+						p.log.Error("read the journal", "match", st.match.String(), "error", err)
+					}
+				})
 			}
-			continue
+			wg.Wait()
+			close(entries)
+			<-done
 		}
-		// One call for all jails of the line: a checkpoint holds all of its
-		// failures or none.
-		delete(pending, key)
-		bans, err := engine.Failures(ctx, fails, line.Pos)
-		switch {
-		case errors.Is(err, jail.ErrUnknownJail):
-			// A jail removed by a reload, before the new set is in place.
-			p.log.Debug("failure for a jail being removed", "error", err)
-		case err != nil:
-			p.log.Error("record failure", "error", err)
-		default:
-			for _, b := range bans {
-				if j := set.byName(b.Jail); j != nil && j.Metrics.Latency != nil {
-					j.Metrics.Latency.Observe(time.Since(line.Read).Seconds())
-				}
-			}
-		}
-		if len(lines) == 0 {
-			flush()
+		cancel()
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
-	flush()
 }
 
 func inc(c Counter) {
@@ -515,6 +687,12 @@ func (p *Pipeline) setContainers(cs []docker.Container) {
 	p.set.Store(ns)
 	if !slices.Equal(cur.patterns, ns.patterns) && p.stopFollower != nil {
 		p.stopFollower()
+	}
+	p.restartJournalLocked(ns)
+	for key, st := range ns.streams {
+		if _, ok := cur.streams[key]; !ok && st.container != "" {
+			p.log.Info("following container log in the journal", "container", st.container, "match", st.match.String())
+		}
 	}
 	for path, name := range ns.containerName {
 		if _, ok := cur.containerName[path]; !ok {

@@ -373,7 +373,7 @@ func TestContainerFollowedWhenItAppears(t *testing.T) {
 			`{"log":"ok\n","stream":"stdout","time":"2026-12-08T01:02:04Z"}`+"\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range containerFiles(t, id, "web") {
+	for name, data := range containerFiles(t, id, "web", "json-file") {
 		if err := os.WriteFile(filepath.Join(cdir, name), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -414,13 +414,13 @@ func mustRead(t *testing.T, path string) string {
 }
 
 // containerFiles is config.v2.json and hostconfig.json of a running
-// json-file container, from sources/docker's fixtures (Docker 26's files).
-func containerFiles(t *testing.T, id, name string) map[string]string {
+// container with this log driver, from sources/docker's fixtures (Docker 26's files).
+func containerFiles(t *testing.T, id, name, driver string) map[string]string {
 	t.Helper()
 	dir := filepath.Join("..", "sources", "docker", "testdata")
 	cfg := strings.NewReplacer("@ID@", id, "@NAME@", "/"+name, "@LABELS@", "{}", "@RUNNING@", "true",
 		"@LOGPATH@", "/var/lib/docker/containers/"+id+"/"+id+"-json.log").Replace(mustRead(t, filepath.Join(dir, "config.v2.json")))
-	hc := strings.ReplaceAll(mustRead(t, filepath.Join(dir, "hostconfig.json")), "@DRIVER@", "json-file")
+	hc := strings.ReplaceAll(mustRead(t, filepath.Join(dir, "hostconfig.json")), "@DRIVER@", driver)
 	return map[string]string{"config.v2.json": cfg, "hostconfig.json": hc}
 }
 

@@ -71,7 +71,7 @@ func TestContainerLogBans(t *testing.T) {
 	const idWeb = "1f0e7a9c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
 	const idAPI = "2a0e7a9c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
 	const idOld = "3b0e7a9c2b3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7"
-	fakeContainer(t, root, idOld, "legacy", "journald", map[string]string{"role": "frontend"})
+	fakeContainer(t, root, idOld, "legacy", "local", map[string]string{"role": "frontend"})
 	socket := filepath.Join(dir, "moat.sock")
 	cfg := filepath.Join(dir, "moat.yaml")
 	text := fmt.Sprintf(`state_dir: %s
@@ -93,7 +93,7 @@ jails:
 	d := startDaemon(t, server, cfg, socket)
 	env := map[string]string{"MOAT_SOCKET": socket}
 
-	testkit.WaitFor(t, 10*time.Second, "the warning about the journald container", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the warning about the container with the local log driver", func() bool {
 		return strings.Contains(d.logs.String(), "legacy") && strings.Contains(d.logs.String(), "json-file")
 	})
 	// Created after the start: followed within 2 s.

@@ -70,6 +70,9 @@ func cmdRun(ctx context.Context, args []string, io stdio) error {
 		printConfigError(io, err)
 		return errors.New("configuration is not valid; nothing started")
 	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration", keyError, w.Error())
+	}
 	if f2b != nil {
 		for _, w := range f2b.Warnings {
 			logger.Warn("fail2ban option not carried out", keyJail, w.Jail, "option", w.Option, "value", w.Value, "reason", w.Reason)
@@ -225,9 +228,14 @@ func (d *daemon) compile(cfg *configs.Config) (*pipeline.Set, error) {
 	jails := make([]pipeline.Jail, 0, len(cfg.Jails))
 	for _, jc := range cfg.Jails {
 		m := d.metrics.forJail(jc.Name)
-		j := pipeline.Jail{Name: jc.Name, LogPath: jc.LogPath, Containers: jc.Containers,
+		j := pipeline.Jail{Name: jc.Name, LogPath: jc.LogPath, Containers: jc.Containers, FindTime: jc.FindTime,
 			Metrics: pipeline.Metrics{Lines: m.lines, Failures: m.failures, Latency: m.latency}}
-		if len(jc.LogPath) > 0 || len(jc.Containers) > 0 {
+		if jc.Journal {
+			// The journal instead of the files (backend systemd, or auto
+			// without any of them when the configuration was loaded).
+			j.LogPath, j.Journal, j.JournalMatch = nil, true, jc.JournalMatch
+		}
+		if len(j.LogPath) > 0 || len(jc.Containers) > 0 || j.Journal {
 			// (The proxy's jail without a log has no filter: its failures
 			// come from the proxy only.)
 			f, err := buildFilter(jc.Filter, jc.Name)
@@ -252,6 +260,14 @@ func jailConfigs(cfg *configs.Config) []jail.Config {
 // describe logs what the daemon watches and what is missing.
 func (d *daemon) describe(cfg *configs.Config) {
 	for _, j := range cfg.Jails {
+		if j.Journal {
+			d.logger.Info("jail reading the journal", keyJail, j.Name, "backend", j.Backend, "journalmatch", j.JournalMatch.String(),
+				"filter", filterLabel(j.Filter), "maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime))
+			if len(j.Containers) > 0 {
+				d.logger.Info("jail watching containers", keyJail, j.Name, "containers", j.Containers, "docker_root", cfg.Docker.Root)
+			}
+			continue
+		}
 		if len(j.LogPath) == 0 && len(j.Containers) == 0 {
 			d.logger.Info("jail counting the proxy's rate-limit rejections", keyJail, j.Name,
 				"maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime))

@@ -34,7 +34,9 @@ const (
 	// DriverJSONFile is the only driver whose log moat can read.
 	DriverJSONFile = "json-file"
 	driverLocal    = "local"
-	driverJournald = "journald"
+	// DriverJournald's entries are in the systemd journal, which moat
+	// reads for containers too (sources/journal, by CONTAINER_ID_FULL).
+	DriverJournald = "journald"
 	driverNone     = "none"
 )
 
@@ -340,20 +342,18 @@ func isHex(s string) bool {
 // configure instead, or "" when c uses the json-file driver (or does not say,
 // which means the daemon default).
 func DriverProblem(c Container) string {
-	fix := `set "log-driver": "json-file" in /etc/docker/daemon.json (or "logging: {driver: json-file}" in its compose service, or --log-driver json-file) and recreate the container`
+	fix := `set "log-driver": "json-file" (or "journald") in /etc/docker/daemon.json (or "logging: {driver: json-file}" in its compose service, or --log-driver json-file) and recreate the container`
 	name := c.Name
 	if name == "" {
 		name = shortID(c.ID)
 	}
 	switch c.LogDriver {
-	case "", DriverJSONFile:
+	case "", DriverJSONFile, DriverJournald:
 		return ""
 	case driverNone:
 		return fmt.Sprintf("container %s has logging disabled (log driver none), so moat has no log to read: %s", name, fix)
 	case driverLocal:
 		return fmt.Sprintf("container %s uses the local log driver, whose files are in a private binary format moat does not read: %s", name, fix)
-	case driverJournald:
-		return fmt.Sprintf("container %s logs to journald, which moat does not read for containers: %s", name, fix)
 	default:
 		return fmt.Sprintf("container %s uses the %s log driver, whose log moat cannot read from disk: %s", name, c.LogDriver, fix)
 	}

@@ -95,9 +95,9 @@ func TestWatcherPicksUpNewContainer(t *testing.T) {
 	}
 
 	// A log driver change (recreated in place, as far as moat can tell).
-	writeContainer(t, root, fakeID("api"), spec{name: "api-v2", driver: "journald", labels: frontend, running: true})
+	writeContainer(t, root, fakeID("api"), spec{name: "api-v2", driver: "local", labels: frontend, running: true})
 	cs = next("driver change")
-	if len(cs) != 2 || cs[0].LogDriver != "journald" {
+	if len(cs) != 2 || cs[0].LogDriver != "local" {
 		t.Fatalf("after the driver change: %+v", cs)
 	}
 
@@ -110,13 +110,13 @@ func TestWatcherPicksUpNewContainer(t *testing.T) {
 	}
 
 	// Renamed away from every selector.
-	writeContainer(t, root, fakeID("api"), spec{name: "api-v3", driver: "journald", running: true})
+	writeContainer(t, root, fakeID("api"), spec{name: "api-v3", driver: "local", running: true})
 	if got := names(next("unselected")); got != "" {
 		t.Fatalf("after api lost its label: %q, want none", got)
 	}
 
 	logs := logBuf.String()
-	for _, want := range []string{"container selected", "container renamed", "container gone", "container log cannot be read", "logs to journald"} {
+	for _, want := range []string{"container selected", "container renamed", "container gone", "container log cannot be read", "local log driver"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
