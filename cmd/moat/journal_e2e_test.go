@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/moatproj/moat/firewall"
 	"github.com/moatproj/moat/internal/testkit"
 )
 
@@ -124,5 +127,68 @@ func TestEndToEndJournalCrashRestart(t *testing.T) {
 	}
 	if kb := kernelBans(t, ns, "moat"); len(kb) != len(got) {
 		t.Errorf("kernel set holds %d bans, moat lists %d", len(kb), len(got))
+	}
+}
+
+// TestRunFail2banAsInstalledJournal: `moat run --fail2ban DIR` with Debian's
+// /etc/fail2ban as installed (its jail.d/defaults-debian.conf enables sshd,
+// backend auto, and this host has no sshd log file) reads sshd's entries
+// from the journal with the filter's journalmatch (_COMM=sshd) and bans
+// into nftables.
+func TestRunFail2banAsInstalledJournal(t *testing.T) {
+	needRoot(t)
+	testkit.Journal(t)
+	files := map[string]string{}
+	if _, err := os.Stat("/var/log/auth.log"); err == nil {
+		// auto would read the file here; the test is about the journal.
+		files["jail.d/zz-moat-test.local"] = "[sshd]\nbackend = systemd\n"
+		t.Log("/var/log/auth.log exists on this host: sshd is set to backend = systemd")
+	}
+	f2b := copyFail2ban(t, files)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "moat.sock")
+	cfg := filepath.Join(dir, "moat.yaml")
+	text := fmt.Sprintf("state_dir: %s\nsocket: %s\nfirewall: {backend: nftables, table: moat}\n", filepath.Join(dir, "state"), socket)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := newNetNS(t)
+	d := startDaemon(t, ns, cfg, socket, "--fail2ban", f2b)
+	if !strings.Contains(d.logs.String(), `"jail reading the journal","jail":"sshd"`) {
+		t.Fatalf("sshd does not read the journal:\n%s", d.logs.String())
+	}
+	// journald records a sender's command name (_COMM) itself, from the
+	// running process: entries go through systemd-cat's stream from a copy
+	// of cat named sshd, kept running until they are counted.
+	sshd := filepath.Join(dir, "sshd")
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", cat, sshd).CombinedOutput(); err != nil {
+		t.Fatalf("copy cat: %v: %s", err, out)
+	}
+	// An address of this run only: the journal keeps earlier runs' entries.
+	addr := fmt.Sprintf("198.51.100.%d", 1+time.Now().UnixNano()%250)
+	cmd := exec.Command("systemd-cat", "-t", "sshd", sshd)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); _ = cmd.Wait() }()
+	for i := range 5 {
+		if _, err := fmt.Fprintln(in, sshdJournalFailure(addr, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 15*time.Second, addr+" banned by the installed sshd jail", func() bool {
+		return slices.ContainsFunc(cliBans(t, socket), func(b banJSON) bool { return b.IP == addr && b.Jail == "sshd" })
+	})
+	kb := kernelBans(t, ns, "moat")
+	if !slices.ContainsFunc(kb, func(b firewall.Ban) bool { return b.Prefix.Addr().String() == addr }) {
+		t.Errorf("kernel bans = %+v, want %s", kb, addr)
 	}
 }
