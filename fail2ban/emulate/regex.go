@@ -193,6 +193,12 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 			l := &filters.Loader{Dirs: []string{dir}, MatchTimeout: regexMatchTimeout}
 			f, err := l.Load(withOpts(name))
 			switch {
+			case err == nil && f.Source().File == "":
+				// fail2ban-regex would take the name for a regex; moat
+				// says which filter it ran instead (filters.Resolve).
+				header = append(header, fmt.Sprintf("Use %11s filter file : %s (none in %s)", "failregex", f.Source(), dir))
+				optLine()
+				return f, header, nil
 			case err == nil:
 				basedir := o.config
 				if filepath.Base(basedir) == "filter.d" {
