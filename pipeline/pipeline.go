@@ -35,8 +35,9 @@ import (
 // Engine is what the pipeline needs of the jail engine (*jail.Engine).
 type Engine interface {
 	// Failures records the failures of one line, all or none, and hands
-	// over its position with them.
-	Failures(ctx context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, error)
+	// over its position with them. It returns the bans they triggered and
+	// the failures it dropped for being older than their jail's findtime.
+	Failures(ctx context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, []jail.TooOld, error)
 	// Advance hands over the position of lines without a failure.
 	Advance(pos sources.Position)
 	// Positions is where each file was read to, for a follower to resume.
@@ -390,6 +391,7 @@ func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		count    int
 		fails    []jail.Failure
 		engine   = p.opts.Engine
+		old      = oldRuns{}
 	)
 	flush := func() {
 		for k, pos := range pending {
@@ -449,7 +451,8 @@ func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		// One call for all jails of the line: a checkpoint holds all of its
 		// failures or none.
 		delete(pending, key)
-		bans, err := engine.Failures(ctx, fails, line.Pos)
+		bans, dropped, err := engine.Failures(ctx, fails, line.Pos)
+		old.add(p.log, line.Pos.Path, fails, dropped)
 		switch {
 		case errors.Is(err, jail.ErrUnknownJail):
 			// A jail removed by a reload, before the new set is in place.
@@ -465,9 +468,58 @@ func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		}
 		if len(lines) == 0 {
 			flush()
+			old.end(p.log)
 		}
 	}
 	flush()
+	old.end(p.log)
+}
+
+// oldRuns counts, per file and jail, the failures the engine dropped in a
+// row for being older than findtime, so that a log read from its start
+// says once what it skipped rather than nothing or a line per failure.
+type oldRuns map[[2]string]*oldRun
+
+type oldRun struct {
+	n           int
+	findTime    time.Duration
+	first, last time.Time
+}
+
+// add counts the dropped failures of one line of path, and ends the runs
+// of the jails whose failure on it was recorded.
+func (o oldRuns) add(log *slog.Logger, path string, fails []jail.Failure, dropped []jail.TooOld) {
+	for _, d := range dropped {
+		k := [2]string{path, d.Jail}
+		r := o[k]
+		if r == nil {
+			r = &oldRun{first: d.Time}
+			o[k] = r
+		}
+		r.n++
+		r.findTime, r.last = d.FindTime, d.Time
+	}
+	for _, f := range fails {
+		k := [2]string{path, f.Jail}
+		if r := o[k]; r != nil && !slices.ContainsFunc(dropped, func(d jail.TooOld) bool { return d.Jail == f.Jail }) {
+			o.log(log, k, r)
+			delete(o, k)
+		}
+	}
+}
+
+// end logs and forgets every run (the queue ran dry: the backlog is read).
+func (o oldRuns) end(log *slog.Logger) {
+	for k, r := range o {
+		o.log(log, k, r)
+		delete(o, k)
+	}
+}
+
+func (oldRuns) log(log *slog.Logger, k [2]string, r *oldRun) {
+	log.Info(fmt.Sprintf("%d failures in %s older than findtime (%s) skipped: they cannot lead to a ban", r.n, k[0], r.findTime),
+		"jail", k[1], "file", k[0], "count", r.n, "findtime", r.findTime.String(),
+		"first", r.first.Format(time.RFC3339), "last", r.last.Format(time.RFC3339))
 }
 
 func inc(c Counter) {

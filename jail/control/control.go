@@ -206,6 +206,7 @@ type statusJSON struct {
 	Files           []string `json:"files"`
 	CurrentlyFailed int      `json:"currently_failed"`
 	TotalFailed     int      `json:"total_failed"`
+	TooOld          int      `json:"too_old"`
 	CurrentlyBanned int      `json:"currently_banned"`
 	TotalBanned     int      `json:"total_banned"`
 	Banned          []string `json:"banned"`
@@ -280,6 +281,7 @@ func toStatusJSON(ss []jail.Status) []statusJSON {
 			Files:           s.Files,
 			CurrentlyFailed: s.CurrentlyFailed,
 			TotalFailed:     s.TotalFailed,
+			TooOld:          s.TooOld,
 			CurrentlyBanned: s.CurrentlyBanned,
 			TotalBanned:     s.TotalBanned,
 			Banned:          make([]string, 0, len(s.Banned)),
@@ -301,6 +303,7 @@ func (s statusJSON) status() (jail.Status, error) {
 		Files:           s.Files,
 		CurrentlyFailed: s.CurrentlyFailed,
 		TotalFailed:     s.TotalFailed,
+		TooOld:          s.TooOld,
 		CurrentlyBanned: s.CurrentlyBanned,
 		TotalBanned:     s.TotalBanned,
 	}
