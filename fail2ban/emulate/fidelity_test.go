@@ -54,3 +54,32 @@ func TestRegexLineEndsAgainstFail2banRegex(t *testing.T) {
 		})
 	}
 }
+
+// posixTZ is the zone fail2ban's own tests run in, as a POSIX rule.
+const posixTZ = "CET-01CEST-02,M3.5.0,M10.5.0"
+
+// TestRegexPosixTZAgainstFail2banRegex: with TZ holding a POSIX rule
+// string, dates without a zone are read in that zone, as fail2ban-regex
+// (through the C library) reads them, winter and summer. The test runs
+// itself again with TZ set, since the process's zone is read at start.
+func TestRegexPosixTZAgainstFail2banRegex(t *testing.T) {
+	if os.Getenv("TZ") != posixTZ {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestRegexPosixTZAgainstFail2banRegex$", "-test.v")
+		cmd.Env = append(os.Environ(), "TZ="+posixTZ)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS")) {
+			t.Fatalf("with TZ=%s: %v\n%s", posixTZ, err, out)
+		}
+		return
+	}
+	bin := testkit.Fail2banRegex(t)
+	log := writeFile(t, t.TempDir(), "x.log",
+		"2005-01-23 21:59:59 Failed password for root from 192.0.2.1 port 22\n"+
+			"2005-07-01 12:00:00 Failed password for root from 192.0.2.2 port 22\n")
+	re := `Failed password for \S+ from <HOST> port \d+`
+	want := f2bRegex(t, bin, nil, "-o", "<fid>\t<time>", log, re)
+	got := moatRegex(t, nil, "-o", "<fid>\t<time>", log, re)
+	if got.stdout != want {
+		t.Errorf("-o differs:\nmoat:\n%s\nfail2ban-regex:\n%s", got.stdout, want)
+	}
+}
