@@ -60,52 +60,32 @@ type Loader struct {
 // wraps ErrNoFilter; a bad file or regex gives an error naming the file, the
 // line and the regex.
 func (l *Loader) Load(spec string) (*Filter, error) {
-	name, opts, err := parseSpec(spec)
+	src, err := Resolve(spec, l.Dirs)
 	if err != nil {
-		return nil, fmt.Errorf("load filter %q: %w", spec, err)
+		return nil, err
 	}
+	name, opts, _ := parseSpec(spec)
 	doc := newIniDoc()
 	display := name
-	if strings.Contains(name, "/") || strings.HasSuffix(name, ".conf") || strings.HasSuffix(name, ".local") {
-		abs, err := filepath.Abs(name)
-		if err != nil {
-			return nil, fmt.Errorf("load filter %q: %w", spec, err)
-		}
-		if err := readIni(doc, rootFS{}, strings.TrimPrefix(abs, "/"), 0); err != nil {
-			return nil, fmt.Errorf("load filter %q: %w", spec, err)
-		}
+	switch {
+	case src.File == "":
+		err = readIni(doc, builtinFS, "builtin/"+src.Builtin+".conf", 0)
+	case strings.HasSuffix(src.File, ".local") && filepath.Base(src.File) != filepath.Base(name):
+		// NAME.local alone in a filter.d: read as NAME.conf is, with its
+		// .local (fail2ban's order).
+		err = readIni(doc, rootFS{}, strings.TrimPrefix(strings.TrimSuffix(src.File, ".local")+".conf", "/"), 0)
+	default:
+		err = readIni(doc, rootFS{}, strings.TrimPrefix(src.File, "/"), 0)
 		display = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(name), ".conf"), ".local")
-	} else {
-		found := false
-		for _, dir := range l.Dirs {
-			abs, err := filepath.Abs(dir)
-			if err != nil {
-				continue
-			}
-			base := strings.TrimPrefix(filepath.Join(abs, name), "/")
-			if !exists(base+".conf") && !exists(base+".local") {
-				continue
-			}
-			if err := readIni(doc, rootFS{}, base+".conf", 0); err != nil {
-				return nil, fmt.Errorf("load filter %q: %w", spec, err)
-			}
-			found = true
-			break
-		}
-		if !found {
-			if _, err := fs.Stat(builtinFS, "builtin/"+name+".conf"); err != nil {
-				where := append(append([]string{}, l.Dirs...), "the built-in filters")
-				return nil, fmt.Errorf("load filter %q: %w (looked in %s)", spec, ErrNoFilter, strings.Join(where, ", "))
-			}
-			if err := readIni(doc, builtinFS, "builtin/"+name+".conf", 0); err != nil {
-				return nil, fmt.Errorf("load filter %q: %w", spec, err)
-			}
-		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load filter %q: %w", spec, err)
 	}
 	f, err := l.build(display, doc, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load filter %q: %w", spec, err)
 	}
+	f.source = src
 	return f, nil
 }
 
@@ -195,6 +175,7 @@ func parseOptions(s string) (map[string]string, error) {
 // Filter is a compiled filter. It is immutable and safe for concurrent use.
 type Filter struct {
 	name   string
+	source Source
 	loc    *time.Location
 	date   dateFunc
 	pref   *compiledRegex
@@ -217,6 +198,10 @@ type Filter struct {
 
 // Name is the filter's name (the built-in or file name, without options).
 func (f *Filter) Name() string { return f.name }
+
+// Source is where the filter's definition was read: Resolve's answer
+// (the zero Source for an inline filter).
+func (f *Filter) Source() Source { return f.source }
 
 // Timeouts counts matches abandoned because a backtracking regex ran past
 // its time limit (such a line counts as not matched).

@@ -37,7 +37,7 @@ func TestCursorPositions(t *testing.T) {
 		{Jail: "sshd", Addr: netip.MustParseAddr("203.0.113.6"), Time: t0},
 		{Jail: "other", Addr: netip.MustParseAddr("203.0.113.6"), Time: t0},
 	}
-	if _, err := r.e.Failures(context.Background(), fs, sources.Position{Path: sshKey, Cursor: cur2}); err != nil {
+	if _, _, err := r.e.Failures(context.Background(), fs, sources.Position{Path: sshKey, Cursor: cur2}); err != nil {
 		t.Fatal(err)
 	}
 	want := []sources.Position{

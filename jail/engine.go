@@ -112,6 +112,9 @@ type jailState struct {
 	findtime    int64
 	totalFailed int
 	totalBanned int
+	// tooOld counts failures dropped because they were older than
+	// findtime when read (Status.TooOld).
+	tooOld int
 }
 
 // pendingBan is a ban decided (window cleared, count taken) but not yet
@@ -443,7 +446,7 @@ func (e *Engine) Configure(ctx context.Context, jails []Config) error {
 	for _, c := range cfgs {
 		js := &jailState{cfg: c, findtime: int64(c.FindTime)}
 		if old := e.jails[c.Name]; old != nil {
-			js.totalFailed, js.totalBanned = old.totalFailed, old.totalBanned
+			js.totalFailed, js.totalBanned, js.tooOld = old.totalFailed, old.totalBanned, old.tooOld
 			if old.cfg.IPv6Prefix != c.IPv6Prefix {
 				e.tr.removeJail(c.Name)
 			}
@@ -652,7 +655,7 @@ func (e *Engine) Positions() []sources.Position {
 func (e *Engine) Failure(ctx context.Context, f Failure, pos sources.Position) (*Ban, error) {
 	e.mu.Lock()
 	e.setPosLocked(pos)
-	pb, err := e.recordLocked(f)
+	pb, _, err := e.recordLocked(f)
 	e.mu.Unlock()
 	if pb == nil {
 		return nil, err
@@ -663,20 +666,27 @@ func (e *Engine) Failure(ctx context.Context, f Failure, pos sources.Position) (
 // Failures records the failures one line yielded for several jails, with
 // the line's position, in one step: a checkpoint holds all of them or none,
 // so a replay after a crash neither loses nor repeats any. It returns the
-// bans they triggered (possibly with an error, as Failure) and the first
-// error; the other failures are still recorded.
-func (e *Engine) Failures(ctx context.Context, fs []Failure, pos sources.Position) ([]Ban, error) {
+// bans they triggered (possibly with an error, as Failure), the failures
+// it dropped because their time is more than their jail's findtime before
+// now (they can never lead to a ban; each is counted in the jail's
+// Status.TooOld), and the first error; the other failures are still
+// recorded.
+func (e *Engine) Failures(ctx context.Context, fs []Failure, pos sources.Position) ([]Ban, []TooOld, error) {
 	var pbs []*pendingBan
+	var old []TooOld
 	var firstErr error
 	e.mu.Lock()
 	e.setPosLocked(pos)
 	for _, f := range fs {
-		pb, err := e.recordLocked(f)
+		pb, tooOld, err := e.recordLocked(f)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 		if pb != nil {
 			pbs = append(pbs, pb)
+		}
+		if tooOld {
+			old = append(old, TooOld{Failure: f, FindTime: e.jails[f.Jail].cfg.FindTime})
 		}
 	}
 	e.mu.Unlock()
@@ -690,19 +700,38 @@ func (e *Engine) Failures(ctx context.Context, fs []Failure, pos sources.Positio
 			bans = append(bans, *b)
 		}
 	}
-	return bans, firstErr
+	return bans, old, firstErr
 }
 
 // recordLocked counts one failure; it returns the pending ban it
-// triggered, if any. mu held.
-func (e *Engine) recordLocked(f Failure) (*pendingBan, error) {
+// triggered, if any, and whether it dropped the failure for being older
+// than findtime (counted in the jail's tooOld). mu held.
+func (e *Engine) recordLocked(f Failure) (*pendingBan, bool, error) {
+	pb, err := e.recordFreshLocked(f)
+	if err == errTooOld {
+		e.jails[f.Jail].tooOld++
+		return nil, true, nil
+	}
+	return pb, false, err
+}
+
+// errTooOld is recordFreshLocked's answer for a failure older than its
+// jail's findtime.
+var errTooOld = errors.New("failure older than findtime")
+
+// recordFreshLocked is recordLocked but for the accounting of old
+// failures. mu held.
+func (e *Engine) recordFreshLocked(f Failure) (*pendingBan, error) {
 	js := e.jails[f.Jail]
 	if js == nil {
 		return nil, fmt.Errorf("record failure: jail %q: %w", f.Jail, ErrUnknownJail)
 	}
 	now := e.now()
-	if !f.Addr.IsValid() || f.Time.Before(now.Add(-js.cfg.FindTime)) {
+	if !f.Addr.IsValid() {
 		return nil, nil
+	}
+	if f.Time.Before(now.Add(-js.cfg.FindTime)) {
+		return nil, errTooOld
 	}
 	p := netaddr.HostPrefix(f.Addr, js.cfg.IPv6Prefix)
 	k := winKey{f.Jail, p}
@@ -1302,6 +1331,7 @@ func (e *Engine) Status(jail string) ([]Status, error) {
 			Files:           []string{},
 			CurrentlyFailed: e.tr.count(n),
 			TotalFailed:     js.totalFailed,
+			TooOld:          js.tooOld,
 			TotalBanned:     js.totalBanned,
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -823,11 +824,11 @@ func TestFailuresOfOneLine(t *testing.T) {
 		{Jail: "web", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0},
 	}
 	for i := range 2 {
-		if bans, err := r.e.Failures(ctx, fs, pos(int64(i+1))); err != nil || len(bans) != 0 {
+		if bans, _, err := r.e.Failures(ctx, fs, pos(int64(i+1))); err != nil || len(bans) != 0 {
 			t.Fatalf("line %d: %v, %v", i, bans, err)
 		}
 	}
-	bans, err := r.e.Failures(ctx, append(fs, Failure{Jail: "nope", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0}), pos(3))
+	bans, _, err := r.e.Failures(ctx, append(fs, Failure{Jail: "nope", Addr: netip.MustParseAddr("203.0.113.5"), Time: t0}), pos(3))
 	if !errors.Is(err, ErrUnknownJail) || len(bans) != 2 {
 		t.Fatalf("third line = %v, %v; want two bans and ErrUnknownJail", bans, err)
 	}
@@ -836,6 +837,36 @@ func TestFailuresOfOneLine(t *testing.T) {
 	}
 	if got := r.e.Positions(); len(got) != 1 || got[0].Offset != 3 {
 		t.Errorf("Positions = %v", got)
+	}
+}
+
+// TestFailuresTooOld: a failure older than its jail's findtime is
+// dropped, handed back by Failures with the findtime, and counted in the
+// jail's Status.TooOld (by Failure too); one just inside is recorded.
+func TestFailuresTooOld(t *testing.T) {
+	r := newRig(t, jailCfg("sshd"), jailCfg("web"))
+	ft := jailCfg("sshd").FindTime
+	pos := sources.Position{Path: "/l", Inode: 1, Offset: 1}
+	a := netip.MustParseAddr("203.0.113.5")
+	old := Failure{Jail: "sshd", Addr: a, Time: t0.Add(-ft - time.Second)}
+	fresh := Failure{Jail: "web", Addr: a, Time: t0.Add(-ft + time.Second)}
+	_, dropped, err := r.e.Failures(ctx, []Failure{old, fresh}, pos)
+	if err != nil || len(dropped) != 1 || dropped[0].Failure != old || dropped[0].FindTime != ft {
+		t.Fatalf("Failures dropped %v, %v; want only %v with findtime %v", dropped, err, old, ft)
+	}
+	if _, err := r.e.Failure(ctx, old, pos); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.e.Status("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int{}
+	for _, s := range st {
+		got[s.Jail] = [2]int{s.TooOld, s.TotalFailed}
+	}
+	if want := map[string][2]int{"sshd": {2, 0}, "web": {0, 1}}; !maps.Equal(got, want) {
+		t.Errorf("status (too old, total failed) = %v, want %v", got, want)
 	}
 }
 

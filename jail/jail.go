@@ -30,6 +30,13 @@ type Failure struct {
 	Time time.Time
 }
 
+// TooOld is a failure Engine.Failures dropped because its time was more
+// than its jail's FindTime before now.
+type TooOld struct {
+	Failure
+	FindTime time.Duration
+}
+
 // Ban is one active ban as the engine and the control API report it.
 type Ban struct {
 	Jail     string       `json:"jail"`
@@ -52,10 +59,14 @@ type Ban struct {
 
 // Status is one jail's counters, as `moat status` shows them.
 type Status struct {
-	Jail            string         `json:"jail"`
-	Files           []string       `json:"files"`
-	CurrentlyFailed int            `json:"currently_failed"`
-	TotalFailed     int            `json:"total_failed"`
+	Jail            string   `json:"jail"`
+	Files           []string `json:"files"`
+	CurrentlyFailed int      `json:"currently_failed"`
+	TotalFailed     int      `json:"total_failed"`
+	// TooOld counts failures dropped because their time was more than
+	// findtime before the moment they were read: they can never lead to a
+	// ban (a log read from its start, a clock gone wrong).
+	TooOld          int            `json:"too_old"`
 	CurrentlyBanned int            `json:"currently_banned"`
 	TotalBanned     int            `json:"total_banned"`
 	Banned          []netip.Prefix `json:"banned"`

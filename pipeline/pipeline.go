@@ -37,8 +37,9 @@ import (
 // Engine is what the pipeline needs of the jail engine (*jail.Engine).
 type Engine interface {
 	// Failures records the failures of one line, all or none, and hands
-	// over its position with them.
-	Failures(ctx context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, error)
+	// over its position with them. It returns the bans they triggered and
+	// the failures it dropped for being older than their jail's findtime.
+	Failures(ctx context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, []jail.TooOld, error)
 	// Advance hands over the position of lines without a failure.
 	Advance(pos sources.Position)
 	// Positions is where each file was read to, for a follower to resume.
@@ -476,10 +477,11 @@ type dispatcher struct {
 	pending map[fileKey]sources.Position
 	count   int
 	fails   []jail.Failure
+	old     oldRuns
 }
 
 func (p *Pipeline) newDispatcher() *dispatcher {
-	return &dispatcher{p: p, pending: map[fileKey]sources.Position{}}
+	return &dispatcher{p: p, pending: map[fileKey]sources.Position{}, old: oldRuns{}}
 }
 
 // current is the set in force, and the watchers of this dispatcher made
@@ -514,7 +516,9 @@ func (d *dispatcher) line(ctx context.Context, text string, pos sources.Position
 	key := fileKey{pos.Path, pos.Inode}
 	if len(d.fails) == 0 {
 		d.pending[key] = pos
-		if d.count++; d.count >= advanceEvery || dry {
+		if d.count++; dry {
+			d.settle()
+		} else if d.count >= advanceEvery {
 			d.flush()
 		}
 		return
@@ -522,7 +526,8 @@ func (d *dispatcher) line(ctx context.Context, text string, pos sources.Position
 	// One call for all jails of the line: a checkpoint holds all of its
 	// failures or none.
 	delete(d.pending, key)
-	bans, err := d.p.opts.Engine.Failures(ctx, d.fails, pos)
+	bans, dropped, err := d.p.opts.Engine.Failures(ctx, d.fails, pos)
+	d.old.add(d.p.log, pos.Path, d.fails, dropped)
 	switch {
 	case errors.Is(err, jail.ErrUnknownJail):
 		// A jail removed by a reload, before the new set is in place.
@@ -537,7 +542,7 @@ func (d *dispatcher) line(ctx context.Context, text string, pos sources.Position
 		}
 	}
 	if dry {
-		d.flush()
+		d.settle()
 	}
 }
 
@@ -548,6 +553,13 @@ func (d *dispatcher) flush() {
 		delete(d.pending, k)
 	}
 	d.count = 0
+}
+
+// settle is flush once the queue ran dry (the backlog is read): the runs of
+// failures dropped for their age are logged too.
+func (d *dispatcher) settle() {
+	d.flush()
+	d.old.end(d.p.log)
 }
 
 // dispatch matches the followed files' lines until lines is closed,
@@ -579,7 +591,7 @@ func (p *Pipeline) dispatch(ctx context.Context, lines <-chan follow.Line) {
 		}
 		d.line(ctx, text, line.Pos, line.Read, ref, len(lines) == 0)
 	}
-	d.flush()
+	d.settle()
 }
 
 // dispatchJournal matches journal entries until entries is closed. An
@@ -594,7 +606,7 @@ func (p *Pipeline) dispatchJournal(ctx context.Context, entries <-chan journal.E
 		}
 		d.line(ctx, text, e.Pos, time.Now(), e.Time, len(entries) == 0)
 	}
-	d.flush()
+	d.settle()
 }
 
 // readJournal runs a journal reader per stream of the current set,
@@ -640,6 +652,53 @@ func (p *Pipeline) readJournal(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// oldRuns counts, per file and jail, the failures the engine dropped in a
+// row for being older than findtime, so that a log read from its start
+// says once what it skipped rather than nothing or a line per failure.
+type oldRuns map[[2]string]*oldRun
+
+type oldRun struct {
+	n           int
+	findTime    time.Duration
+	first, last time.Time
+}
+
+// add counts the dropped failures of one line of path, and ends the runs
+// of the jails whose failure on it was recorded.
+func (o oldRuns) add(log *slog.Logger, path string, fails []jail.Failure, dropped []jail.TooOld) {
+	for _, d := range dropped {
+		k := [2]string{path, d.Jail}
+		r := o[k]
+		if r == nil {
+			r = &oldRun{first: d.Time}
+			o[k] = r
+		}
+		r.n++
+		r.findTime, r.last = d.FindTime, d.Time
+	}
+	for _, f := range fails {
+		k := [2]string{path, f.Jail}
+		if r := o[k]; r != nil && !slices.ContainsFunc(dropped, func(d jail.TooOld) bool { return d.Jail == f.Jail }) {
+			o.log(log, k, r)
+			delete(o, k)
+		}
+	}
+}
+
+// end logs and forgets every run (the queue ran dry: the backlog is read).
+func (o oldRuns) end(log *slog.Logger) {
+	for k, r := range o {
+		o.log(log, k, r)
+		delete(o, k)
+	}
+}
+
+func (oldRuns) log(log *slog.Logger, k [2]string, r *oldRun) {
+	log.Info(fmt.Sprintf("%d failures in %s older than findtime (%s) skipped: they cannot lead to a ban", r.n, k[0], r.findTime),
+		"jail", k[1], "file", k[0], "count", r.n, "findtime", r.findTime.String(),
+		"first", r.first.Format(time.RFC3339), "last", r.last.Format(time.RFC3339))
 }
 
 func inc(c Counter) {

@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -34,6 +36,9 @@ type fakeEngine struct {
 	pos    map[string]sources.Position
 	// refuse makes Failures fail with this error (the position is not kept).
 	refuse error
+	// findTime, when set, makes Failures drop the failures older than it
+	// as the jail engine does.
+	findTime time.Duration
 }
 
 func newFakeEngine(saved ...sources.Position) *fakeEngine {
@@ -44,15 +49,21 @@ func newFakeEngine(saved ...sources.Position) *fakeEngine {
 	return e
 }
 
-func (e *fakeEngine) Failures(_ context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, error) {
+func (e *fakeEngine) Failures(_ context.Context, fs []jail.Failure, pos sources.Position) ([]jail.Ban, []jail.TooOld, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.refuse != nil {
-		return nil, e.refuse
+		return nil, nil, e.refuse
 	}
 	e.events = append(e.events, event{fails: slices.Clone(fs), pos: pos})
 	e.pos[pos.Path] = pos
-	return nil, nil
+	var old []jail.TooOld
+	for _, f := range fs {
+		if e.findTime > 0 && f.Time.Before(time.Now().Add(-e.findTime)) {
+			old = append(old, jail.TooOld{Failure: f, FindTime: e.findTime})
+		}
+	}
+	return nil, old, nil
 }
 
 func (e *fakeEngine) Advance(pos sources.Position) {
@@ -472,5 +483,42 @@ func TestDispatchSplitEntry(t *testing.T) {
 	New(set, Options{Engine: e}).dispatch(context.Background(), lines)
 	if len(e.events) != 0 {
 		t.Fatalf("the first piece of a split line gave %+v, want nothing handed over", e.events)
+	}
+}
+
+// TestDispatchLogsOldFailures: failures the engine drops for being older
+// than findtime are said, once per run of them in a file, with their
+// count, the file and the reason.
+func TestDispatchLogsOldFailures(t *testing.T) {
+	set, err := Compile("", []Jail{{Name: "a", LogPath: []string{"/log/x.log"}, Filter: inline(t, `fail from <HOST>$`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newFakeEngine()
+	e.findTime = 10 * time.Minute
+	var logs bytes.Buffer
+	p := New(set, Options{Engine: e, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	lines := make(chan follow.Line, 16)
+	send := func(text string) {
+		lines <- follow.Line{Text: text, Pos: sources.Position{Path: "/log/x.log", Inode: 1, Offset: int64(len(lines) + 1)}, Read: time.Now()}
+	}
+	for range 5 {
+		send("2020-01-02 03:04:05 fail from 192.0.2.1")
+	}
+	send("fail from 192.0.2.2") // no date: now
+	for range 3 {
+		send("2020-01-02 03:04:06 fail from 192.0.2.1")
+	}
+	close(lines)
+	p.dispatch(context.Background(), lines)
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, "older than findtime") {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(got[0], `msg="5 failures in /log/x.log older than findtime (10m0s) skipped: they cannot lead to a ban"`) ||
+		!strings.Contains(got[0], "jail=a") || !strings.Contains(got[1], `msg="3 failures in /log/x.log`) {
+		t.Errorf("logs about old failures:\n%s\nwant a line for the run of 5 and one for the run of 3", strings.Join(got, "\n"))
 	}
 }

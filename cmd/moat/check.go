@@ -40,6 +40,9 @@ func cmdCheck(args []string, io stdio) error {
 	}
 	if *asJSON {
 		data, err := f2b.JSON()
+		if err == nil {
+			data, err = withFilterFiles(data, f2b, cfg.Fail2ban)
+		}
 		if err != nil {
 			return err
 		}
@@ -262,9 +265,11 @@ func buildFilter(f configs.Filter, jailName string) (*filters.Filter, error) {
 	return loader.Inline(jailName, f.FailRegex, f.IgnoreRegex)
 }
 
+// filterLabel names a jail's filter and, for a named one, the file (or
+// "built-in NAME") filters.Resolve finds for it: what the daemon will run.
 func filterLabel(f configs.Filter) string {
 	if f.Name != "" {
-		return f.Name
+		return f.Name + " (" + filterSource(f) + ")"
 	}
 	if len(f.FailRegex) == 0 {
 		return "(proxy: 429s)"

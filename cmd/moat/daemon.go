@@ -147,6 +147,7 @@ func (d *daemon) run(ctx context.Context, cfg *configs.Config) error {
 	d.engine = engine
 	d.metrics.activeBans = engine.Bans
 	d.metrics.firewall = engine.FirewallStatus
+	d.metrics.status = engine.Status
 	set, err := d.compile(cfg)
 	if err != nil {
 		return err

@@ -24,6 +24,11 @@ import (
 func TestMetrics(t *testing.T) {
 	addr := freeAddr(t)
 	env, logPath := startInProcess(t, fmt.Sprintf("metrics:\n  listen: %s\n", addr))
+	// Two failures older than findtime: skipped, and counted as such.
+	old := time.Now().Add(-2 * time.Hour).Format(time.Stamp)
+	for i := 1; i <= 2; i++ {
+		appendFile(t, logPath, fmt.Sprintf("%s web1 sshd[77]: Failed password for root from 203.0.113.9 port %d ssh2\n", old, 50000+i))
+	}
 	for i := 1; i <= 5; i++ {
 		appendFile(t, logPath, noise(i)+sshdFailure("192.0.2.44", i))
 	}
@@ -36,8 +41,9 @@ func TestMetrics(t *testing.T) {
 	}
 	text := scrape(t, addr)
 	for _, want := range []string{
-		`moat_lines_read_total{jail="sshd"} 11`,
-		`moat_failures_total{jail="sshd"} 5`,
+		`moat_lines_read_total{jail="sshd"} 13`,
+		`moat_failures_total{jail="sshd"} 7`,
+		`moat_failures_too_old_total{jail="sshd"} 2`,
 		`moat_bans_total{jail="sshd"} 2`,
 		`moat_unbans_total{jail="sshd",reason="unban"} 1`,
 		`moat_active_bans{jail="sshd"} 1`,

@@ -26,6 +26,8 @@ type metrics struct {
 	unbans     *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
 	activeBans func(jail string) []jail.Ban
+	// status is the engine's per-jail counts (moat_failures_too_old_total).
+	status func(jail string) ([]jail.Status, error)
 	// firewall is what the firewall checks found.
 	firewall func() jail.FirewallStatus
 }
@@ -91,6 +93,9 @@ var (
 		"1 when the last firewall check found the kernel holding exactly moat's bans, else 0.", nil, nil)
 	lastCheckDesc = prometheus.NewDesc("moat_firewall_last_check_timestamp_seconds",
 		"When the firewall was last compared with moat's bans.", nil, nil)
+	tooOldDesc = prometheus.NewDesc("moat_failures_too_old_total",
+		"Failures skipped because their time was more than the jail's findtime before they were read: they cannot lead to a ban.",
+		[]string{"jail"}, nil)
 	lastRepairDesc = prometheus.NewDesc("moat_firewall_last_repair_timestamp_seconds",
 		"When a firewall check last repaired a difference (absent: never).", nil, nil)
 )
@@ -107,6 +112,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- matchedDesc
 	ch <- lastCheckDesc
 	ch <- lastRepairDesc
+	ch <- tooOldDesc
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -125,6 +131,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if !st.LastRepair.IsZero() {
 			ch <- prometheus.MustNewConstMetric(lastRepairDesc, prometheus.GaugeValue, float64(st.LastRepair.UnixNano())/1e9)
+		}
+	}
+	if m.status != nil {
+		sts, _ := m.status("")
+		for _, s := range sts {
+			ch <- prometheus.MustNewConstMetric(tooOldDesc, prometheus.CounterValue, float64(s.TooOld), s.Jail)
 		}
 	}
 	if m.activeBans == nil {

@@ -334,7 +334,9 @@ func (c *f2bClient) getBanned(ctx context.Context, name string, addrs []string) 
 	return nil
 }
 
-// WriteJailStatus prints one jail's status in fail2ban-client's layout.
+// WriteJailStatus prints one jail's status in fail2ban-client's layout,
+// with one line of moat's own under the filter's when failures were
+// skipped for being older than findtime (fail2ban drops them unsaid).
 func WriteJailStatus(w io.Writer, s jail.Status) {
 	banned := make([]string, len(s.Banned))
 	for i, p := range s.Banned {
@@ -344,6 +346,9 @@ func WriteJailStatus(w io.Writer, s jail.Status) {
 	fmt.Fprintf(w, "|- Filter\n")
 	fmt.Fprintf(w, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
 	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
+	if s.TooOld > 0 {
+		fmt.Fprintf(w, "|  |- Older than findtime, skipped:\t%d\n", s.TooOld)
+	}
 	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(s.Files, " "))
 	fmt.Fprintf(w, "`- Actions\n")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)

@@ -193,6 +193,12 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 			l := &filters.Loader{Dirs: []string{dir}, MatchTimeout: regexMatchTimeout}
 			f, err := l.Load(withOpts(name))
 			switch {
+			case err == nil && f.Source().File == "":
+				// fail2ban-regex would take the name for a regex; moat
+				// says which filter it ran instead (filters.Resolve).
+				header = append(header, fmt.Sprintf("Use %11s filter file : %s (none in %s)", "failregex", f.Source(), dir))
+				optLine()
+				return f, header, nil
 			case err == nil:
 				basedir := o.config
 				if filepath.Base(basedir) == "filter.d" {
@@ -403,17 +409,20 @@ func logLines(log, encoding string, maxLines int) ([]string, []string, error) {
 			return nil, nil, fmt.Errorf("read log: %w", err)
 		}
 		// One string for the file, the lines slices of it: no copy per
-		// line. A line ends at '\n', less one '\r' before it.
+		// line. A line ends at '\n', less the '\r's before it. As in
+		// fail2ban-regex, which waits for a line's end, a last line
+		// without '\n' is not read, unless it ends in '\r' (which
+		// fail2ban takes for an end too).
 		text := string(data)
 		lines := make([]string, 0, bytes.Count(data, []byte{'\n'})+1)
 		for len(text) > 0 {
 			l := text
 			if i := strings.IndexByte(text, '\n'); i >= 0 {
 				l, text = text[:i], text[i+1:]
-			} else {
-				text = ""
+			} else if text = ""; !strings.HasSuffix(l, "\r") {
+				break
 			}
-			lines = append(lines, strings.TrimSuffix(l, "\r"))
+			lines = append(lines, strings.TrimRight(l, "\r"))
 		}
 		return lines, []string{"Use         log file : " + log, "Use         encoding : " + encoding}, nil
 	}

@@ -118,7 +118,7 @@ failregex = login failed for %(who)s from <HOST>$
 		{"name in -c DIR", "myapp", nil, "Use   failregex filter file : myapp, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
 		{"name with options", "myapp[who=alice]", nil, "Use   filter options : {'who': 'alice'}\n", "Lines: 4 lines, 0 ignored, 1 matched, 3 missed"},
 		{"file path", filepath.Join(cfg, "filter.d", "myapp.conf"), nil, "Use   failregex filter file : myapp, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
-		{"built-in", "sshd", nil, "Use   failregex filter file : sshd, basedir: " + cfg + "\n", "Lines: 4 lines, 0 ignored, 0 matched, 4 missed"},
+		{"built-in", "sshd", nil, "Use   failregex filter file : built-in sshd (none in " + filepath.Join(cfg, "filter.d") + ")\n", "Lines: 4 lines, 0 ignored, 0 matched, 4 missed"},
 		{"regex with a date pattern", `failed for \S+ from <HOST>`, []string{"-d", "^%Y-%m-%d %H:%M:%S"}, "Use   failregex line : failed for \\S+ from <HOST>\n", "Lines: 4 lines, 0 ignored, 3 matched, 1 missed"},
 	}
 	for _, c := range cases {

@@ -343,6 +343,7 @@ type statusJSON struct {
 	Files           []string `json:"files"`
 	CurrentlyFailed int      `json:"currently_failed"`
 	TotalFailed     int      `json:"total_failed"`
+	TooOld          int      `json:"too_old"`
 	CurrentlyBanned int      `json:"currently_banned"`
 	TotalBanned     int      `json:"total_banned"`
 	Banned          []string `json:"banned"`
@@ -417,6 +418,7 @@ func toStatusJSON(ss []jail.Status) []statusJSON {
 			Files:           s.Files,
 			CurrentlyFailed: s.CurrentlyFailed,
 			TotalFailed:     s.TotalFailed,
+			TooOld:          s.TooOld,
 			CurrentlyBanned: s.CurrentlyBanned,
 			TotalBanned:     s.TotalBanned,
 			Banned:          make([]string, 0, len(s.Banned)),
@@ -438,6 +440,7 @@ func (s statusJSON) status() (jail.Status, error) {
 		Files:           s.Files,
 		CurrentlyFailed: s.CurrentlyFailed,
 		TotalFailed:     s.TotalFailed,
+		TooOld:          s.TooOld,
 		CurrentlyBanned: s.CurrentlyBanned,
 		TotalBanned:     s.TotalBanned,
 	}
