@@ -292,8 +292,14 @@ func exitCode(err error, io stdio) int {
 	case errors.Is(err, errShown):
 		return 2
 	case errors.As(err, &exit):
-		// fail2ban-client prints a NOK answer on standard output.
-		fmt.Fprintln(io.stdout, exit.Msg)
+		// fail2ban-client prints a NOK answer on standard output, and
+		// only logs some errors (on standard error).
+		if exit.Msg != "" {
+			fmt.Fprintln(io.stdout, exit.Msg)
+		}
+		if exit.Log != "" {
+			fmt.Fprintf(io.stderr, "moat: %s\n", exit.Log)
+		}
 		return exit.Code
 	case errors.Is(err, errUsage), errors.Is(err, emulate.ErrUsage):
 		fmt.Fprintf(io.stderr, "moat: %v\n", strings.TrimPrefix(err.Error(), "usage: "))

@@ -111,7 +111,7 @@ func Client(ctx context.Context, fs *flag.FlagSet, args []string, std IO, socket
 
 // errInvalid is fail2ban-client's answer to a command missing its
 // arguments.
-var errInvalid = &ExitError{255, "Sorry but the command is invalid"}
+var errInvalid = &ExitError{Code: 255, Msg: "Sorry but the command is invalid"}
 
 // getSettings are the jail settings `get JAIL X` reads.
 var getSettings = []string{"bantime", "findtime", "maxretry", "ignoreip", "logpath"}
@@ -126,16 +126,16 @@ func nok(err error) error {
 	var api *control.APIError
 	if errors.As(err, &api) {
 		if api.Status == http.StatusNotFound && strings.Contains(api.Message, "jail") {
-			return &ExitError{255, api.Message}
+			return &ExitError{Code: 255, Msg: api.Message}
 		}
-		return &ExitError{255, api.Error()}
+		return &ExitError{Code: 255, Msg: api.Error()}
 	}
 	return err
 }
 
 // noJail is fail2ban-client's answer for an unknown jail.
 func noJail(name string) error {
-	return &ExitError{255, fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
+	return &ExitError{Code: 255, Msg: fmt.Sprintf("Sorry but the jail '%s' does not exist", name)}
 }
 
 // jailErr turns the daemon's unknown-jail answer into fail2ban-client's;
@@ -235,7 +235,7 @@ func (c *f2bClient) unbanip(ctx context.Context, name string, addrs []string) er
 		}
 	}
 	if report && len(absent) > 0 {
-		return &ExitError{255, "not banned: " + pyList(absent)}
+		return &ExitError{Code: 255, Msg: "not banned: " + pyList(absent)}
 	}
 	fmt.Fprintln(c.out, n)
 	return nil
@@ -361,7 +361,8 @@ func (c *f2bClient) ping(ctx context.Context, a []string) error {
 	if len(a) == 1 {
 		secs, err := strconv.ParseFloat(a[0], 64)
 		if err != nil || secs <= 0 || secs > 1e6 {
-			return fmt.Errorf("%w: ping: timeout %q: want seconds, such as 1 or 0.5", ErrUsage, a[0])
+			// fail2ban-client logs this and exits 255.
+			return &ExitError{Code: 255, Log: fmt.Sprintf("ping: timeout %q: want seconds, such as 1 or 0.5", a[0])}
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(secs*float64(time.Second)))
@@ -394,16 +395,17 @@ func (c *f2bClient) reload(ctx context.Context, a []string) error {
 		a = a[1:]
 	}
 	if len(a) > 1 {
-		return fmt.Errorf("%w: unexpected argument(s) for reload: %s", ErrUsage, pyList(a))
+		// fail2ban-client logs this and exits 255.
+		return &ExitError{Code: 255, Log: "unexpected argument(s) for reload: " + pyList(a)}
 	}
 	name := ""
 	if len(a) == 1 && a[0] != "--all" {
 		name = a[0]
 	}
 	if _, _, err := c.c.Reload(ctx, name, unban); err != nil {
-		// fail2ban-client reads the configuration itself and says on
-		// standard error what is wrong with it.
-		return fmt.Errorf("reload: %w", err)
+		// fail2ban-client reads the configuration itself, says on
+		// standard error what is wrong with it, and exits 255.
+		return &ExitError{Code: 255, Log: "reload: " + err.Error()}
 	}
 	fmt.Fprintln(c.out, "OK")
 	return nil
@@ -511,7 +513,7 @@ func (c *f2bClient) delIgnoreIP(ctx context.Context, name string, addrs []string
 	if errors.As(err, &api) && api.Status == http.StatusNotFound && strings.Contains(api.Message, "is not in ignoreip") {
 		// Python's message for the list's remove, as fail2ban-client
 		// prints it.
-		return &ExitError{255, "list.remove(x): x not in list"}
+		return &ExitError{Code: 255, Msg: "list.remove(x): x not in list"}
 	}
 	if err != nil {
 		return nok(jailErr(err, name))

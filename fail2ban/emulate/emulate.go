@@ -36,10 +36,17 @@ var ErrUsage = errors.New("usage")
 // standard output (fail2ban-client prints a NOK answer there and exits 255).
 type ExitError struct {
 	Code int
-	Msg  string
+	// Msg is printed on standard output (fail2ban-client's NOK answer);
+	// Log, when set, on standard error (what fail2ban-client only logs).
+	Msg, Log string
 }
 
-func (e *ExitError) Error() string { return e.Msg }
+func (e *ExitError) Error() string {
+	if e.Msg == "" {
+		return e.Log
+	}
+	return e.Msg
+}
 
 // parseOptions parses options that may stand before, between or after the
 // positional arguments, as fail2ban-regex's optparse takes them, and
