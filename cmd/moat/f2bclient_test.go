@@ -97,7 +97,6 @@ var clientScript = [][]string{
 	{"ping", "x"},
 }
 
-
 // TestClientMatchesFail2banClient runs the same session against a real
 // fail2ban-server (Debian's fail2ban, with a do-nothing action written
 // here) through fail2ban-client, and against moat through `moat client`,
