@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,4 +49,21 @@ func writeFile(t *testing.T, dir, name, text string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// normalizeReport is fail2ban-regex's report without what differs from
+// run to run: the "[processed in …]" line, and the case of the encoding's
+// name (Python's name for it depends on the locales installed).
+func normalizeReport(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		switch {
+		case strings.HasPrefix(l, "[processed in "):
+			continue
+		case strings.HasPrefix(l, "Use         encoding : "):
+			l = strings.ToLower(l)
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }

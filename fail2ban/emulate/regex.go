@@ -37,6 +37,13 @@ type regexOpts struct {
 	printLimit    int
 	hasIgnoreArgs bool
 	encoding      string // what the header says the log is read as
+	// journalmatch is -m/--journalmatch (nil: not given), which overrides
+	// the filter's journalmatch for systemd-journal.
+	journalmatch *string
+	// logtype is "journal" when LOG is systemd-journal: the filter is
+	// loaded for journal lines, as fail2ban-regex loads it for the
+	// systemd backend.
+	logtype string
 }
 
 // Regex is `fail2ban-regex [OPTIONS] LOG FILTER [IGNOREREGEX]` (moat
@@ -69,6 +76,12 @@ func Regex(args []string, std IO, now func() time.Time) error {
 	boolean(&o.noMissed, "print no missed lines", "print-no-missed")
 	boolean(&o.noIgnored, "print no ignored lines", "print-no-ignored")
 	boolean(&o.verbose, "list every regex with the failures it found", "v", "verbose")
+	for _, n := range []string{"m", "journalmatch"} {
+		fs.Func(n, "journal `MATCH` (journalctl style, as a filter's journalmatch) for systemd-journal, overriding the filter's", func(v string) error {
+			o.journalmatch = &v
+			return nil
+		})
+	}
 	pos, err := parseOptions(fs, args, std.Stderr)
 	if err != nil {
 		return err
@@ -91,6 +104,9 @@ func Regex(args []string, std IO, now func() time.Time) error {
 		ignore = &pos[2]
 	}
 	o.encoding = localeEncoding(std.Getenv)
+	if isJournalLog(pos[0]) {
+		o.logtype = "journal"
+	}
 	return runRegex(std.Stdout, o, pos[0], pos[1], ignore, now)
 }
 
@@ -107,6 +123,8 @@ type regexStats struct {
 	elapsed                              time.Duration
 	failregexes, ignoreregexes           []string
 	headerFilter, headerOpts, headerLine []string
+	// noDates: no date detector, no "Date template hits" (journal)
+	noDates bool
 }
 
 // regexHit is one failure a failregex found, for -v.
@@ -182,7 +200,7 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 					header = append(header, fmt.Sprintf("Use %11s file : %s", "failregex", name))
 				}
 				optLine()
-				f, err := l.Load(withOpts(p))
+				f, err := l.LoadLogType(withOpts(p), o.logtype)
 				return f, header, err
 			}
 		} else {
@@ -191,7 +209,7 @@ func loadRegexFilter(o regexOpts, spec string, ignore *string) (*filters.Filter,
 				dir = o.config
 			}
 			l := &filters.Loader{Dirs: []string{dir}, MatchTimeout: regexMatchTimeout}
-			f, err := l.Load(withOpts(name))
+			f, err := l.LoadLogType(withOpts(name), o.logtype)
 			switch {
 			case err == nil && f.Source().File == "":
 				// fail2ban-regex would take the name for a regex; moat
@@ -461,7 +479,13 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}
-	lines, logHeader, err := logLines(log, o.encoding, f.MaxLines())
+	var lines, shown, logHeader []string
+	var refs []time.Time
+	if o.logtype == "journal" {
+		lines, shown, refs, logHeader, err = journalLines(o, log, f)
+	} else {
+		lines, logHeader, err = logLines(log, o.encoding, f.MaxLines())
+	}
 	if err != nil {
 		return fmt.Errorf("regex: %w", err)
 	}
@@ -507,6 +531,10 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	stream.KeepMatches = o.out != ""
 	stream.KeepFields = o.out == "row"
 	dates := f.DateTemplates()
+	// fail2ban-regex dates a journal line by its entry and has no date
+	// detector for it unless -d or the filter set a date pattern.
+	_, filterDates := f.DatePatternOption()
+	noDates := refs != nil && o.datepattern == "" && !filterDates
 	// For a multi-line filter, fail2ban-regex moves the very buffered lines
 	// a match takes (Result.Consumed, without their dates) from missed to
 	// matched: recent finds them as read.
@@ -521,38 +549,60 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 	prefMatched, prefGroups := false, "{}"
 	// The lines are matched in batches on every core (see
 	// filters.Stream.ExamineLines) and taken in order.
-	todo := make([]string, 0, len(lines))
-	for _, line := range lines {
-		for line != "" && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
-			line = line[:len(line)-1]
-		}
-		if line != "" && !strings.HasPrefix(line, "#") {
-			todo = append(todo, line)
+	// Journal lines are matched as they are, each with its entry's time
+	// as the time of a line without a date, and shown with that time in
+	// front, as fail2ban-regex shows them.
+	todo := lines
+	if refs == nil {
+		todo = make([]string, 0, len(lines))
+		for _, line := range lines {
+			for line != "" && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
+				line = line[:len(line)-1]
+			}
+			if line != "" && !strings.HasPrefix(line, "#") {
+				todo = append(todo, line)
+			}
 		}
 	}
-	results := make([]filters.Result, min(len(todo), regexBatch))
+	buf := make([]filters.Result, min(len(todo), regexBatch))
+	var results []filters.Result
+	base := 0
 	for k, line := range todo {
-		if k%regexBatch == 0 {
-			n := min(regexBatch, len(todo)-k)
-			stream.ExamineLines(todo[k:k+n], ref, o.out == "", runtime.GOMAXPROCS(0), results[:n])
+		shownLine := line
+		if refs != nil {
+			ref, shownLine = refs[k], shown[k]
 		}
-		r := results[k%regexBatch]
+		if k == base+len(results) {
+			// A batch: lines sharing one reference time.
+			n := min(regexBatch, len(todo)-k)
+			if refs != nil {
+				n = sameTime(refs[k : k+n])
+			}
+			base, results = k, buf[:n]
+			stream.ExamineLines(todo[k:k+n], ref, o.out == "", runtime.GOMAXPROCS(0), results)
+		}
+		r := results[k-base]
 		if o.out != "" {
 			// -o prints what fail2ban's daemon would take: the first
 			// failregex that matches decides.
-			if v, fl := classify(r, line, o.raw); v == verdictMatched {
+			if v, fl := classify(r, shownLine, o.raw); v == verdictMatched {
+				if refs != nil && len(fl.lines) == 1 && fl.lines[0] == line {
+					fl.lines = []string{shownLine}
+				}
 				fillTime(f, fl, line, ref)
 				emit(fl)
 			}
 			continue
 		}
 		// The report tried every failregex on every line.
-		dates.Observe(line, ref)
+		if refs == nil {
+			dates.Observe(line, ref)
+		}
 		if recent != nil {
 			if len(recent) > 4*f.MaxLines() {
 				clear(recent)
 			}
-			recent[f.StripDate(line, ref)] = line
+			recent[f.StripDate(line, ref)] = shownLine
 		}
 		if st.prefregex != "" {
 			wantGroups := o.verbose && len(st.prefGroups) <= o.printLimit
@@ -578,7 +628,7 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		v := verdictMissed
 		fails := 0
 		for _, h := range r.Hits {
-			fl, entry := hitEntry(h, line, o.raw)
+			fl, entry := hitEntry(h, shownLine, o.raw)
 			if !entry {
 				continue
 			}
@@ -627,23 +677,24 @@ func runRegex(w io.Writer, o regexOpts, log, spec string, ignore *string, now fu
 		case verdictIgnored:
 			st.ignored++
 			if !o.noIgnored && (o.allIgnored || st.ignored <= o.printLimit+1) {
-				st.ignLines = append(st.ignLines, line)
+				st.ignLines = append(st.ignLines, shownLine)
 			}
 		case verdictMatched:
 			st.matched++
 			if o.allMatched {
-				st.matchedLines = append(st.matchedLines, line)
+				st.matchedLines = append(st.matchedLines, shownLine)
 			}
 		default:
 			st.missed++
 			if !o.noMissed && (o.allMissed || st.missed <= o.printLimit+1) {
-				st.missedLines = append(st.missedLines, line)
+				st.missedLines = append(st.missedLines, shownLine)
 			}
 		}
 		st.tested++
 	}
 	st.elapsed = time.Since(start)
 	st.dateHits = dates.Hits()
+	st.noDates = noDates
 	if o.out == "" {
 		printRegexStats(out, o, &st)
 	}
@@ -809,14 +860,16 @@ func printRegexStats(out func(string), o regexOpts, st *regexStats) {
 	}
 	list("Failregex", st.failregexes, st.failHits, st.failHitList)
 	list("Ignoreregex", st.ignoreregexes, st.ignoreHits, nil)
-	out("\nDate template hits:")
-	var dl []string
-	for _, h := range st.dateHits {
-		if h.Hits > 0 || o.verbose {
-			dl = append(dl, fmt.Sprintf("[%d] %s", h.Hits, h.Name))
+	if !st.noDates {
+		out("\nDate template hits:")
+		var dl []string
+		for _, h := range st.dateHits {
+			if h.Hits > 0 || o.verbose {
+				dl = append(dl, fmt.Sprintf("[%d] %s", h.Hits, h.Name))
+			}
 		}
+		pprintList(out, dl, "[# of hits] date format")
 	}
-	pprintList(out, dl, "[# of hits] date format")
 	out(fmt.Sprintf("\nLines: %d lines, %d ignored, %d matched, %d missed", st.tested, st.ignored, st.matched, st.missed))
 	out(fmt.Sprintf("[processed in %.2f sec]", st.elapsed.Seconds()))
 	out("")

@@ -316,20 +316,7 @@ func TestRegexResultsBlockAgainstFail2banRegex(t *testing.T) {
 		t.Skip("short: runs a Python process per case")
 	}
 	log := filepath.Join("..", "..", "filters", "testdata", "sshd.log")
-	normalize := func(s string) string {
-		var out []string
-		for _, l := range strings.Split(s, "\n") {
-			switch {
-			case strings.HasPrefix(l, "[processed in "):
-				continue
-			case strings.HasPrefix(l, "Use         encoding : "):
-				// Python's name for it depends on the locales installed.
-				l = strings.ToLower(l)
-			}
-			out = append(out, l)
-		}
-		return strings.Join(out, "\n")
-	}
+	normalize := normalizeReport
 	cases := []struct {
 		name string
 		args []string

@@ -352,3 +352,68 @@ func isHex(s string) bool {
 		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F')
 	})
 }
+
+// Dump reads once, in journal order, the entries of the system journal
+// that m selects, from the journal's start to its current end (no
+// following), and calls each with every one; an error from each stops the
+// reading and is returned. It runs `journalctl --output=json --all
+// --no-pager --system` with the match terms after "--" (Options:
+// Journalctl, MaxEntry and Logger, which also receives the entries that
+// cannot be decoded; the other fields are unused). This is how
+// fail2ban-regex reads systemd-journal.
+func Dump(ctx context.Context, m Match, opts Options, each func(Entry) error) error {
+	f := New(m, nil, opts)
+	a := []string{"--output=json", "--all", "--no-pager", "--system"}
+	if len(m) > 0 {
+		a = append(a, "--")
+		a = append(a, m.Args()...)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.prog, a...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	entries := make(chan Entry)
+	var eachErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range entries {
+			if eachErr = each(e); eachErr != nil {
+				cancel()
+				break
+			}
+		}
+		for range entries {
+		}
+	}()
+	_, readErr := f.read(ctx, stdout, entries, "")
+	close(entries)
+	<-done
+	if readErr != nil || eachErr != nil {
+		cmd.Process.Kill()
+	}
+	io.Copy(io.Discard, stdout)
+	waitErr := cmd.Wait()
+	switch {
+	case eachErr != nil:
+		return eachErr
+	case ctx.Err() != nil && readErr != nil:
+		return readErr
+	case waitErr != nil:
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("journal: journalctl: %w: %s", waitErr, msg)
+		}
+		return fmt.Errorf("journal: journalctl: %w", waitErr)
+	}
+	return nil
+}
