@@ -507,15 +507,17 @@ func TestAccessLogFollowsRenameByItself(t *testing.T) {
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := os.Stat(path); err == nil {
-			break
+	// Reopened: the file open is the one at the path (which exists a
+	// moment before the log switches to it).
+	testkit.WaitFor(t, 20*time.Second, "the log reopened after a rename", func() bool {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the log was not reopened after a rename")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return os.SameFile(a.fi, fi)
+	})
 	a.Write(alEntry(1))
 	if err := a.Close(); err != nil {
 		t.Fatal(err)

@@ -262,8 +262,13 @@ func jailConfigs(cfg *configs.Config) []jail.Config {
 func (d *daemon) describe(cfg *configs.Config) {
 	for _, j := range cfg.Jails {
 		if j.Journal {
-			d.logger.Info("jail reading the journal", keyJail, j.Name, "backend", j.Backend, "journalmatch", j.JournalMatch.String(),
-				"filter", filterLabel(j.Filter), "maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime))
+			attrs := []any{keyJail, j.Name, "backend", j.Backend, "journalmatch", j.JournalMatch.String(),
+				"filter", filterLabel(j.Filter), "maxretry", j.MaxRetry, "findtime", j.FindTime.String(), "bantime", banTimeLabel(j.BanTime)}
+			if len(j.LogPath) > 0 {
+				// auto, because none of its files existed.
+				attrs = append(attrs, "missing", j.LogPath)
+			}
+			d.logger.Info("jail reading the journal", attrs...)
 			if len(j.Containers) > 0 {
 				d.logger.Info("jail watching containers", keyJail, j.Name, "containers", j.Containers, "docker_root", cfg.Docker.Root)
 			}
