@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -198,6 +199,25 @@ func newSet(t *nftables.Table, jail string, fam int) *nftables.Set {
 // and the anonymous sets its port match needs.
 //
 //	meta nfproto ipv4 ip saddr @set [meta l4proto {tcp,udp} th dport {ports}] counter drop
+//
+// setIDs numbers the sets moat adds, which a transaction's rules refer to by
+// ID. google/nftables would number a set given with ID 0 from a package
+// variable it increments under each connection's own lock: a data race
+// between two backends in one process (the race detector found it in the
+// tests). So every set gets its ID here.
+var setIDs atomic.Uint32
+
+func nextSetID() uint32 {
+	for {
+		if id := setIDs.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
+// anonSetName is the name of an anonymous set, which the kernel numbers.
+const anonSetName = "__set%d"
+
 func addRule(cc *nftables.Conn, t *nftables.Table, ch *nftables.Chain, j firewall.Jail, fam int, set *nftables.Set) error {
 	f := families[fam]
 	exprs := []expr.Any{
@@ -211,11 +231,11 @@ func addRule(cc *nftables.Conn, t *nftables.Table, ch *nftables.Chain, j firewal
 		return fmt.Errorf("jail %q: %d port ranges, at most %d", j.Name, len(ps), maxPortRanges)
 	}
 	if len(ps) > 0 {
-		protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+		protos := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto, ID: nextSetID(), Name: anonSetName}
 		if err := cc.AddSet(protos, []nftables.SetElement{{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}}}); err != nil {
 			return fmt.Errorf("add protocol set: %w", err)
 		}
-		portSet := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeInetService}
+		portSet := &nftables.Set{Table: t, Anonymous: true, Constant: true, Interval: true, KeyType: nftables.TypeInetService, ID: nextSetID(), Name: anonSetName}
 		var els []nftables.SetElement
 		for _, p := range ps {
 			els = append(els, nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p.First)})

@@ -933,7 +933,7 @@ func (b *Backend) queueSetsAndRules(jails []firewall.Jail, setOf map[string]*nft
 	for _, j := range jails {
 		for fam := range families {
 			s := setOf[setBase(j.Name)+families[fam].suffix]
-			s.ID = 0
+			s.ID = nextSetID()
 			if err := b.conn.AddSet(s, nil); err != nil {
 				return fmt.Errorf("add set %s: %w", s.Name, err)
 			}
