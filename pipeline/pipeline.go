@@ -290,22 +290,61 @@ type Pipeline struct {
 	set atomic.Pointer[Set]
 
 	mu sync.Mutex
-	// containers is the watcher's latest list; stopWatcher restarts the
-	// watcher, watcherKey is the selectors it runs with.
+	// containers is the watcher's latest list.
 	containers   []docker.Container
-	stopWatcher  context.CancelFunc
-	watcherKey   string
 	follower     *follow.Follower
 	stopFollower context.CancelFunc // restarts the follower with the current set
-	// stopJournal restarts the journal readers; journalKey is the streams
-	// they read.
-	stopJournal context.CancelFunc
-	journalKey  string
+	// watcher runs the container watcher for the set's selectors, journal
+	// the journal readers for its streams.
+	watcher, journal restarter
+}
+
+// restarter is a loop that runs for the set in force while what it depends
+// on (its key) stays the same, and starts again when a set with another key
+// is put in force. With an empty key it runs nothing until then.
+type restarter struct {
+	key func(*Set) string
+	// stop ends the round running for cur. Both are under Pipeline.mu.
+	stop context.CancelFunc
+	cur  string
+}
+
+// restartLocked ends the round when set's key differs from the one it runs
+// (the loop starts again with set). Pipeline.mu is held.
+func (r *restarter) restartLocked(set *Set) {
+	if r.key(set) != r.cur && r.stop != nil {
+		r.stop()
+	}
+}
+
+// loop runs round for the set in force, again after each restart, until
+// ctx ends; round returns when its context ends. An error from a round that
+// was not stopped ends the loop.
+func (p *Pipeline) loop(ctx context.Context, r *restarter, round func(context.Context, *Set) error) error {
+	for {
+		p.mu.Lock()
+		set := p.set.Load()
+		key := r.key(set)
+		rctx, cancel := context.WithCancel(ctx)
+		r.stop, r.cur = cancel, key
+		p.mu.Unlock()
+		if key == "" {
+			<-rctx.Done()
+		} else if err := round(rctx, set); err != nil && rctx.Err() == nil {
+			cancel()
+			return err
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
 }
 
 // New is a pipeline running set, once Run is called.
 func New(set *Set, opts Options) *Pipeline {
-	p := &Pipeline{opts: opts, log: opts.Logger}
+	p := &Pipeline{opts: opts, log: opts.Logger,
+		watcher: restarter{key: (*Set).selectorKey}, journal: restarter{key: (*Set).streamKey}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -325,18 +364,8 @@ func (p *Pipeline) Use(set *Set) {
 	if !slices.Equal(prev.patterns, set.patterns) && p.stopFollower != nil {
 		p.stopFollower()
 	}
-	if set.selectorKey() != p.watcherKey && p.stopWatcher != nil {
-		p.stopWatcher()
-	}
-	p.restartJournalLocked(set)
-}
-
-// restartJournalLocked stops the journal readers when set's streams differ
-// from theirs (they start again with set's). p.mu is held.
-func (p *Pipeline) restartJournalLocked(set *Set) {
-	if set.streamKey() != p.journalKey && p.stopJournal != nil {
-		p.stopJournal()
-	}
+	p.watcher.restartLocked(set)
+	p.journal.restartLocked(set)
 }
 
 // Run follows the logs and watches the containers until ctx ends.
@@ -614,44 +643,31 @@ func (p *Pipeline) dispatchJournal(ctx context.Context, entries <-chan journal.E
 // are dispatched, and their positions handed over, before the next round
 // starts from the engine's positions, so no entry is counted twice.
 func (p *Pipeline) readJournal(ctx context.Context) error {
-	for {
-		p.mu.Lock()
-		set := p.set.Load()
-		key := set.streamKey()
-		jctx, cancel := context.WithCancel(ctx)
-		p.stopJournal, p.journalKey = cancel, key
-		p.mu.Unlock()
-		if key == "" {
-			<-jctx.Done()
-		} else {
-			entries := make(chan journal.Entry, 4096)
-			done := make(chan struct{})
-			go func() {
-				p.dispatchJournal(ctx, entries)
-				close(done)
-			}()
-			saved := p.opts.Engine.Positions()
-			var wg sync.WaitGroup
-			for _, st := range set.streams {
-				o := p.opts.Journal
-				o.Since = st.since
-				o.Logger = p.log.With("component", "journal")
-				f := journal.New(st.match, saved, o)
-				wg.Go(func() {
-					if err := f.Run(jctx, entries); err != nil && jctx.Err() == nil {
-						p.log.Error("read the journal", "match", st.match.String(), "error", err)
-					}
-				})
-			}
-			wg.Wait()
-			close(entries)
-			<-done
+	return p.loop(ctx, &p.journal, func(jctx context.Context, set *Set) error {
+		entries := make(chan journal.Entry, 4096)
+		done := make(chan struct{})
+		go func() {
+			p.dispatchJournal(ctx, entries)
+			close(done)
+		}()
+		saved := p.opts.Engine.Positions()
+		var wg sync.WaitGroup
+		for _, st := range set.streams {
+			o := p.opts.Journal
+			o.Since = st.since
+			o.Logger = p.log.With("component", "journal")
+			f := journal.New(st.match, saved, o)
+			wg.Go(func() {
+				if err := f.Run(jctx, entries); err != nil && jctx.Err() == nil {
+					p.log.Error("read the journal", "match", st.match.String(), "error", err)
+				}
+			})
 		}
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+		wg.Wait()
+		close(entries)
+		<-done
+		return nil
+	})
 }
 
 // oldRuns counts, per file and jail, the failures the engine dropped in a
@@ -711,27 +727,13 @@ func inc(c Counter) {
 // selectors, restarting it when the selectors change, until ctx ends.
 // Without any jail that names containers it waits for a set that has one.
 func (p *Pipeline) watchContainers(ctx context.Context) error {
-	for {
-		p.mu.Lock()
-		set := p.set.Load()
-		key := set.selectorKey()
-		wctx, cancel := context.WithCancel(ctx)
-		p.stopWatcher, p.watcherKey = cancel, key
-		p.mu.Unlock()
-		if key == "" {
-			<-wctx.Done()
-		} else {
-			w := &docker.Watcher{Root: set.root, Selectors: set.allSelectors(), Interval: p.opts.WatchEvery, Logger: p.log.With("component", "docker")}
-			if err := w.Run(wctx, p.setContainers); err != nil && ctx.Err() == nil {
-				cancel()
-				return fmt.Errorf("watch containers in %s: %w", set.root, err)
-			}
+	return p.loop(ctx, &p.watcher, func(wctx context.Context, set *Set) error {
+		w := &docker.Watcher{Root: set.root, Selectors: set.allSelectors(), Interval: p.opts.WatchEvery, Logger: p.log.With("component", "docker")}
+		if err := w.Run(wctx, p.setContainers); err != nil {
+			return fmt.Errorf("watch containers in %s: %w", set.root, err)
 		}
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
+		return nil
+	})
 }
 
 // setContainers takes the watcher's new list of containers: the set gets
@@ -747,7 +749,7 @@ func (p *Pipeline) setContainers(cs []docker.Container) {
 	if !slices.Equal(cur.patterns, ns.patterns) && p.stopFollower != nil {
 		p.stopFollower()
 	}
-	p.restartJournalLocked(ns)
+	p.journal.restartLocked(ns)
 	for key, st := range ns.streams {
 		if _, ok := cur.streams[key]; !ok && st.container != "" {
 			p.log.Info("following container log in the journal", "container", st.container, "match", st.match.String())
