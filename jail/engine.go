@@ -707,45 +707,31 @@ func (e *Engine) Failures(ctx context.Context, fs []Failure, pos sources.Positio
 // triggered, if any, and whether it dropped the failure for being older
 // than findtime (counted in the jail's tooOld). mu held.
 func (e *Engine) recordLocked(f Failure) (*pendingBan, bool, error) {
-	pb, err := e.recordFreshLocked(f)
-	if err == errTooOld {
-		e.jails[f.Jail].tooOld++
-		return nil, true, nil
-	}
-	return pb, false, err
-}
-
-// errTooOld is recordFreshLocked's answer for a failure older than its
-// jail's findtime.
-var errTooOld = errors.New("failure older than findtime")
-
-// recordFreshLocked is recordLocked but for the accounting of old
-// failures. mu held.
-func (e *Engine) recordFreshLocked(f Failure) (*pendingBan, error) {
 	js := e.jails[f.Jail]
 	if js == nil {
-		return nil, fmt.Errorf("record failure: jail %q: %w", f.Jail, ErrUnknownJail)
+		return nil, false, fmt.Errorf("record failure: jail %q: %w", f.Jail, ErrUnknownJail)
 	}
 	now := e.now()
 	if !f.Addr.IsValid() {
-		return nil, nil
+		return nil, false, nil
 	}
 	if f.Time.Before(now.Add(-js.cfg.FindTime)) {
-		return nil, errTooOld
+		js.tooOld++
+		return nil, true, nil
 	}
 	p := netaddr.HostPrefix(f.Addr, js.cfg.IPv6Prefix)
 	k := winKey{f.Jail, p}
 	if e.pendingKeys[k] > 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if exp, ok := e.blocked[k]; ok && now.UnixNano() < exp {
-		return nil, nil
+		return nil, false, nil
 	}
 	if ws := e.wide[f.Jail]; len(ws) > 0 {
 		a := f.Addr.Unmap().WithZone("")
 		for _, w := range ws {
 			if now.UnixNano() < w.exp && w.p.Contains(a) {
-				return nil, nil
+				return nil, false, nil
 			}
 		}
 	}
@@ -756,15 +742,15 @@ func (e *Engine) recordFreshLocked(f Failure) (*pendingBan, error) {
 		if why := reservedWhy(netip.PrefixFrom(a, a.BitLen())); warnsOnFailure(why) {
 			e.logRefusedLocked(f.Jail, a, why)
 		}
-		return nil, nil
+		return nil, false, nil
 	}
 	n := e.tr.add(k, f.Time.UnixNano(), js.findtime)
 	js.totalFailed++
 	if n < js.cfg.MaxRetry {
-		return nil, nil
+		return nil, false, nil
 	}
 	e.tr.remove(k)
-	return e.decideLocked(js, k, n, now, 0, "failures", false), nil
+	return e.decideLocked(js, k, n, now, 0, "failures", false), false, nil
 }
 
 // wideBan is an active ban in Engine.wide.

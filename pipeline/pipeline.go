@@ -523,9 +523,10 @@ func (d *dispatcher) current() *Set {
 }
 
 // line matches one line of pos.Path, read at read; ref is the time of a
-// line without a date. dry says the queue has run dry.
+// line without a date. dry says the queue has run dry. The caller has
+// taken the set in force (current) for this line.
 func (d *dispatcher) line(ctx context.Context, text string, pos sources.Position, read, ref time.Time, dry bool) {
-	set := d.current()
+	set := d.set
 	js, ok := d.byPath[pos.Path]
 	if !ok {
 		for _, j := range set.watching(pos.Path) {
